@@ -1,0 +1,356 @@
+"""asyncio AudioSocket server: a thin shell around the sans-IO codec.
+
+One TCP connection is one call. The server reads the UUID frame, answers at once with a short
+silence (Asterisk can wedge if the server never sends first), learns the media format from the
+first audio frame (rate from the frame kind, frame duration from its length: never assumed),
+then runs three tasks per call: the reader, the paced playout, and the handler the composition
+root supplied. The server knows nothing about dialog: it only calls `handler(session)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from audiosocket import protocol as p
+from audiosocket.clock import Clock, MonotonicClock
+from audiosocket.pcm import duration_ms, frame_bytes
+from audiosocket.playout import Playout
+
+log = logging.getLogger(__name__)
+
+
+class EndReason(str, enum.Enum):
+    CALLER_HANGUP = "caller_hangup"  # TCP EOF or a 0x00 frame from Asterisk
+    AGENT_HANGUP = "agent_hangup"  # the handler returned or called hangup()
+    ERROR_FRAME = "error_frame"  # Asterisk reported an error (0xFF)
+    PROTOCOL_ERROR = "protocol_error"
+    HANDLER_ERROR = "handler_error"
+    SHUTDOWN = "shutdown"
+    CONNECTION_LOST = "connection_lost"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFormat:
+    sample_rate: int
+    frame_ms: float
+
+    @property
+    def frame_bytes(self) -> int:
+        return frame_bytes(self.sample_rate, self.frame_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """The last item of a session's inbound stream."""
+
+    reason: EndReason
+    detail: str = ""
+
+
+InboundItem = p.Audio | p.Dtmf | p.UnknownFrame | CallEnded
+
+
+class CallSession:
+    """One call's state as the handler sees it: inbound items, playout, hangup."""
+
+    def __init__(
+        self,
+        call_id: uuid.UUID,
+        peer: str,
+        writer: asyncio.StreamWriter,
+        clock: Clock,
+        *,
+        inbound_limit: int,
+        default_format: MediaFormat,
+        write_timeout: float = 5.0,
+    ) -> None:
+        self.call_id = call_id
+        self._write_timeout = write_timeout
+        self.peer = peer
+        self.clock = clock
+        self._writer = writer
+        self._default_format = default_format
+        self._inbound: asyncio.Queue[InboundItem] = asyncio.Queue()
+        self._inbound_limit = inbound_limit
+        self._media: asyncio.Future[MediaFormat] = asyncio.get_running_loop().create_future()
+        self._write_lock = asyncio.Lock()
+        self.playout: Playout | None = None
+        self.ended = asyncio.Event()
+        self.end_reason: EndReason | None = None
+        self.end_detail = ""
+        self.frames_in = 0
+        self.bytes_in = 0
+        self.dropped_in = 0  # inbound frames dropped because the handler fell behind
+        self.dtmf_in: list[str] = []
+        self.started_at = clock.now()
+
+    # --- handler API ---
+    async def media_format(self, timeout: float | None = 5.0) -> MediaFormat:
+        """The call's audio format, known from Asterisk's first audio frame.
+
+        An unbridged channel sends no audio; after `timeout` the configured default is used.
+        """
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._media), timeout)
+        except TimeoutError:
+            self._set_media(self._default_format)
+            return self._default_format
+
+    async def start_playout(self, timeout: float | None = 5.0) -> Playout:
+        """The paced playout for this call (created once, at the call's own rate/frame size)."""
+        fmt = await self.media_format(timeout)
+        if self.playout is None:
+            self.playout = Playout(self.clock, fmt.sample_rate, fmt.frame_ms, self._send_audio)
+        return self.playout
+
+    async def receive(self) -> InboundItem:
+        """Next inbound audio frame, digit or the final CallEnded (repeated once ended)."""
+        if self.ended.is_set() and self._inbound.empty():
+            return CallEnded(self.end_reason or EndReason.CALLER_HANGUP, self.end_detail)
+        return await self._inbound.get()
+
+    async def hangup(self, reason: EndReason = EndReason.AGENT_HANGUP) -> None:
+        """End the call from our side: a 0x00 frame tells Asterisk to hang up the channel."""
+        self._end(reason)
+        with contextlib.suppress(ConnectionError, TimeoutError, OSError):
+            await self._write(p.encode_hangup())
+
+    async def send_dtmf(self, digit: str) -> None:
+        await self._write(p.encode_dtmf(digit))
+
+    @property
+    def is_ended(self) -> bool:
+        return self.ended.is_set()
+
+    # --- server side ---
+    def _deliver(self, item: InboundItem) -> None:
+        if isinstance(item, p.Audio):
+            self.frames_in += 1
+            self.bytes_in += len(item.pcm)
+            if not self._media.done() and item.pcm:
+                self._set_media(MediaFormat(item.sample_rate, duration_ms(len(item.pcm), item.sample_rate)))
+            if self._inbound.qsize() >= self._inbound_limit:
+                # Bounded memory: drop the oldest frame, never block the socket reader.
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    self._inbound.get_nowait()
+                self.dropped_in += 1
+        elif isinstance(item, p.Dtmf):
+            self.dtmf_in.append(item.digit)
+        self._inbound.put_nowait(item)
+
+    def _set_media(self, fmt: MediaFormat) -> None:
+        if not self._media.done():
+            self._media.set_result(fmt)
+
+    def _end(self, reason: EndReason, detail: str = "") -> None:
+        if not self.ended.is_set():
+            self.end_reason = reason
+            self.end_detail = detail
+            self.ended.set()
+            self._inbound.put_nowait(CallEnded(reason, detail))
+
+    async def _send_audio(self, pcm: bytes) -> None:
+        fmt = self._media.result() if self._media.done() else self._default_format
+        await self._write(p.encode_audio(pcm, fmt.sample_rate))
+
+    async def _write(self, data: bytes) -> None:
+        if self._writer.is_closing():
+            raise ConnectionResetError("AudioSocket connection already closed")
+        async with self._write_lock:
+            self._writer.write(data)
+            # A peer that stops reading must not stall playout forever.
+            await asyncio.wait_for(self._writer.drain(), self._write_timeout)
+
+
+Handler = Callable[[CallSession], Awaitable[None]]
+
+
+class AudioSocketServer:
+    """Accepts Asterisk's AudioSocket connections and runs `handler(session)` for each call."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 9092,
+        *,
+        clock: Clock | None = None,
+        uuid_timeout: float = 5.0,
+        initial_silence_ms: float = 20.0,
+        default_format: MediaFormat = MediaFormat(8000, 20.0),
+        inbound_limit: int = 500,
+        write_timeout: float = 5.0,
+    ) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.clock = clock or MonotonicClock()
+        self.uuid_timeout = uuid_timeout
+        self.initial_silence_ms = initial_silence_ms
+        self.default_format = default_format
+        self.inbound_limit = inbound_limit
+        self.write_timeout = write_timeout
+        self.sessions: dict[uuid.UUID, CallSession] = {}
+        self.calls_total = 0
+        self.finished: list[tuple[uuid.UUID, EndReason]] = []  # bounded history for tests/metrics
+        self._server: asyncio.Server | None = None
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._on_connect, self.host, self.port)
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        log.info("AudioSocket server listening on %s:%d", self.host, self.port)
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Graceful shutdown, in this order: stop accepting (no new calls can race in), then ask
+        every live call to end (0x00 so Asterisk hangs up cleanly rather than seeing a reset),
+        then give the per-call tasks `grace` seconds before cancelling what is left."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        await asyncio.gather(*(s.hangup(EndReason.SHUTDOWN) for s in list(self.sessions.values())), return_exceptions=True)
+        if self._conn_tasks:
+            _, pending = await asyncio.wait(self._conn_tasks, timeout=grace)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> AudioSocketServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conn_tasks.add(task)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._conn_tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = str(writer.get_extra_info("peername"))
+        if self._closing:
+            return
+        decoder = p.AudioSocketDecoder()
+        try:
+            call_id = await asyncio.wait_for(self._read_uuid(reader, decoder), self.uuid_timeout)
+        except (TimeoutError, p.ProtocolError, ConnectionError) as exc:
+            log.warning("AudioSocket connection from %s dropped before a valid UUID: %s", peer, exc)
+            return
+        if call_id in self.sessions:
+            log.error("duplicate AudioSocket UUID %s from %s: refusing the second connection", call_id, peer)
+            writer.write(p.encode_hangup())
+            return
+        # Send first, immediately: avoids the Asterisk receive-loop wedge (see ASTERISK.md).
+        writer.write(p.encode_audio(bytes(frame_bytes(self.default_format.sample_rate, self.initial_silence_ms)), self.default_format.sample_rate))
+        session = CallSession(call_id, peer, writer, self.clock, inbound_limit=self.inbound_limit, default_format=self.default_format, write_timeout=self.write_timeout)
+        self.sessions[call_id] = session
+        self.calls_total += 1
+        log.info("call %s connected from %s", call_id, peer)
+        try:
+            await self._run_call(session, reader, decoder)
+        finally:
+            self.sessions.pop(call_id, None)
+            self.finished.append((call_id, session.end_reason or EndReason.CONNECTION_LOST))
+            del self.finished[:-1000]
+            log.info("call %s ended: %s %s", call_id, session.end_reason, session.end_detail)
+
+    async def _read_uuid(self, reader: asyncio.StreamReader, decoder: p.AudioSocketDecoder) -> uuid.UUID:
+        while True:
+            ev = decoder.next_event()
+            if isinstance(ev, p.UuidFrame):
+                return ev.uuid
+            if isinstance(ev, p.Closed):
+                raise ConnectionError("closed before UUID")
+            if ev is p.NEED_DATA:
+                decoder.receive_data(await reader.read(65536))
+
+    async def _run_call(self, session: CallSession, reader: asyncio.StreamReader, decoder: p.AudioSocketDecoder) -> None:
+        async def handler() -> None:
+            try:
+                await self.handler(session)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a handler bug ends this call, never the server
+                log.exception("handler failed for call %s", session.call_id)
+                session._end(EndReason.HANDLER_ERROR, repr(exc))
+                await session.hangup()
+                return
+            if not session.is_ended:
+                await session.hangup()
+
+        async def playout() -> None:
+            pl = await session.start_playout(timeout=None)
+            await pl.run()
+
+        tasks = [
+            asyncio.create_task(self._reader(session, reader, decoder), name=f"as-read-{session.call_id}"),
+            asyncio.create_task(handler(), name=f"as-handler-{session.call_id}"),
+        ]
+        play_task = asyncio.create_task(playout(), name=f"as-playout-{session.call_id}")
+        ended = asyncio.create_task(session.ended.wait())
+        try:
+            # The call lives until it ends for any reason; the handler may keep draining
+            # session.receive() for a moment after that (it sees CallEnded), bounded below.
+            await asyncio.wait([ended, play_task], return_when=asyncio.FIRST_COMPLETED)
+            if play_task.done() and not session.is_ended:
+                # A write failed: usually Asterisk hung up and our frame raced its close. Let
+                # the reader see the EOF/reset and name the reason before calling it lost.
+                await asyncio.wait([ended], timeout=0.5)
+                if not session.is_ended:
+                    exc = play_task.exception()
+                    session._end(EndReason.CONNECTION_LOST, repr(exc))
+            await asyncio.wait([tasks[1]], timeout=self.write_timeout)
+        finally:
+            for t in (*tasks, play_task, ended):
+                t.cancel()
+            await asyncio.gather(*tasks, play_task, ended, return_exceptions=True)
+
+    async def _reader(self, session: CallSession, reader: asyncio.StreamReader, decoder: p.AudioSocketDecoder) -> None:
+        try:
+            while True:
+                ev = decoder.next_event()
+                if ev is p.NEED_DATA:
+                    decoder.receive_data(await reader.read(65536))
+                    continue
+                if isinstance(ev, (p.Closed, p.Hangup)):
+                    session._end(EndReason.CALLER_HANGUP)
+                    return
+                if isinstance(ev, p.ErrorFrame):
+                    session._end(EndReason.ERROR_FRAME, f"code={ev.code}")
+                    return
+                if isinstance(ev, (p.Audio, p.Dtmf, p.UnknownFrame)):
+                    if isinstance(ev, p.UnknownFrame):
+                        log.warning("call %s: unknown AudioSocket frame kind 0x%02x (%d bytes) ignored", session.call_id, ev.kind, len(ev.payload))
+                    session._deliver(ev)
+                # a second UUID frame mid-call is ignored: the call is already identified
+        except p.ProtocolError as exc:
+            log.error("call %s: protocol error: %s", session.call_id, exc)
+            session._end(EndReason.PROTOCOL_ERROR, str(exc))
+        except ConnectionResetError as exc:
+            # Asterisk closing with our frames unread arrives as a reset, not a clean EOF:
+            # the far end hung up all the same.
+            session._end(EndReason.CALLER_HANGUP, repr(exc))
+        except (ConnectionError, OSError) as exc:
+            session._end(EndReason.CONNECTION_LOST, repr(exc))

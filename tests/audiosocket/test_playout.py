@@ -1,0 +1,162 @@
+"""Playout: pure segment bookkeeping, then deadline pacing on virtual time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from audiosocket.clock import ManualClock
+from audiosocket.playout import Playout, PlayoutBuffer
+
+FB = 640  # 20 ms at 16 kHz
+
+
+def _pcm(n: int, value: int = 1) -> bytes:
+    return value.to_bytes(2, "little", signed=True) * (n // 2)
+
+
+def test_frames_are_exact_size_and_tail_is_padded() -> None:
+    b = PlayoutBuffer(16000, FB)
+    sid = b.capture(_pcm(FB * 2 + 100))
+    b.flush()
+    f1, f2, f3 = b.next_frame(), b.next_frame(), b.next_frame()
+    assert [len(f.pcm) for f in (f1, f2, f3)] == [FB, FB, FB]
+    assert f1.voiced and f2.voiced and f3.voiced and not f2.finished
+    assert f3.pcm[:100] == _pcm(100) and f3.pcm[100:] == bytes(FB - 100)
+    (rep,) = f3.finished
+    assert rep.segment_id == sid and rep.played_bytes == FB * 2 + 100 and not rep.interrupted
+    f4 = b.next_frame()
+    assert not f4.voiced and f4.pcm == bytes(FB)
+
+
+def test_capture_in_odd_chunks_reassembles_in_order() -> None:
+    b = PlayoutBuffer(16000, FB)
+    data = bytes(range(256)) * 10  # 2560 bytes = 4 frames
+    for i in range(0, len(data), 38):
+        b.capture(data[i : i + 38])
+    b.flush()
+    out = b"".join(b.next_frame().pcm for _ in range(4))
+    assert out == data
+
+
+def test_open_segment_underrun_sends_silence_without_consuming_partial() -> None:
+    b = PlayoutBuffer(16000, FB)
+    b.capture(_pcm(100))
+    f = b.next_frame()
+    assert not f.voiced and b.underruns == 1 and b.pending_bytes == 100
+    b.capture(_pcm(FB - 100))
+    assert b.next_frame().voiced
+
+
+def test_clear_reports_what_was_heard_and_drops_queue() -> None:
+    b = PlayoutBuffer(16000, FB)
+    first = b.capture(_pcm(FB * 10))
+    b.flush()
+    second = b.capture(_pcm(FB * 5))
+    b.flush()
+    for _ in range(3):
+        b.next_frame()
+    reports = b.clear()
+    assert [(r.segment_id, r.played_bytes, r.interrupted) for r in reports] == [(first, FB * 3, True), (second, 0, True)]
+    assert reports[0].played_ms == pytest.approx(60.0)
+    assert not b.active and b.pending_bytes == 0
+    assert not b.next_frame().voiced  # the very next frame is silence: stop within one frame
+
+
+def test_empty_flushed_segment_finishes() -> None:
+    b = PlayoutBuffer(8000, 320)
+    sid = b.capture(b"")
+    b.flush()
+    f = b.next_frame()
+    assert not f.voiced and [r.segment_id for r in f.finished] == [sid]
+
+
+def test_flush_without_open_segment_is_none_and_bad_input_rejected() -> None:
+    b = PlayoutBuffer(8000, 320)
+    assert b.flush() is None
+    with pytest.raises(ValueError, match="even"):
+        b.capture(b"\x00")
+    with pytest.raises(ValueError, match="positive even"):
+        PlayoutBuffer(8000, 321)
+
+
+async def test_pacer_sends_on_exact_deadlines_and_reports() -> None:
+    clock = ManualClock(start=100.0)
+    sent: list[tuple[float, bytes]] = []
+
+    async def send(frame: bytes) -> None:
+        sent.append((clock.now(), frame))
+
+    pl = Playout(clock, 16000, 20.0, send)
+    task = asyncio.create_task(pl.run())
+    report = await pl.play(_pcm(FB * 5))
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert report.played_bytes == FB * 5 and not report.interrupted
+    times = [t for t, _ in sent]
+    assert times[0] == 100.0
+    assert all(b - a == pytest.approx(0.020) for a, b in zip(times, times[1:]))
+    assert [f for _, f in sent if f != bytes(FB)] == [_pcm(FB)] * 5
+    assert pl.voiced_frames_sent == 5
+
+
+async def test_pacer_re_anchors_after_a_stall_instead_of_bursting() -> None:
+    clock = ManualClock(start=0.0)
+    sent: list[float] = []
+
+    async def send(frame: bytes) -> None:
+        sent.append(clock.now())
+        if len(sent) == 3:
+            clock.advance(0.5)  # the socket blocked for half a second
+
+    pl = Playout(clock, 8000, 20.0, send)
+    task = asyncio.create_task(pl.run())
+    while len(sent) < 8:
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert pl.late_resets == 1
+    gaps = [b - a for a, b in zip(sent[3:], sent[4:])]
+    assert all(g == pytest.approx(0.020) for g in gaps)  # no burst of catch-up frames
+
+
+async def test_clear_resolves_waiter_as_interrupted() -> None:
+    clock = ManualClock()
+    frames = 0
+
+    async def send(frame: bytes) -> None:
+        nonlocal frames
+        frames += 1
+
+    pl = Playout(clock, 16000, 20.0, send)
+    task = asyncio.create_task(pl.run())
+    pl.capture(_pcm(FB * 50))
+    sid = pl.flush()
+    assert sid is not None
+    waiter = asyncio.create_task(pl.wait(sid))
+    while pl.voiced_frames_sent < 4:
+        await asyncio.sleep(0)
+    pl.clear()
+    rep = await waiter
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert rep.interrupted and rep.played_bytes == FB * 4
+
+
+async def test_idle_silence_can_be_disabled() -> None:
+    clock = ManualClock()
+    sent: list[bytes] = []
+
+    async def send(frame: bytes) -> None:
+        sent.append(frame)
+
+    pl = Playout(clock, 8000, 30.0, send, idle_silence=False)
+    assert pl.buffer.frame_bytes == 480  # 30 ms at 8 kHz: frame size follows the call
+    task = asyncio.create_task(pl.run())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    await pl.play(_pcm(480))
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert sent == [_pcm(480)]
