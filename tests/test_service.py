@@ -73,7 +73,7 @@ async def test_demo_places_a_real_call(asterisk_bed, capsys) -> None:  # type: i
 def test_code_is_typed() -> None:
     """mypy (disallow_untyped_defs) over every package: typed code is a project rule."""
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "audiosocket", "ari_app", "models", "db", "phoneagent"],
+        [sys.executable, "-m", "mypy", "audiosocket", "ari_app", "models", "db", "phoneagent", "bench"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "MYPY_FORCE_COLOR": "0"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

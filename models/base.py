@@ -1,0 +1,220 @@
+"""One small interface per engine role, and the types that cross it.
+
+Engines are blocking, thread-safe objects (model calls release the GIL); the scheduler
+(`models.scheduler`) runs them in worker threads with bounded queues, so nothing here is async.
+Streaming engines are generators that check a `CancelToken` between steps, so a barge-in stops
+work within one token / one sentence instead of at the end of the reply.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ModelFileError(FileNotFoundError):
+    """A model file is missing or corrupt. The message names the file and how to provide it."""
+
+
+class EngineError(RuntimeError):
+    """An engine failed while running (not a missing file): the caller should fall back."""
+
+
+class Cancelled(Exception):
+    """Raised inside an engine when its CancelToken fires."""
+
+
+class CancelToken:
+    """Thread-safe cancellation flag shared between the event loop and an engine thread."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        self.reason = reason
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise Cancelled(self.reason)
+
+
+Device = Literal["cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What an engine is and can do; logged at start and written into benchmark results."""
+
+    role: Literal["vad", "stt", "llm", "tts"]
+    name: str
+    model_path: str
+    device: Device
+    sample_rates: tuple[int, ...] = ()  # VAD/STT input or TTS output rates it handles
+    streaming: bool = False  # LLM tokens / TTS chunks before the whole result
+    partials: bool = False  # STT interim results while the caller is still talking
+    batching: bool = False  # several requests in one model call
+    tool_calls: bool = False  # LLM: grammar-constrained JSON tool calls
+    max_parallel: int = 1  # requests it can run at once (threads, slots or instances)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- VAD -------------------------------------------------------------------------------------
+
+
+class VADStream(ABC):
+    """Per-call VAD state: feed audio in any chunk size, get one probability per window."""
+
+    sample_rate: int
+    window_samples: int
+
+    @abstractmethod
+    def process(self, pcm: bytes) -> list[float]:
+        """Speech probability (0..1) for each complete window in the buffered audio."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget recurrent state (e.g. after the agent's own speech)."""
+
+    @property
+    def window_ms(self) -> float:
+        return self.window_samples * 1000.0 / self.sample_rate
+
+
+class VAD(ABC):
+    info: EngineInfo
+
+    @abstractmethod
+    def stream(self, sample_rate: int) -> VADStream:
+        """A fresh per-call stream at 8000 or 16000 Hz."""
+
+
+# --- STT -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str  # as recognised
+    normalized: str  # telephony-normalised for the dialog layer (digits, times, emails)
+    confidence: float  # 0..1, exp(mean token logprob)
+    no_speech_prob: float  # 0..1, the model's own "this was not speech"
+    language: str
+    audio_s: float
+    decode_s: float
+
+
+class STT(ABC):
+    info: EngineInfo
+
+    @abstractmethod
+    def transcribe(self, pcm: bytes, sample_rate: int, *, language: str | None = None, prompt: str | None = None) -> Transcript:
+        """One utterance of slin audio -> text. Bounded: never a multi-second fallback loop."""
+
+    def transcribe_batch(self, items: Sequence[tuple[bytes, int]], *, language: str | None = None) -> list[Transcript]:
+        """Several utterances; engines that can batch override this."""
+        return [self.transcribe(pcm, rate, language=language) for pcm, rate in items]
+
+
+# --- LLM -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+    name: str | None = None  # tool name for role="tool"
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON schema of the arguments object
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    index: int  # 0-based position in this reply
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    prompt_tokens: int
+    cached_tokens: int  # prompt tokens served from the prefix cache
+    completion_tokens: int
+    ttft_s: float
+    total_s: float
+    finish_reason: str  # "stop", "length", "cancelled"
+
+
+class LLM(ABC):
+    info: EngineInfo
+
+    @abstractmethod
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
+        cancel: CancelToken | None = None,
+        session_key: str | None = None,
+    ) -> Iterator[Token]:
+        """Stream reply tokens. `session_key` (the call id) lets a pool keep a call on the
+        instance whose prefix cache already holds its conversation. The generator's return
+        value (StopIteration.value) is a GenerationStats."""
+
+    @abstractmethod
+    def tool_call(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        *,
+        cancel: CancelToken | None = None,
+        session_key: str | None = None,
+    ) -> ToolCall | None:
+        """Grammar-constrained choice: one of `tools` with schema-valid arguments, or None."""
+
+
+# --- TTS -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    pcm: bytes  # slin at `sample_rate`
+    sample_rate: int
+    text: str  # the sentence/clause this audio speaks (for "what was heard" bookkeeping)
+
+
+class TTS(ABC):
+    info: EngineInfo
+
+    @abstractmethod
+    def synthesize(self, text: str, sample_rate: int, *, cancel: CancelToken | None = None) -> Iterator[AudioChunk]:
+        """Speak `text` at the call's rate, one chunk per sentence/clause, first chunk ASAP."""
+
+
+def require_file(path: Path, what: str, how: str) -> Path:
+    """Fail early and clearly when a model file is missing or empty."""
+    if not path.is_file():
+        raise ModelFileError(f"{what}: model file {path} is missing. {how}")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{what}: model file {path} is empty (corrupt download?). {how}")
+    return path

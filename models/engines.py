@@ -1,0 +1,140 @@
+"""The engine set a service runs: loaded and warmed once at start, shared by every call.
+
+Each engine sits behind its own `EngineScheduler` (bounded queue, its own workers, priorities,
+batching for whisper), so calls share engines without one global lock. The dialog layer only
+uses the async methods here; it never touches a model object directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from audiosocket.clock import Clock, MonotonicClock
+from models import catalog as cat
+from models.base import LLM, STT, TTS, VAD, AudioChunk, CancelToken, EngineInfo, Message, Token, ToolCall, ToolSpec, Transcript
+from models.scheduler import EngineScheduler, Priority
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineConfig:
+    """Which catalogue entries to run and how much parallelism each engine gets."""
+
+    vad: str = "silero-vad"
+    stt: str = "whisper-tiny.en"
+    llm: str = "gemma-3-270m"
+    tts: str = "piper-joe-medium"
+    device: str = "auto"  # "cpu", "cuda" or "auto" (CUDA where present)
+    stt_workers: int = 1
+    stt_max_batch: int = 8
+    llm_pool: int = 1
+    llm_ctx: int = 2048
+    tts_workers: int = 1
+    threads: int | None = None  # CPU threads per model call; None = each engine's default
+    # (llama: cores-1, because 2 threads on a 2-core box collapse when anything else runs)
+    max_queue: dict[str, int] = field(default_factory=lambda: {"stt": 32, "llm": 32, "tts": 64})
+    max_wait_s: dict[str, float] = field(default_factory=lambda: {"stt": 3.0, "llm": 5.0, "tts": 3.0})
+    language: str | None = "en"
+
+
+class Engines:
+    """Loaded engines plus their schedulers. Build with `Engines.load(config)` (blocking)."""
+
+    def __init__(self, vad: VAD, stt: STT, llm: LLM, tts: TTS, config: EngineConfig, *, clock: Clock | None = None, load_s: dict[str, float] | None = None) -> None:
+        self.vad, self.stt, self.llm, self.tts = vad, stt, llm, tts
+        self.config = config
+        self.load_s = load_s or {}
+        clock = clock or MonotonicClock()
+        stt_engine = stt
+        language = config.language
+
+        def stt_batch(items: list[tuple[bytes, int]]) -> list[Transcript]:
+            return stt_engine.transcribe_batch(items, language=language)
+
+        self.stt_q = EngineScheduler(
+            "stt", workers=config.stt_workers, max_queue=config.max_queue["stt"], max_wait_s=config.max_wait_s["stt"],
+            clock=clock, batch_fn=stt_batch, max_batch=config.stt_max_batch,
+        )
+        self.llm_q = EngineScheduler("llm", workers=config.llm_pool, max_queue=config.max_queue["llm"], max_wait_s=config.max_wait_s["llm"], clock=clock)
+        self.tts_q = EngineScheduler("tts", workers=config.tts_workers, max_queue=config.max_queue["tts"], max_wait_s=config.max_wait_s["tts"], clock=clock)
+
+    @classmethod
+    def load(cls, config: EngineConfig | None = None, catalog: dict[str, cat.ModelEntry] | None = None) -> Engines:
+        """Load and warm every engine before the first call is accepted (seconds, blocking)."""
+        from models.llama import LlamaLLM
+        from models.piper_tts import PiperTTS
+        from models.silero import SileroVAD
+        from models.whisper import WhisperSTT
+
+        config = config or EngineConfig()
+        catalog = catalog if catalog is not None else cat.load_catalog()
+        dev: Any = config.device
+        times: dict[str, float] = {}
+
+        t = time.perf_counter()
+        vad = SileroVAD(cat.get(catalog, config.vad).path, device=dev)
+        times["vad"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        stt = WhisperSTT(cat.get(catalog, config.stt).path, device=dev, cpu_threads=config.threads or 2, num_workers=config.stt_workers, language=config.language)
+        stt.warmup()
+        times["stt"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        llm = LlamaLLM(cat.get(catalog, config.llm).path, n_ctx=config.llm_ctx, n_threads=config.threads, pool_size=config.llm_pool,
+                       n_gpu_layers=None if dev != "cpu" else 0)
+        llm.warmup()
+        times["llm"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        entry = cat.get(catalog, config.tts)
+        tts = PiperTTS(entry.path, entry.config_path, device=dev, intra_op_threads=config.threads or 0)
+        times["tts"] = time.perf_counter() - t
+        for role, secs in times.items():
+            log.info("loaded %s in %.2f s", role, secs)
+        return cls(vad, stt, llm, tts, config, load_s=times)
+
+    @property
+    def infos(self) -> list[EngineInfo]:
+        return [self.vad.info, self.stt.info, self.llm.info, self.tts.info]
+
+    # --- what the dialog layer calls ---
+    async def transcribe(self, pcm: bytes, sample_rate: int, *, priority: Priority = Priority.TURN) -> Transcript:
+        result: Transcript = await self.stt_q.submit_item((pcm, sample_rate), priority=priority)
+        return result
+
+    async def reply_tokens(
+        self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None,
+        max_tokens: int = 96, temperature: float = 0.0, stop: Sequence[str] = (), priority: Priority = Priority.TURN,
+    ) -> AsyncIterator[Token]:
+        llm = self.llm
+        async for tok in self.llm_q.stream(
+            lambda: llm.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop, cancel=cancel, session_key=session_key),
+            priority=priority, cancel=cancel,
+        ):
+            yield tok
+
+    async def tool_call(self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, cancel: CancelToken, session_key: str | None = None) -> ToolCall | None:
+        llm = self.llm
+        result: ToolCall | None = await self.llm_q.run(lambda: llm.tool_call(messages, tools, cancel=cancel, session_key=session_key), cancel=cancel)
+        return result
+
+    async def speak(self, text: str, sample_rate: int, *, cancel: CancelToken, priority: Priority = Priority.TURN) -> AsyncIterator[AudioChunk]:
+        tts = self.tts
+        async for chunk in self.tts_q.stream(lambda: tts.synthesize(text, sample_rate, cancel=cancel), priority=priority, cancel=cancel):
+            yield chunk
+
+    def metrics(self) -> dict[str, Any]:
+        return {"stt": self.stt_q.metrics.snapshot(), "llm": self.llm_q.metrics.snapshot(), "tts": self.tts_q.metrics.snapshot()}
+
+    async def close(self) -> None:
+        for q in (self.stt_q, self.llm_q, self.tts_q):
+            await q.close()
+        close = getattr(self.llm, "close", None)
+        if close is not None:
+            close()

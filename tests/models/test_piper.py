@@ -1,0 +1,303 @@
+"""Piper TTS with the bundled joe voice: clause streaming, rates, loudness, cancel, seams, errors."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soxr
+
+from audiosocket import pcm
+from models import catalog
+from models.base import AudioChunk, CancelToken, Cancelled, ModelFileError
+from models.piper_tts import PiperTTS, soft_limit, speech_level_dbfs, split_clauses
+
+THREE = "Thanks for calling Acme Dental, how can I help you today? We are open until five."
+THREE_CLAUSES = ["Thanks for calling Acme Dental,", "how can I help you today?", "We are open until five."]
+
+
+@pytest.fixture(scope="module")
+def tts() -> PiperTTS:
+    return PiperTTS()
+
+
+def _level(chunk: AudioChunk) -> float:
+    x = pcm.to_array(chunk.pcm).astype(np.float32) / 32768.0
+    return speech_level_dbfs(x, chunk.sample_rate)
+
+
+# --- split_clauses -------------------------------------------------------------------------
+
+SPLITS: list[tuple[str, list[str]]] = [
+    ("", []),
+    ("   \n\t ", []),
+    ("Hello.", ["Hello."]),
+    ("Hello", ["Hello"]),
+    ("  Hello   there.  ", ["Hello there."]),
+    ("OK. Sure. Let me check.", ["OK.", "Sure.", "Let me check."]),
+    ("Really? Yes! Great.", ["Really?", "Yes!", "Great."]),
+    (THREE, THREE_CLAUSES),
+    # short heads stay attached; long ones split
+    ("Sure, I can help with that, what is your name?", ["Sure, I can help with that,", "what is your name?"]),
+    ("Yes, please.", ["Yes, please."]),
+    # a one-word tail stays attached
+    ("Well I think that is right, Bob.", ["Well I think that is right, Bob."]),
+    ("Well I think that is right, Bob Smith.", ["Well I think that is right,", "Bob Smith."]),
+    # semicolons, colons, dashes, ellipses
+    ("I'm sorry, I didn't catch that; could you repeat the number please?", ["I'm sorry, I didn't catch that;", "could you repeat the number please?"]),
+    ("Here is what we have open: Monday at ten or Tuesday at two.", ["Here is what we have open:", "Monday at ten or Tuesday at two."]),
+    ("Your booking is confirmed — see you next week then.", ["Your booking is confirmed —", "see you next week then."]),
+    ("Your booking is confirmed—see you next week then.", ["Your booking is confirmed—", "see you next week then."]),
+    ("Your booking is confirmed - see you next week then.", ["Your booking is confirmed -", "see you next week then."]),
+    ("Let me think about that... yes, we can do that.", ["Let me think about that...", "yes, we can do that."]),
+    # numbers are never split
+    ("That will be 3,500 dollars in total for the whole job.", ["That will be 3,500 dollars in total for the whole job."]),
+    ("The meeting is at 10:30 on the fourth floor, room twelve.", ["The meeting is at 10:30 on the fourth floor,", "room twelve."]),
+    ("It costs $3.50. That's cheap!", ["It costs $3.50.", "That's cheap!"]),
+    ("Pages 10–12 are missing from the copy you sent.", ["Pages 10–12 are missing from the copy you sent."]),
+    ("We have 1,000,000 users and 2.5 million visits.", ["We have 1,000,000 users and 2.5 million visits."]),
+    # abbreviations
+    ("Dr. Smith will see you now.", ["Dr. Smith will see you now."]),
+    ("Mr. and Mrs. Jones are here.", ["Mr. and Mrs. Jones are here."]),
+    ("Bring an ID, e.g. a passport or a licence.", ["Bring an ID, e.g. a passport or a licence."]),
+    ("Bring some ID i.e. a passport. Thanks.", ["Bring some ID i.e. a passport.", "Thanks."]),
+    ("Call J. R. Smith tomorrow.", ["Call J. R. Smith tomorrow."]),
+    ("Call No. 5 at 5 p.m. Then call me.", ["Call No. 5 at 5 p.m.", "Then call me."]),
+    ("We open at 9 a.m. sharp.", ["We open at 9 a.m. sharp."]),
+    ("No. That's wrong.", ["No.", "That's wrong."]),
+    ("Apples, pears, etc. are all fine.", ["Apples, pears, etc. are all fine."]),
+    ("He lives in the U.S. now.", ["He lives in the U.S. now."]),
+    # quotes and brackets
+    ('He said "call me back." Then he hung up.', ['He said "call me back."', "Then he hung up."]),
+    ("The office (the one downtown) is closed today, sorry about that.", ["The office (the one downtown) is closed today,", "sorry about that."]),
+    # newlines end sentences
+    ("First line without a stop\nsecond line", ["First line without a stop", "second line"]),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SPLITS)
+def test_split_clauses(text: str, expected: list[str]) -> None:
+    assert split_clauses(text) == expected
+
+
+@pytest.mark.parametrize(("text", "_"), SPLITS)
+def test_split_clauses_loses_no_words(text: str, _: list[str]) -> None:
+    assert "".join("".join(split_clauses(text)).split()) == "".join(text.split())
+
+
+def test_split_clauses_min_words() -> None:
+    assert split_clauses("Sure, one moment please.", min_words=1) == ["Sure,", "one moment please."]
+    assert split_clauses(THREE, min_words=10) == ["Thanks for calling Acme Dental, how can I help you today?", "We are open until five."]
+
+
+def test_split_clauses_type() -> None:
+    with pytest.raises(TypeError):
+        split_clauses(b"hello")  # type: ignore[arg-type]
+
+
+# --- synthesis -----------------------------------------------------------------------------
+
+
+def test_info(tts: PiperTTS) -> None:
+    assert tts.info.role == "tts" and tts.info.name == "piper-joe-medium" and tts.info.streaming
+    assert {8000, 16000, 22050, 24000, 48000} <= set(tts.info.sample_rates)
+    assert tts.native_rate == 22050
+
+
+def test_first_chunk_is_first_clause_and_comes_first(tts: PiperTTS, monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered: list[str] = []
+    real = tts._render
+
+    def spy(clause: str) -> np.ndarray:
+        rendered.append(clause)
+        return real(clause)
+
+    monkeypatch.setattr(tts, "_render", spy)
+    gen = tts.synthesize(THREE, 8000)
+    first = next(gen)
+    assert first.text == THREE_CLAUSES[0] and first.sample_rate == 8000
+    assert rendered == THREE_CLAUSES[:1]  # the rest is not synthesised yet
+    rest = list(gen)
+    assert [c.text for c in rest] == THREE_CLAUSES[1:]
+    assert all(len(c.pcm) > 8000 for c in [first, *rest])  # each is >0.5 s of audio
+
+
+def test_length_matches_rate(tts: PiperTTS) -> None:
+    steady = tts.with_options(noise_w_scale=0.0)  # durations become deterministic
+    text = "Sure, one moment please, let me look that up for you."
+    native = sum(len(c.pcm) // 2 for c in steady.synthesize(text, 22050))
+    lengths = {rate: sum(len(c.pcm) // 2 for c in steady.synthesize(text, rate)) for rate in (8000, 16000, 24000, 48000)}
+    for rate, got in lengths.items():
+        assert abs(got - native * rate / 22050) <= 3, (rate, got, native)
+    assert abs(lengths[16000] - 2 * lengths[8000]) <= 4
+
+
+def test_loudness_consistent_no_clipping(tts: PiperTTS) -> None:
+    text = "Hello. " + THREE + " Is there anything else? Goodbye!"
+    chunks = list(tts.synthesize(text, 8000))
+    assert len(chunks) == 6
+    levels = [_level(c) for c in chunks]
+    assert max(levels) - min(levels) < 3.0, levels
+    assert all(abs(lv - tts.target_dbfs) < 2.0 for lv in levels), levels
+    rms = [pcm.rms_dbfs(c.pcm) for c in chunks]
+    assert max(rms) - min(rms) < 6.0, rms
+    peak = max(int(np.abs(pcm.to_array(c.pcm).astype(np.int32)).max()) for c in chunks)
+    assert 8000 < peak <= 0.99 * 32768  # limited: never full scale, even after resampling
+
+
+def test_loudness_same_across_replies_and_rates(tts: PiperTTS) -> None:
+    a = [_level(c) for c in tts.synthesize("Let me check the calendar for you.", 16000)]
+    b = [_level(c) for c in tts.synthesize("OK.", 8000)]
+    assert abs(a[0] - b[0]) < 3.0
+
+
+def test_cancel_after_first_chunk(tts: PiperTTS, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = CancelToken()
+    calls: list[str] = []
+    real = tts._render
+
+    def spy(clause: str) -> np.ndarray:
+        calls.append(clause)
+        return real(clause)
+
+    monkeypatch.setattr(tts, "_render", spy)
+    gen = tts.synthesize(THREE, 8000, cancel=token)
+    next(gen)
+    token.cancel("barge-in")
+    with pytest.raises(Cancelled, match="barge-in"):
+        next(gen)
+    assert calls == THREE_CLAUSES[:1]
+    assert list(gen) == []  # the generator is finished
+
+
+def test_cancel_during_clause_drops_it(tts: PiperTTS, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = CancelToken()
+    real = tts._render
+
+    def cancel_while_rendering(clause: str) -> np.ndarray:
+        out = real(clause)
+        token.cancel()
+        return out
+
+    monkeypatch.setattr(tts, "_render", cancel_while_rendering)
+    with pytest.raises(Cancelled):
+        next(tts.synthesize(THREE, 8000, cancel=token))
+
+
+def test_cancelled_before_start(tts: PiperTTS) -> None:
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        list(tts.synthesize("Hello there.", 8000, cancel=token))
+
+
+def _sweep(n: int, rate: int) -> np.ndarray:
+    t = np.arange(n) / rate
+    return (0.5 * np.sin(2 * np.pi * (300 * t + 400 * t * t))).astype(np.float32)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 48000])
+def test_resampler_seams_are_clean(tts: PiperTTS, monkeypatch: pytest.MonkeyPatch, rate: int) -> None:
+    """Clause audio that does not start/end in silence must still join without a click: the
+    reply's chunks equal one continuous resample of the whole signal."""
+    signal = _sweep(22050, 22050)  # 1 s chirp, cut mid-waveform
+    cuts = [0, 5001, 11000, 22050]
+    pieces = iter(signal[a:b] for a, b in zip(cuts, cuts[1:]))
+    monkeypatch.setattr(tts, "_render", lambda clause: next(pieces))
+    chunks = list(tts.synthesize("One two three four, five six seven eight, nine ten eleven twelve.", rate))
+    assert len(chunks) == 3
+    got = np.concatenate([pcm.to_array(c.pcm) for c in chunks]).astype(np.float64)
+    want = soxr.resample((signal * 32767).astype(np.int16), 22050, rate, quality="HQ").astype(np.float64)
+    assert abs(len(got) - len(want)) <= 2
+    n = min(len(got), len(want))
+    assert np.max(np.abs(got[:n] - want[:n])) < 0.01 * 32768
+    # no sample-to-sample jump bigger than the chirp's own steepest slope
+    assert np.max(np.abs(np.diff(got))) <= 1.05 * np.max(np.abs(np.diff(want)))
+
+
+def test_real_audio_seams(tts: PiperTTS) -> None:
+    chunks = list(tts.synthesize(THREE, 8000))
+    audio = np.concatenate([pcm.to_array(c.pcm) for c in chunks]).astype(np.int32)
+    jumps = np.abs(np.diff(audio))
+    seam = 0
+    for c in chunks[:-1]:
+        seam += len(c.pcm) // 2
+        assert jumps[seam - 3 : seam + 3].max() <= np.percentile(jumps, 99.9)
+
+
+def test_concurrent_replies(tts: PiperTTS) -> None:
+    results: dict[int, list[AudioChunk]] = {}
+
+    def work(i: int) -> None:
+        results[i] = list(tts.synthesize(f"Reply number {i}, spoken from a thread.", 8000))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [0, 1, 2]
+    assert all(chunks and sum(len(c.pcm) for c in chunks) > 8000 for chunks in results.values())
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+def test_empty_text_yields_nothing(tts: PiperTTS, text: str) -> None:
+    assert list(tts.synthesize(text, 8000)) == []
+
+
+@pytest.mark.parametrize("text", ["...", "—", "?!", '""'])
+def test_punctuation_only_yields_nothing(tts: PiperTTS, text: str) -> None:
+    assert list(tts.synthesize(text, 8000)) == []
+
+
+def test_bad_arguments_fail_at_call(tts: PiperTTS) -> None:
+    with pytest.raises(TypeError):
+        tts.synthesize(None, 8000)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sample rate"):
+        tts.synthesize("hello", 11025)
+
+
+def test_soft_limit() -> None:
+    x = np.linspace(-4.0, 4.0, 10001, dtype=np.float32)
+    y = soft_limit(x)
+    assert np.all(np.abs(y) < 0.89 + 1e-6)
+    assert np.all(np.diff(y) >= 0)  # monotonic: no fold-over distortion
+    small = np.abs(x) <= 0.7
+    assert np.array_equal(y[small], x[small])
+
+
+# --- bad files -----------------------------------------------------------------------------
+
+
+def test_missing_model(tmp_path: Path) -> None:
+    path = tmp_path / "missing.onnx"
+    with pytest.raises(ModelFileError, match=str(path)):
+        PiperTTS(path, tmp_path / "missing.onnx.json")
+
+
+def test_missing_config(tmp_path: Path) -> None:
+    model, _ = catalog.piper_joe()
+    cfg = tmp_path / "nope.json"
+    with pytest.raises(ModelFileError, match=str(cfg)):
+        PiperTTS(model, cfg)
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"audio": {}}', "[]"])
+def test_corrupt_config(tmp_path: Path, content: str) -> None:
+    model, _ = catalog.piper_joe()
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(content)
+    with pytest.raises(ModelFileError, match=str(cfg)):
+        PiperTTS(model, cfg)
+
+
+def test_corrupt_model(tmp_path: Path) -> None:
+    _, cfg = catalog.piper_joe()
+    model = tmp_path / "voice.onnx"
+    model.write_bytes(np.random.default_rng(4).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    shutil.copy(cfg, tmp_path / "voice.onnx.json")
+    with pytest.raises(ModelFileError, match=str(model)):
+        PiperTTS(model)
