@@ -53,6 +53,7 @@ class Frame:
     pcm: bytes
     voiced: bool  # True when it carries segment audio, False for fill silence
     finished: tuple[PlayoutReport, ...] = ()
+    segment_id: int | None = None  # the segment this frame's audio belongs to
 
 
 class PlayoutBuffer:
@@ -111,7 +112,7 @@ class PlayoutBuffer:
                 if seg.flushed and seg.pending == 0:
                     self._segments.popleft()
                     finished.append(self._report(seg, interrupted=False))
-                return Frame(pcm, True, tuple(finished))
+                return Frame(pcm, True, tuple(finished), seg.id)
             if seg.flushed:  # flushed and empty: finish it and look at the next one
                 self._segments.popleft()
                 finished.append(self._report(seg, interrupted=False))
@@ -190,6 +191,7 @@ class Playout:
         self.voiced_frames_sent = 0
         self.late_resets = 0  # times the pacer fell behind by more than max_lag and re-anchored
         self.last_voiced_at: float | None = None  # clock time the last voiced frame was sent
+        self._first_sent: dict[int, float] = {}  # segment id -> when its first frame went out
 
     @property
     def sample_rate(self) -> int:
@@ -207,6 +209,15 @@ class Playout:
         for r in reports:
             self._resolve(r)
         return reports
+
+    def first_sent_at(self, segment_id: int) -> float | None:
+        """Clock time the segment's first frame went on the wire (wire-level latency)."""
+        return self._first_sent.get(segment_id)
+
+    @property
+    def speaking(self) -> bool:
+        """True while agent audio is queued or playing."""
+        return self.buffer.active
 
     async def wait(self, segment_id: int) -> PlayoutReport:
         """Wait until a flushed segment has been fully sent (or cleared)."""
@@ -236,6 +247,10 @@ class Playout:
             if frame.voiced:
                 self.voiced_frames_sent += 1
                 self.last_voiced_at = self.clock.now()
+                if frame.segment_id is not None and frame.segment_id not in self._first_sent:
+                    self._first_sent[frame.segment_id] = self.last_voiced_at
+                    if len(self._first_sent) > 256:
+                        self._first_sent.pop(next(iter(self._first_sent)))
             for r in frame.finished:
                 self._resolve(r)
             deadline += self.period

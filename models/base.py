@@ -89,6 +89,11 @@ class VADStream(ABC):
     def window_ms(self) -> float:
         return self.window_samples * 1000.0 / self.sample_rate
 
+    @property
+    def buffered_samples(self) -> int:
+        """Samples received but not yet in a complete window (for window timestamps)."""
+        return 0
+
 
 class VAD(ABC):
     info: EngineInfo

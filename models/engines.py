@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,7 +111,7 @@ class Engines:
     async def reply_tokens(
         self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None,
         max_tokens: int = 96, temperature: float = 0.0, stop: Sequence[str] = (), priority: Priority = Priority.TURN,
-    ) -> AsyncIterator[Token]:
+    ) -> AsyncGenerator[Token, None]:
         llm = self.llm
         async for tok in self.llm_q.stream(
             lambda: llm.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop, cancel=cancel, session_key=session_key),
@@ -124,7 +124,7 @@ class Engines:
         result: ToolCall | None = await self.llm_q.run(lambda: llm.tool_call(messages, tools, cancel=cancel, session_key=session_key), cancel=cancel)
         return result
 
-    async def speak(self, text: str, sample_rate: int, *, cancel: CancelToken, priority: Priority = Priority.TURN) -> AsyncIterator[AudioChunk]:
+    async def speak(self, text: str, sample_rate: int, *, cancel: CancelToken, priority: Priority = Priority.TURN) -> AsyncGenerator[AudioChunk, None]:
         tts = self.tts
         async for chunk in self.tts_q.stream(lambda: tts.synthesize(text, sample_rate, cancel=cancel), priority=priority, cancel=cancel):
             yield chunk

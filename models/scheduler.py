@@ -202,6 +202,7 @@ class EngineScheduler:
 
         job: _Job[Any] = self._admit(priority, pump, None, token)
         runner = asyncio.ensure_future(self._await(job))
+        completed = False
         try:
             while True:
                 getter = asyncio.ensure_future(items.get())
@@ -217,14 +218,19 @@ class EngineScheduler:
                             break
                         yield value
                     runner.result()
+                    completed = True
                     return
                 kind, value = getter.result()
                 if kind == "end":
                     await runner  # re-raises an engine error
+                    completed = True
                     return
                 yield value
         finally:
-            token.cancel("consumer stopped")
+            if not completed:
+                # Left early: stop the engine. Not on normal completion: the caller may share
+                # this token across several streams (one reply's LLM and TTS clauses).
+                token.cancel("consumer stopped")
             if not runner.done():
                 runner.cancel()
                 with contextlib.suppress(BaseException):

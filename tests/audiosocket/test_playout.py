@@ -99,6 +99,8 @@ async def test_pacer_sends_on_exact_deadlines_and_reports() -> None:
     assert all(b - a == pytest.approx(0.020) for a, b in zip(times, times[1:]))
     assert [f for _, f in sent if f != bytes(FB)] == [_pcm(FB)] * 5
     assert pl.voiced_frames_sent == 5
+    first_voiced = next(t for t, f in sent if f != bytes(FB))
+    assert pl.first_sent_at(report.segment_id) == first_voiced
 
 
 async def test_pacer_re_anchors_after_a_stall_instead_of_bursting() -> None:

@@ -221,7 +221,9 @@ async def test_stream_returns_everything_and_surfaces_errors() -> None:
         yield "x"
         raise EngineError("synth failed")
 
-    assert [x async for x in s.stream(ok)] == ["a", "b", "c"]
+    shared = CancelToken()
+    assert [x async for x in s.stream(ok, cancel=shared)] == ["a", "b", "c"]
+    assert not shared.cancelled  # a finished stream leaves a shared token alone
     got: list[str] = []
     with pytest.raises(EngineError, match="synth failed"):
         async for x in s.stream(bad):

@@ -1,0 +1,362 @@
+"""The one module that writes SQL: the call log (calls, turns, events).
+
+``CallStore`` is synchronous; every method is one short transaction that commits before it
+returns. ``AsyncCallStore`` runs the same methods on one dedicated worker thread, so the dialog
+loop never blocks on the database and SQLite writes are serialised.
+
+A call record is never lost: a write for a call id the store has not seen (a turn or event
+logged before ``start_call``, a ``finish_call`` after a crash) creates a minimal row with
+``direction == agent == "unknown"`` and logs a warning; a later ``start_call`` fills it in.
+Writes retry briefly while SQLite says "database is locked". Bad input raises ``ValueError``
+before the database is touched. Times must be timezone-aware; they are read back as UTC.
+
+Tables are created on first use (``create_all``); schema migrations (Alembic) come later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from db.schema import DIRECTIONS, ROLES, UNKNOWN, Base, CallRecord, CallView, EventRecord
+from db.schema import TurnRecord, TurnTimings, check_aware, check_call_id, check_json
+from db.schema import check_number, check_opt_text, check_text, check_timings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "sqlite:///phoneagent.db"
+LOCK_RETRIES = 5  # after the first try; SQLite's own busy_timeout has waited before each
+LOCK_BACKOFF_S = 0.05
+CONFLICT_RETRIES = 2  # a concurrent writer took the same turn index or created the same call
+BUSY_TIMEOUT_MS = 5000
+UTC_NOW: Callable[[], datetime] = functools.partial(datetime.now, UTC)
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class CallStore:
+    """Synchronous call log on any SQLAlchemy URL (SQLite file or ``:memory:``, PostgreSQL).
+
+    Safe to share between threads (each gets a pooled connection); from asyncio use
+    :class:`AsyncCallStore`. ``clock`` stamps ``turns.created_at`` and placeholder rows.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, *, clock: Callable[[], datetime] = UTC_NOW) -> None:
+        parsed = make_url(url)
+        options: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+            # One shared connection, or each thread would see its own empty database. Use it
+            # from one thread at a time (AsyncCallStore does).
+            options = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        self._engine = create_engine(parsed, **options)
+        if self._engine.dialect.name == "sqlite":
+            event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._clock = clock
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+        self._closed = False
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def start_call(self, call_id: str, *, direction: str, caller: str | None, agent: str,
+                   started_at: datetime, media: str | None = None,
+                   metadata: dict[str, Any] | None = None) -> None:
+        """Record a new call. Fills in a placeholder row; starting a call twice is an error."""
+        cid = check_call_id(call_id)
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction {direction!r} is not one of {sorted(DIRECTIONS)}")
+        fields: dict[str, Any] = dict(
+            direction=direction, caller=check_opt_text("caller", caller, 128),
+            agent=check_text("agent", agent, 128),
+            started_at=check_aware("started_at", started_at),
+            media=check_opt_text("media", media, 64),
+            metadata_json=check_json("metadata", metadata),
+        )
+
+        def work(s: Session) -> None:
+            call = s.get(CallRecord, cid)
+            if call is None:
+                s.add(CallRecord(id=cid, **fields))
+            elif call.direction == UNKNOWN:
+                for name, value in fields.items():
+                    setattr(call, name, value)
+            else:
+                raise ValueError(f"call {cid} was already started")
+
+        self._run(work)
+
+    def mark_answered(self, call_id: str, at: datetime) -> None:
+        when = check_aware("at", at)
+        self._update(check_call_id(call_id), "mark_answered", when, answered_at=when)
+
+    def add_turn(self, call_id: str, role: str, text: str, *, interrupted: bool = False,
+                 timings: TurnTimings | None = None, stt_confidence: float | None = None,
+                 index: int | None = None) -> int:
+        """Append a turn and return its index within the call (0, 1, ...).
+
+        ``index=None`` takes the next free index; an explicit one must be unused. For agent
+        turns ``text`` is what the caller actually heard. ``stt_confidence`` is 0..1 by
+        convention (only finiteness is checked).
+        """
+        cid = check_call_id(call_id)
+        if role not in ROLES:
+            raise ValueError(f"role {role!r} is not one of {sorted(ROLES)}")
+        if index is not None and (type(index) is not int or index < 0):
+            raise ValueError(f"index={index!r} must be an int >= 0 (or None for the next one)")
+        if not isinstance(interrupted, bool):
+            raise ValueError(f"interrupted must be a bool, got {type(interrupted).__name__}")
+        confidence = None
+        if stt_confidence is not None:
+            confidence = check_number("stt_confidence", stt_confidence, minimum=None)
+        row: dict[str, Any] = dict(
+            call_id=cid, role=role, text=check_text("text", text, empty=True),
+            interrupted=interrupted, stt_confidence=confidence, **check_timings(timings),
+        )
+
+        def work(s: Session) -> int:
+            now = self._now()
+            self._ensure(s, cid, now, "add_turn")
+            of_call = TurnRecord.call_id == cid
+            at = index
+            if at is None:
+                next_index = func.coalesce(func.max(TurnRecord.index) + 1, 0)
+                at = s.scalar(select(next_index).where(of_call))
+            elif s.scalar(select(TurnRecord.id).where(of_call, TurnRecord.index == at)) is not None:
+                raise ValueError(f"call {cid} already has a turn with index {at}")
+            s.add(TurnRecord(index=at, created_at=now, **row))
+            s.flush()  # a clash on (call_id, index) surfaces here, inside the retry
+            return int(at or 0)
+
+        return self._run(work)
+
+    def add_event(self, call_id: str, t_ms: float, kind: str,
+                  detail: dict[str, Any] | None = None) -> None:
+        """Log a barge-in, fallback, reprompt, DTMF digit, engine error... at ``t_ms``."""
+        cid, at = check_call_id(call_id), check_number("t_ms", t_ms)
+        kind, detail_json = check_text("kind", kind, 64), check_json("detail", detail)
+
+        def work(s: Session) -> None:
+            self._ensure(s, cid, None, "add_event")
+            s.add(EventRecord(call_id=cid, t_ms=at, kind=kind, detail_json=detail_json))
+
+        self._run(work)
+
+    def finish_call(self, call_id: str, *, ended_at: datetime, end_reason: str,
+                    outcome: str | None = None, summary: str | None = None) -> None:
+        """Close the call. ``outcome``/``summary`` of None leave any stored value alone."""
+        cid, ended = check_call_id(call_id), check_aware("ended_at", ended_at)
+        reason = check_text("end_reason", end_reason, 64)
+        values: dict[str, Any] = dict(ended_at=ended, end_reason=reason)
+        if outcome is not None:
+            values["outcome"] = check_opt_text("outcome", outcome, 64)
+        if summary is not None:
+            values["summary"] = check_opt_text("summary", summary)
+        self._update(cid, "finish_call", ended, **values)
+
+    def set_recording(self, call_id: str, path: str, seconds: float) -> None:
+        cid, where = check_call_id(call_id), check_text("path", path, 1024)
+        length = check_number("seconds", seconds)
+        self._update(cid, "set_recording", None, recording_path=where, recording_s=length)
+
+    def delete_call(self, call_id: str) -> bool:
+        """Delete a call with its turns and events (ON DELETE CASCADE). False if unknown."""
+        cid = check_call_id(call_id)
+
+        def work(s: Session) -> bool:
+            call = s.get(CallRecord, cid)
+            if call is not None:
+                s.delete(call)  # passive_deletes: the database removes the children
+            return call is not None
+
+        return self._run(work)
+
+    # --- reads: snapshots, never live ORM objects -----------------------------------------
+
+    def get_call(self, call_id: str) -> CallView | None:
+        """The call with its turns (by index) and events (by time), or None."""
+        cid = check_call_id(call_id)
+
+        def work(s: Session) -> CallView | None:
+            call = s.get(CallRecord, cid)
+            if call is None:
+                return None
+            turns = s.scalars(select(TurnRecord).where(TurnRecord.call_id == cid)
+                              .order_by(TurnRecord.index)).all()
+            events = s.scalars(select(EventRecord).where(EventRecord.call_id == cid)
+                               .order_by(EventRecord.t_ms, EventRecord.id)).all()
+            return call.view(turns, events)
+
+        return self._run(work)
+
+    def list_calls(self, limit: int = 50, since: datetime | None = None) -> list[CallView]:
+        """Newest first (by ``started_at``), only calls started at or after ``since``.
+
+        For speed the views carry empty ``turns``/``events``: :meth:`get_call` has them.
+        """
+        if type(limit) is not int or limit < 1:
+            raise ValueError(f"limit={limit!r} must be an int >= 1")
+        start = None if since is None else check_aware("since", since)
+
+        def work(s: Session) -> list[CallView]:
+            query = select(CallRecord).order_by(CallRecord.started_at.desc(), CallRecord.id)
+            if start is not None:
+                query = query.where(CallRecord.started_at >= start)
+            return [c.view((), ()) for c in s.scalars(query.limit(limit))]
+
+        return self._run(work)
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the connections. Idempotent; the store cannot be used afterwards."""
+        self._closed = True
+        self._engine.dispose()
+
+    def __enter__(self) -> CallStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _now(self) -> datetime:
+        return check_aware("clock()", self._clock())
+
+    def _ensure(self, s: Session, cid: str, started_at: datetime | None, why: str) -> CallRecord:
+        """The call's row; a minimal one (logged) if the call was never started."""
+        call = s.get(CallRecord, cid)
+        if call is None:
+            log.warning("%s for unknown call %s: creating a minimal call record", why, cid)
+            call = CallRecord(id=cid, direction=UNKNOWN, agent=UNKNOWN,
+                              started_at=started_at or self._now())
+            s.add(call)
+            s.flush()
+        return call
+
+    def _update(self, cid: str, why: str, started_at: datetime | None, **values: Any) -> None:
+        def work(s: Session) -> None:
+            call = self._ensure(s, cid, started_at, why)
+            for name, value in values.items():
+                setattr(call, name, value)
+
+        self._run(work)
+
+    def _run(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction; retry while locked or after losing a race."""
+        locked = conflicts = 0
+        while True:
+            if self._closed:
+                raise RuntimeError("CallStore is closed")
+            try:
+                self._create_schema()
+                with self._sessions.begin() as session:
+                    return work(session)
+            except OperationalError as exc:
+                message = str(exc.orig).lower()
+                if locked == LOCK_RETRIES or not ("locked" in message or "busy" in message):
+                    raise
+                delay = LOCK_BACKOFF_S * 2**locked
+                locked += 1
+                log.warning("database is locked; retry %d/%d in %.2fs", locked, LOCK_RETRIES, delay)
+                time.sleep(delay)
+            except IntegrityError:
+                if conflicts == CONFLICT_RETRIES:
+                    raise
+                conflicts += 1  # the next try sees the other writer's row and adapts
+
+    def _create_schema(self) -> None:
+        with self._schema_lock:
+            if not self._schema_ready:
+                Base.metadata.create_all(self._engine)
+                self._schema_ready = True
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # first: the WAL switch may wait
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the one writer
+        cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite; CASCADE needs it
+    finally:
+        cursor.close()
+
+
+def _in_worker(
+    method: Callable[Concatenate[CallStore, P], T],
+) -> Callable[Concatenate[AsyncCallStore, P], Coroutine[Any, Any, T]]:
+    """The coroutine twin of a CallStore method: same arguments, run on the store's worker."""
+
+    @functools.wraps(method)
+    async def run(self: AsyncCallStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._submit(functools.partial(method, self._store, *args, **kwargs))
+
+    return run
+
+
+class AsyncCallStore:
+    """:class:`CallStore` for asyncio: each method runs on one dedicated worker thread.
+
+    The single thread serialises the writes (SQLite has one writer anyway) and keeps them in
+    the order they were issued. A caller cancelled while awaiting does not cancel its write.
+    The wrapped store is owned: :meth:`aclose` drains the queued writes, then closes it.
+    """
+
+    def __init__(self, store: CallStore | str = DEFAULT_URL) -> None:
+        self._store = store if isinstance(store, CallStore) else CallStore(store)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callstore")
+        self._closed = False
+
+    start_call = _in_worker(CallStore.start_call)
+    mark_answered = _in_worker(CallStore.mark_answered)
+    add_turn = _in_worker(CallStore.add_turn)
+    add_event = _in_worker(CallStore.add_event)
+    finish_call = _in_worker(CallStore.finish_call)
+    set_recording = _in_worker(CallStore.set_recording)
+    delete_call = _in_worker(CallStore.delete_call)
+    get_call = _in_worker(CallStore.get_call)
+    list_calls = _in_worker(CallStore.list_calls)
+
+    async def aclose(self) -> None:
+        """Wait for the queued writes, close the store, stop the worker. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True  # refuse new work from here on
+        loop = asyncio.get_running_loop()
+        # FIFO: the close runs after every write already queued.
+        await asyncio.shield(loop.run_in_executor(self._executor, self._store.close))
+        self._executor.shutdown(wait=True)  # the worker is idle by now: the join is immediate
+
+    async def __aenter__(self) -> AsyncCallStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _submit(self, job: Callable[[], T]) -> T:
+        if self._closed:
+            raise RuntimeError("AsyncCallStore is closed")
+        future = asyncio.get_running_loop().run_in_executor(self._executor, job)
+        try:
+            return await asyncio.shield(future)  # cancelling the caller must not drop the write
+        except asyncio.CancelledError:
+            future.add_done_callback(_log_orphan_failure)  # nobody is left to see an error
+            raise
+
+
+def _log_orphan_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.error("call store write failed after its caller was cancelled", exc_info=exc)

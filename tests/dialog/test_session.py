@@ -1,0 +1,187 @@
+"""The dialog loop end to end over the AudioSocket wire, with real VAD, STT and TTS.
+
+A caller emulator (bench/caller.py) speaks espeak-ng utterances through a G.711 phone channel in
+real time. The LLM is the real gemma model in the first test; dialog-flow tests use the scripted
+fakes in tests/fakes.py, because the bundled 270M base model cannot follow a script (or fail or
+hang on demand).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from audiosocket.pcm import resample
+from audiosocket.server import AudioSocketServer, CallSession
+from bench.caller import CallerEmulator
+from bench.utterances import Utterance, synthesize_set
+from db import AsyncCallStore
+from models.base import LLM
+from models.engines import EngineConfig, Engines
+from phoneagent.dialog.context import CUT_MARK
+from phoneagent.dialog.session import AgentConfig, CallDialog
+from tests.fakes import FailingLLM, HangingLLM, ScriptedLLM
+
+LONG_REPLY = (
+    "Sure, I can help with that. Our opening hours are eight in the morning to six in the evening, "
+    "Monday to Friday, and nine to one on Saturdays. On public holidays the office is closed, "
+    "but you can still pay your bill online at any time, day or night."
+)
+
+
+@pytest.fixture(scope="module")
+def real_engines() -> Engines:
+    return Engines.load(EngineConfig())
+
+
+@pytest.fixture(scope="module")
+def utts() -> list[Utterance]:
+    return synthesize_set()
+
+
+class Harness:
+    def __init__(self, engines: Engines, llm: LLM | None, config: AgentConfig, store: AsyncCallStore | None) -> None:
+        self.engines = Engines(engines.vad, engines.stt, llm or engines.llm, engines.tts, engines.config)
+        self.config = config
+        self.store = store
+        self.dialogs: list[CallDialog] = []
+        self.done = asyncio.Event()
+
+    async def handler(self, session: CallSession) -> None:
+        d = CallDialog(self.engines, self.config, store=self.store)
+        self.dialogs.append(d)
+        try:
+            await d.run(session)
+        finally:
+            self.done.set()
+
+
+@pytest.fixture
+async def harness(real_engines: Engines, tmp_path: Any) -> AsyncIterator[Callable[..., Any]]:
+    made: list[tuple[Harness, AudioSocketServer]] = []
+
+    async def make(llm: LLM | None = None, **cfg: Any) -> tuple[Harness, AudioSocketServer]:
+        store = AsyncCallStore(f"sqlite:///{tmp_path}/calls.db")
+        h = Harness(real_engines, llm, AgentConfig(**cfg), store)
+        srv = AudioSocketServer(h.handler, "127.0.0.1", 0)
+        await srv.start()
+        made.append((h, srv))
+        return h, srv
+
+    yield make
+    for h, srv in made:
+        await srv.close()
+        await h.engines.stt_q.close()
+        await h.engines.llm_q.close()
+        await h.engines.tts_q.close()
+        if h.store is not None:
+            await h.store.aclose()
+
+
+async def test_spoken_question_gets_a_spoken_answer_with_real_llm(harness, utts, real_engines) -> None:  # type: ignore[no-untyped-def]
+    h, srv = await harness(greeting="Hello.")
+    async with CallerEmulator("127.0.0.1", srv.port) as caller:
+        assert await caller.wait_agent_done(quiet_s=0.5, timeout=15), "no greeting heard"
+        _, t_end = await caller.say(utts[8].pcm16k)  # "What time do you close on Saturday?"
+        assert await caller.wait_agent_done(since=t_end, quiet_s=1.0, timeout=40), "no answer heard"
+        answer = caller.agent_audio(since=t_end)
+    await asyncio.wait_for(h.done.wait(), 10)
+    d = h.dialogs[0]
+    roles = [t["role"] for t in d.turns]
+    assert roles[:3] == ["agent", "caller", "agent"], d.turns
+    assert "saturday" in d.turns[1]["text"].lower()
+    timings = d.turns[2]["timings"]
+    assert timings.first_frame_ms is not None and timings.speech_end_ms is not None
+    assert timings.speech_end_ms <= d.turns[1]["timings"].endpoint_ms <= timings.first_frame_ms
+    heard = await asyncio.to_thread(real_engines.stt.transcribe, answer, 16000)
+    assert heard.text.strip(), "the agent's answer should be intelligible speech"
+    record = await h.store.get_call(d.call_id)
+    assert record is not None and [t.role for t in record.turns][:3] == ["agent", "caller", "agent"]
+
+
+async def test_barge_in_stops_playout_and_keeps_only_what_was_heard(harness, utts) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM([LONG_REPLY, "Okay."])
+    h, srv = await harness(llm, greeting="Hi.")
+    async with CallerEmulator("127.0.0.1", srv.port) as caller:
+        await caller.wait_agent_done(quiet_s=0.4)
+        _, t_end = await caller.say(utts[8].pcm16k)
+        while caller.first_voiced_after(t_end) is None:
+            await caller.silence(0.1)
+        await caller.silence(1.5)  # let the agent talk for a while
+        t_barge, _ = await caller.say(utts[3].pcm16k)  # "No, I don't think so."
+        await caller.wait_agent_done(since=t_barge + 1.0, quiet_s=0.5, timeout=30)
+    await asyncio.wait_for(h.done.wait(), 10)
+    d = h.dialogs[0]
+    assert any(kind == "barge_in" for _, kind, _ in d.events)
+    agent_turns = [t for t in d.turns if t["role"] == "agent"]
+    cut = next(t for t in agent_turns if t.get("interrupted"))
+    assert cut["text"].endswith(CUT_MARK)
+    heard = cut["text"].rstrip(CUT_MARK).strip()
+    assert heard and LONG_REPLY.startswith(heard.rstrip(",.")[: len(heard) - 2])
+    assert len(heard) < len(LONG_REPLY) / 2
+    # what the LLM sees next holds only the heard part
+    second_prompt = " ".join(m.content for m in llm.calls[1])
+    assert "public holidays" not in second_prompt and heard[:20] in second_prompt
+    # at the wire: the agent's voice stopped soon after the caller started talking over it
+    last_before = caller.last_voiced_before(t_barge + 1.5)
+    assert last_before is not None and last_before - t_barge < 1.0
+
+
+async def test_backchannel_does_not_cut_the_agent_off(harness, utts) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM(["Your balance is forty two pounds, due on the third of May. You can pay by card or by direct debit."])
+    h, srv = await harness(llm, greeting="Hi.")
+    mm = utts[2].pcm16k[int(0.25 * 32000) : int(0.45 * 32000)]  # 0.2 s of speech: an "mm-hm"
+    async with CallerEmulator("127.0.0.1", srv.port) as caller:
+        await caller.wait_agent_done(quiet_s=0.4)
+        _, t_end = await caller.say(utts[0].pcm16k)
+        while caller.first_voiced_after(t_end) is None:
+            await caller.silence(0.1)
+        await caller.silence(1.0)
+        await caller.say(mm)
+        await caller.wait_agent_done(since=t_end, quiet_s=1.0, timeout=30)
+    await asyncio.wait_for(h.done.wait(), 10)
+    d = h.dialogs[0]
+    assert not any(kind == "barge_in" for _, kind, _ in d.events)
+    reply = [t for t in d.turns if t["role"] == "agent"][-1]
+    assert not reply["interrupted"] and "direct debit" in reply["text"]
+
+
+async def test_silence_gets_a_reprompt_then_a_goodbye_and_hangup(harness) -> None:  # type: ignore[no-untyped-def]
+    h, srv = await harness(ScriptedLLM(["unused"]), greeting="Hi.", no_input_s=1.5, max_reprompts=1)
+    async with CallerEmulator("127.0.0.1", srv.port) as caller:
+        for _ in range(150):
+            if caller.ended:
+                break
+            await caller.silence(0.1)
+        assert caller.hung_up_by_agent
+    await asyncio.wait_for(h.done.wait(), 10)
+    d = h.dialogs[0]
+    kinds = [k for _, k, _ in d.events]
+    assert kinds.count("reprompt") == 1 and "no_input_hangup" in kinds
+    assert d.outcome == "no_input"
+    assert len(caller.voiced_spans()) >= 3  # greeting, reprompt, goodbye
+
+
+@pytest.mark.parametrize("llm", [FailingLLM(["x"]), HangingLLM(["x"])], ids=["raises", "hangs"])
+async def test_engine_failure_gets_spoken_fallback_and_clean_end(harness, utts, llm) -> None:  # type: ignore[no-untyped-def]
+    h, srv = await harness(llm, greeting="Hi.", first_token_timeout_s=1.0)
+    async with CallerEmulator("127.0.0.1", srv.port) as caller:
+        await caller.wait_agent_done(quiet_s=0.4)
+        _, t_end = await caller.say(utts[0].pcm16k)
+        for _ in range(200):
+            if caller.ended:
+                break
+            await caller.silence(0.1)
+        assert caller.hung_up_by_agent, "the agent should end the call after the fallback"
+        fallback_audio = caller.agent_audio(since=t_end)
+    await asyncio.wait_for(h.done.wait(), 10)
+    d = h.dialogs[0]
+    assert d.outcome == "error"
+    assert any(k == "engine_error" for _, k, _ in d.events)
+    assert d.turns[-1]["role"] == "agent" and "technical trouble" in d.turns[-1]["text"]
+    assert sum(1 for i in range(0, len(fallback_audio), 640) if any(fallback_audio[i : i + 640])) > 50  # > 1 s of speech
+    record = await h.store.get_call(d.call_id)
+    assert record is not None and record.outcome == "error" and record.end_reason == "agent_hangup"

@@ -1,0 +1,59 @@
+"""Fakes, each standing in for a behaviour the real part cannot produce on demand.
+
+The bundled LLM is a 270M BASE model: it cannot follow a script, fail, or hang when a test
+needs it to. These LLMs inject exactly that; every other engine in those tests is real.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+from models.base import LLM, CancelToken, EngineError, EngineInfo, GenerationStats, Message, Token, ToolCall, ToolSpec
+
+
+class ScriptedLLM(LLM):
+    """Replies with the next scripted text, token by token (a word each), `token_s` apart."""
+
+    def __init__(self, replies: Sequence[str], token_s: float = 0.02) -> None:
+        self.replies = list(replies)
+        self.token_s = token_s
+        self.calls: list[list[Message]] = []
+        self.info = EngineInfo("llm", "scripted-fake", "-", "cpu", streaming=True)
+
+    def stream(self, messages: Sequence[Message], *, max_tokens: int = 128, temperature: float = 0.0, stop: Sequence[str] = (),
+               cancel: CancelToken | None = None, session_key: str | None = None) -> Iterator[Token]:
+        self.calls.append(list(messages))
+        text = self.replies[min(len(self.calls) - 1, len(self.replies) - 1)]
+        words = text.split(" ")
+        t0 = time.perf_counter()
+        n = 0
+        for i, w in enumerate(words[:max_tokens]):
+            if cancel is not None and cancel.cancelled:
+                return GenerationStats(0, 0, n, 0.0, time.perf_counter() - t0, "cancelled")
+            time.sleep(self.token_s)
+            n += 1
+            yield Token(w if i == 0 else " " + w, i)
+        return GenerationStats(0, 0, n, self.token_s, time.perf_counter() - t0, "stop")
+
+    def tool_call(self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, cancel: CancelToken | None = None,
+                  session_key: str | None = None) -> ToolCall | None:
+        return None
+
+
+class FailingLLM(ScriptedLLM):
+    """Raises the way a crashed model does, before its first token."""
+
+    def stream(self, messages: Sequence[Message], **kw: object) -> Iterator[Token]:  # type: ignore[override]
+        raise EngineError("llama.cpp: simulated crash")
+        yield  # pragma: no cover
+
+
+class HangingLLM(ScriptedLLM):
+    """Never produces a token (a wedged GPU): only cancellation ends it."""
+
+    def stream(self, messages: Sequence[Message], *, cancel: CancelToken | None = None, **kw: object) -> Iterator[Token]:  # type: ignore[override]
+        while cancel is None or not cancel.cancelled:
+            time.sleep(0.02)
+        return GenerationStats(0, 0, 0, 0.0, 0.0, "cancelled")
+        yield  # pragma: no cover
