@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from audiosocket.clock import Clock, MonotonicClock
-from models.base import CancelToken
+from models.base import Cancelled, CancelToken
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,10 @@ class EngineScheduler:
                         value = next(gen)
                     except StopIteration as stop:
                         return stop.value
+                    except Cancelled:
+                        if token.cancelled:  # the engine honoured our cancel: a normal end
+                            return None
+                        raise
                     loop.call_soon_threadsafe(items.put_nowait, ("item", value))
             finally:
                 loop.call_soon_threadsafe(items.put_nowait, ("end", None))

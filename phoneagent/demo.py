@@ -2,8 +2,11 @@
 
 SIPp dials the `phoneagent-test` context over UDP with G.711 mu-law; Asterisk answers, runs the
 user-facing `agent-direct` dialplan (Dial(AudioSocket/...c(slin16))) and the agent answers on
-AudioSocket. The caller sends a 1 kHz tone and two RFC 2833 digits; the report shows what the
-agent received and what it played back.
+AudioSocket. An Asterisk MixMonitor on the SIP leg records what the caller heard.
+- `--agent dialog` (default): the real agent with the bundled models (silero, whisper tiny.en,
+  gemma 270M, Piper). The caller asks a question (espeak-ng speech, not our own TTS); the report
+  shows the transcript, per-turn latency and what the caller heard, transcribed by whisper.
+- `--agent echo`: the media-path check (a tone, RFC 2833 digits, an echo).
 """
 
 from __future__ import annotations
@@ -14,13 +17,20 @@ import time
 import uuid
 import wave
 
-from audiosocket.pcm import dominant_frequency, rms_dbfs, tone, tone_segments
-from audiosocket.server import AudioSocketServer
+from audiosocket.pcm import dominant_frequency, resample, rms_dbfs, tone, tone_segments
+from audiosocket.server import AudioSocketServer, CallSession
 from phoneagent import sipcall, testbed
 from phoneagent.echo_agent import EchoAgent
 
 
-async def run_demo(port: int = 0, as_json: bool = False) -> int:
+
+async def run_demo(port: int = 0, as_json: bool = False, agent: str = "dialog") -> int:
+    if agent == "dialog":
+        return await run_dialog_demo(as_json=as_json)
+    return await run_echo_demo(port, as_json)
+
+
+async def run_echo_demo(port: int = 0, as_json: bool = False) -> int:
     bed = testbed.ensure()
     agent = EchoAgent()
     server = AudioSocketServer(agent, "127.0.0.1", port)
@@ -51,7 +61,8 @@ async def run_demo(port: int = 0, as_json: bool = False) -> int:
         return 1
     r = agent.reports[-1]
     heard = bytes(r.caller_audio)
-    caller_heard = await asyncio.to_thread(_heard_by_caller, bed, rec_name)
+    rate_pcm = await asyncio.to_thread(_heard_by_caller, bed, rec_name)
+    caller_heard = [f"{hz:g}@{a:.0f}-{b:.0f}" for a, b, hz in tone_segments(rate_pcm[1], rate_pcm[0]) if b - a >= 80] if rate_pcm else []
     summary = {
         "asterisk": bed.health().version,
         "sip_call_ok": result.ok,
@@ -76,18 +87,119 @@ async def run_demo(port: int = 0, as_json: bool = False) -> int:
     return 0 if ok else 1
 
 
-def _heard_by_caller(bed: testbed.AsteriskBed, rec_name: str, timeout: float = 5.0) -> list[str]:
-    """Tones on the caller's SIP leg (Asterisk MixMonitor recording), as 'Hz@start-end ms'."""
+def _heard_by_caller(bed: testbed.AsteriskBed, rec_name: str, timeout: float = 5.0) -> tuple[int, bytes] | None:
+    """(rate, slin) of what the caller heard on the SIP leg (Asterisk MixMonitor recording)."""
     path = bed.host_path(f"{testbed.RECORDING_DIR}/{rec_name}-heard.wav")
     both = bed.host_path(f"{testbed.RECORDING_DIR}/{rec_name}-both.wav")
     deadline = time.monotonic() + timeout
     while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     if not path.exists():
-        return []
-    time.sleep(0.2)  # MixMonitor finalises the header as the channel goes away
+        return None
+    time.sleep(0.3)  # MixMonitor finalises the header as the channel goes away
     with wave.open(str(path), "rb") as w:
         rate, pcm = w.getframerate(), w.readframes(w.getnframes())
     path.unlink(missing_ok=True)
     both.unlink(missing_ok=True)
-    return [f"{hz:g}@{a:.0f}-{b:.0f}" for a, b, hz in tone_segments(pcm, rate) if b - a >= 80]
+    return rate, pcm
+
+
+QUESTION = 8  # bench/utterances.py: "What time do you close on Saturday?"
+
+
+async def run_dialog_demo(as_json: bool = False) -> int:
+    """The agent with the bundled models answers a spoken question on a real SIP call."""
+    from bench.utterances import synthesize_set
+    from models.engines import EngineConfig, Engines
+    from phoneagent.dialog.session import AgentConfig, CallDialog
+
+    bed = testbed.ensure()
+    engines = await asyncio.to_thread(Engines.load, EngineConfig())
+    question = synthesize_set()[QUESTION]
+    dialogs: list[CallDialog] = []
+
+    async def handler(session: CallSession) -> None:
+        d = CallDialog(engines, AgentConfig(greeting="Hello, thanks for calling. How can I help?"))
+        dialogs.append(d)
+        await d.run(session)
+
+    server = AudioSocketServer(handler, "127.0.0.1", 0)
+    await server.start()
+    rec_name = f"demo-{uuid.uuid4().hex[:12]}"
+    try:
+        script: list[sipcall.Step] = [
+            sipcall.Pause(3500),  # the greeting
+            sipcall.Audio(resample(question.pcm16k, 16000, 8000)),
+            sipcall.Pause(12000),  # the answer (the base model rambles up to max_reply_tokens)
+        ]
+        t0 = time.monotonic()
+        result = await asyncio.to_thread(
+            sipcall.place_call, bed.sip_host, bed.sip_port, f"agent-port-{server.port}", script,
+            headers={"X-Phoneagent-Rec": rec_name},
+        )
+        deadline = time.monotonic() + 5
+        while server.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - t0
+    finally:
+        await server.close()
+    heard = await asyncio.to_thread(_heard_by_caller, bed, rec_name)
+    heard_text = ""
+    if heard is not None:  # whisper each talk spurt: without timestamps it stops at long gaps
+        rate = heard[0]
+        parts = [(await asyncio.to_thread(engines.stt.transcribe, heard[1][a:b], rate)).text for a, b in _spurts(heard[1], rate)]
+        heard_text = " | ".join(p.strip() for p in parts if p.strip())
+    await engines.close()
+    if not dialogs:
+        print(f"FAILED: the call never reached the agent. SIPp rc={result.returncode}\n{result.errors}\n{result.stderr}")
+        return 1
+    d = dialogs[-1]
+    turns = []
+    for t in d.turns:
+        tm = t["timings"]
+        v2v = None
+        if t["role"] == "agent" and tm.first_frame_ms is not None and tm.speech_end_ms is not None:
+            v2v = round(tm.first_frame_ms - tm.speech_end_ms)
+        turns.append({"role": t["role"], "text": t["text"], "voice_to_voice_ms": v2v})
+    callers = [t for t in d.turns if t["role"] == "caller"]
+    summary = {
+        "asterisk": bed.health().version,
+        "sip_call_ok": result.ok,
+        "call_seconds": round(elapsed, 2),
+        "engines": ", ".join(f"{i.role}={i.name}({i.device})" for i in engines.infos),
+        "turns": turns,
+        "v2v_ms (server wire)": [t["voice_to_voice_ms"] for t in turns if t["voice_to_voice_ms"] is not None],
+        "caller_heard (whisper)": heard_text,
+        "outcome": d.outcome,
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print("phoneagent demo: a SIP caller (G.711) asks a question through Asterisk; the agent answers")
+        for k, v in summary.items():
+            if k == "turns":
+                for turn in turns:
+                    lat = f"  [{turn['voice_to_voice_ms']} ms after the caller stopped]" if turn["voice_to_voice_ms"] is not None else ""
+                    print(f"  {turn['role']:>6}: {turn['text']}{lat}")
+            else:
+                print(f"  {k:22} {v}")
+    ok = result.ok and bool(callers) and bool(heard_text.strip()) and len([t for t in d.turns if t["role"] == "agent"]) >= 2
+    print("RESULT:", "the agent answered a spoken question on a real call" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+def _spurts(pcm: bytes, rate: int, gap_s: float = 0.8) -> list[tuple[int, int]]:
+    """Byte ranges of speech separated by more than `gap_s` of quiet (20 ms energy frames)."""
+    n = rate // 50 * 2
+    spans: list[list[int]] = []
+    quiet = 0
+    for i in range(0, len(pcm) - n + 1, n):
+        if rms_dbfs(pcm[i : i + n]) > -45:
+            if spans and quiet * 0.02 < gap_s:
+                spans[-1][1] = i + n
+            else:
+                spans.append([i, i + n])
+            quiet = 0
+        else:
+            quiet += 1
+    return [(a, b) for a, b in spans if b - a >= n * 10]

@@ -9,22 +9,46 @@ import contextlib
 import logging
 import signal
 
-from audiosocket.server import AudioSocketServer, Handler
+from collections.abc import Awaitable, Callable
+
+from audiosocket.server import AudioSocketServer, CallSession, Handler
 from phoneagent.echo_agent import EchoAgent
 
 log = logging.getLogger(__name__)
 
 
-def build_handler(kind: str = "echo") -> Handler:
-    """The per-call handler. Only the echo/tone agent exists so far; the dialog loop comes next."""
+async def build_handler(kind: str, db_url: str) -> tuple[Handler, Callable[[], Awaitable[None]]]:
+    """The per-call handler and its clean-up. "dialog" loads and warms every engine first, so
+    the first caller never waits for a model load; "echo" is the media-path check."""
     if kind == "echo":
-        return EchoAgent()
-    raise ValueError(f"unknown agent kind {kind!r}; available: echo")
+        async def nothing() -> None:
+            return None
+
+        return EchoAgent(), nothing
+    if kind != "dialog":
+        raise ValueError(f"unknown agent kind {kind!r}; available: dialog, echo")
+    from db import AsyncCallStore
+    from models.engines import EngineConfig, Engines
+    from phoneagent.dialog.session import AgentConfig, CallDialog
+
+    engines = await asyncio.to_thread(Engines.load, EngineConfig())
+    store = AsyncCallStore(db_url)
+    config = AgentConfig()
+
+    async def handler(session: CallSession) -> None:
+        await CallDialog(engines, config, store=store).run(session)
+
+    async def close() -> None:
+        await engines.close()
+        await store.aclose()
+
+    return handler, close
 
 
-async def serve(host: str, port: int, *, agent: str = "echo", shutdown_grace: float = 5.0) -> None:
+async def serve(host: str, port: int, *, agent: str = "dialog", db_url: str = "sqlite:///phoneagent.db", shutdown_grace: float = 5.0) -> None:
     """Run the AudioSocket service until SIGINT/SIGTERM, then shut down gracefully."""
-    server = AudioSocketServer(build_handler(agent), host, port)
+    handler, close_handler = await build_handler(agent, db_url)
+    server = AudioSocketServer(handler, host, port)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -36,4 +60,5 @@ async def serve(host: str, port: int, *, agent: str = "echo", shutdown_grace: fl
         await stop.wait()
     finally:
         log.info("shutting down: ending %d live call(s)", len(server.sessions))
-        await server.close(grace=shutdown_grace)
+        await server.close(grace=shutdown_grace)  # calls first: they still use the engines
+        await close_handler()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -28,7 +29,7 @@ def _free_port() -> int:
 async def test_serve_answers_then_sigterm_hangs_up_calls_and_exits_cleanly() -> None:
     port = _free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "phoneagent.cli", "serve", "--port", str(port),
+        sys.executable, "-m", "phoneagent.cli", "serve", "--agent", "echo", "--port", str(port),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
     )
     try:
@@ -63,11 +64,25 @@ async def test_serve_answers_then_sigterm_hangs_up_calls_and_exits_cleanly() -> 
 
 
 @pytest.mark.asterisk
-async def test_demo_places_a_real_call(asterisk_bed, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert await run_demo() == 0
+async def test_echo_demo_places_a_real_call(asterisk_bed, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert await run_demo(agent="echo") == 0
     out = capsys.readouterr().out
     assert "RESULT: call answered by the agent" in out
     assert "dtmf_digits            42" in out
+
+
+@pytest.mark.asterisk
+async def test_demo_agent_answers_a_spoken_question_through_asterisk(asterisk_bed, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The README main job: real SIP call, real Asterisk, real models; the caller's heard audio
+    (Asterisk's recording of the SIP leg) is transcribed and must contain the agent's words."""
+    assert await run_demo(as_json=True) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out[out.index("{") : out.rindex("}") + 1])
+    roles = [t["role"] for t in report["turns"]]
+    assert roles[:3] == ["agent", "caller", "agent"]
+    assert "saturday" in report["turns"][1]["text"].lower()
+    assert report["caller_heard (whisper)"].strip()
+    assert report["v2v_ms (server wire)"], "the answer's latency was measured"
 
 
 def test_code_is_typed() -> None:

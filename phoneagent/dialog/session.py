@@ -27,7 +27,8 @@ from audiosocket.pcm import resample
 from audiosocket.playout import Playout
 from audiosocket.protocol import Audio, Dtmf
 from audiosocket.server import CallEnded, CallSession
-from models.base import VAD, AudioChunk, CancelToken, Message, Token, Transcript
+from db import AsyncCallStore, TurnTimings
+from models.base import VAD, AudioChunk, Cancelled, CancelToken, Message, Token, Transcript
 from models.scheduler import EngineBusy
 from phoneagent.dialog.chunker import ClauseChunker
 from phoneagent.dialog.context import Conversation, SpokenReply
@@ -46,18 +47,6 @@ class DialogEngines(Protocol):
     def reply_tokens(self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None, max_tokens: int = 96) -> AsyncGenerator[Token, None]: ...
 
     def speak(self, text: str, sample_rate: int, *, cancel: CancelToken) -> AsyncGenerator[AudioChunk, None]: ...
-
-
-class Store(Protocol):
-    """The subset of db.AsyncCallStore the dialog writes to."""
-
-    async def start_call(self, call_id: str, **kw: Any) -> None: ...
-
-    async def add_turn(self, call_id: str, role: str, text: str, **kw: Any) -> int: ...
-
-    async def add_event(self, call_id: str, t_ms: float, kind: str, detail: dict[str, Any] | None = None) -> None: ...
-
-    async def finish_call(self, call_id: str, **kw: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -104,7 +93,7 @@ class CallDialog:
 
     VAD_RATES = (8000, 16000)
 
-    def __init__(self, engines: DialogEngines, config: AgentConfig | None = None, *, store: Store | None = None) -> None:
+    def __init__(self, engines: DialogEngines, config: AgentConfig | None = None, *, store: AsyncCallStore | None = None) -> None:
         self.engines = engines
         self.config = config or AgentConfig()
         self.store = store
@@ -162,7 +151,9 @@ class CallDialog:
             if self._ending:
                 end_reason = "agent_hangup"
         finally:
-            await self._cancel_reply("call ended")
+            # Hangup mid-sentence: stop playout first so the reply task records what was heard.
+            self.playout.clear()
+            await self._cancel_reply("call ended", record_heard=True)
             await self._store("finish_call", self.call_id, ended_at=datetime.now(timezone.utc), end_reason=end_reason, outcome=self.outcome)
         if self._ending and not session.is_ended:
             await session.hangup()
@@ -199,7 +190,7 @@ class CallDialog:
                 self._event("barge_in", t_speech_start=ev.t_speech_start)
                 self._barge_in_at = self.clock.now()
                 self.playout.clear()  # stop within one frame
-                await self._cancel_reply("barge-in")
+                await self._cancel_reply("barge-in", record_heard=True)
         elif isinstance(ev, EndOfTurn):
             now = self.clock.now()
             timing = TurnTiming(speech_end=now - ev.latency_s, endpoint=now, barge_in=getattr(self, "_barge_in_at", None) if ev.barge_in else None)
@@ -242,6 +233,8 @@ class CallDialog:
             await self._stream_reply(timing)
         except asyncio.CancelledError:
             raise
+        except Cancelled:  # barge-in or hangup stopped an engine mid-step: not a failure
+            return
         except EngineBusy:
             self._event("busy", engine="llm/tts")
             await self._say(cfg.busy, role_text="busy")
@@ -321,21 +314,34 @@ class CallDialog:
         await asyncio.sleep(delay)
         if not seg and not cancel.cancelled and not self.playout.speaking:
             self._event("filler")
-            await self._say(self.config.filler, role_text="filler", record=False)
+            await self._say(self.config.filler, role_text="filler", record=False, atomic=True)
 
-    async def _say(self, text: str, *, role_text: str, record: bool = True) -> None:
-        """Speak a fixed prompt as one segment (greeting, reprompt, fallback...)."""
+    async def _say(self, text: str, *, role_text: str, record: bool = True, atomic: bool = False) -> None:
+        """Speak a fixed prompt as one segment (greeting, reprompt, fallback...).
+
+        Clauses play as soon as each is synthesised. `atomic` (the filler, which can overlap a
+        reply that is starting) synthesises first and queues it in one step, so no reply audio
+        can slip into the prompt's open segment.
+        """
         cancel = CancelToken()
         self._cancels.add(cancel)
         nbytes, sid = 0, None
+        held = bytearray()
         try:
             speech = self.engines.speak(text, self.rate, cancel=cancel)
-            async with contextlib.aclosing(speech):  # each clause plays as soon as it is synthesised
+            async with contextlib.aclosing(speech):
                 async for chunk in speech:
                     if cancel.cancelled:
                         break
-                    sid = self.playout.capture(chunk.pcm)
                     nbytes += len(chunk.pcm)
+                    if atomic:
+                        held += chunk.pcm
+                    else:
+                        sid = self.playout.capture(chunk.pcm)
+            if atomic and held and not cancel.cancelled:
+                if self.playout.speaking:  # the reply started meanwhile: no filler needed
+                    return
+                sid = self.playout.capture(bytes(held))
         finally:
             self._cancels.discard(cancel)
         if sid is None:
@@ -364,12 +370,12 @@ class CallDialog:
             await self.playout.play(tone(480.0, 400, self.rate) + tone(620.0, 400, self.rate))
         self._ending = True
 
-    async def _cancel_reply(self, why: str) -> None:
+    async def _cancel_reply(self, why: str, *, record_heard: bool = False) -> None:
         for token in list(self._cancels):
             token.cancel(why)
         task, self._reply = self._reply, None
         if task is not None and not task.done() and task is not asyncio.current_task():
-            if why == "barge-in":
+            if record_heard:
                 # let it record what was heard: playout was cleared, its waiter resolves now
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(task), 1.0)
@@ -403,8 +409,6 @@ class CallDialog:
         asyncio.ensure_future(self._store("add_event", self.call_id, self._ms(t) or 0.0, kind, detail or None))
 
     async def _record(self, role: str, text: str, timing: TurnTiming, **kw: Any) -> None:
-        from db import TurnTimings
-
         timings = TurnTimings(
             speech_end_ms=self._ms(timing.speech_end), endpoint_ms=self._ms(timing.endpoint), stt_done_ms=self._ms(timing.stt_done),
             llm_first_token_ms=self._ms(timing.llm_first_token), tts_first_audio_ms=self._ms(timing.tts_first_audio),

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from models.base import CancelToken, EngineError
+from models.base import Cancelled, CancelToken, EngineError
 from models.scheduler import EngineBusy, EngineScheduler, Priority
 
 
@@ -248,3 +248,28 @@ async def test_close_fails_queued_work_cleanly() -> None:
         await running
     with pytest.raises(RuntimeError, match="closed"):
         await s.run(lambda: "x")
+
+
+async def test_engine_raising_cancelled_after_our_cancel_is_a_clean_stop() -> None:
+    """Piper raises Cancelled when its token fires mid-reply; that must not look like a failure
+    (the dialog would otherwise speak its 'technical trouble' fallback after every barge-in)."""
+    s = EngineScheduler("tts", workers=1)
+    token = CancelToken()
+
+    def gen() -> Iterator[str]:
+        yield "clause 1"
+        token.cancel("barge-in")
+        token.raise_if_cancelled()
+        yield "never"
+
+    got = [x async for x in s.stream(gen, cancel=token)]
+    assert got == ["clause 1"] and s.metrics.failed == 0
+
+    def rogue() -> Iterator[str]:
+        raise Cancelled("not ours")
+        yield "x"
+
+    with pytest.raises(Cancelled):
+        async for _ in s.stream(rogue):
+            pass
+    await s.close()

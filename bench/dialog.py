@@ -1,0 +1,156 @@
+"""Dialog benchmark at the wire: voice-to-voice latency and barge-in stop time, N callers at once.
+
+    .venv/bin/python -m bench.dialog [--calls 1,2,4] [--out bench/results]
+
+Each emulated caller (bench/caller.py: Asterisk's wire format, paced 20 ms slin16 frames, voice
+through an 8 kHz G.711 channel) waits for the greeting, asks a question, and 1 s into the answer
+talks over the agent. Measured on the caller's side of the socket:
+- v2v: caller's last voiced frame -> first agent frame with speech (endpointing included);
+- barge-in stop: caller's first voiced frame over the agent -> agent's last voiced frame, and
+  from the moment the dialog's VAD/endpointer fired (server event) -> agent's last voiced frame;
+- stages: the dialog's own per-turn timings (endpoint, STT, first token, first audio, wire).
+Everything is real: silero, whisper tiny.en, gemma 270M, Piper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from audiosocket.pcm import frame_bytes, rms_dbfs
+from audiosocket.server import AudioSocketServer, CallSession
+from bench.caller import CallerEmulator
+from bench.machine import machine_info, peak_rss_mb, slug
+from bench.utterances import synthesize_set
+from models.engines import EngineConfig, Engines
+from phoneagent.dialog.session import AgentConfig, CallDialog
+
+QUESTIONS = (8, 0, 4, 10)  # indexes into bench/utterances.py
+INTERRUPTION = 3  # "No, I don't think so."
+
+
+def voiced_bounds(pcm: bytes, rate: int) -> tuple[float, float]:
+    """Offsets (s) of the first and the end of the last voiced 20 ms frame in `pcm`."""
+    n = frame_bytes(rate, 20)
+    voiced = [i for i in range(0, len(pcm) - n + 1, n) if rms_dbfs(pcm[i : i + n]) > -40]
+    return voiced[0] / 2 / rate, (voiced[-1] + n) / 2 / rate
+
+
+def pct(xs: Sequence[float]) -> dict[str, float | None]:
+    if not xs:
+        return {"p50": None, "p95": None, "max": None, "n": 0}
+    s = sorted(xs)
+    return {"p50": round(statistics.median(s), 1), "p95": round(s[min(len(s) - 1, int(0.95 * len(s)))], 1), "max": round(s[-1], 1), "n": len(s)}
+
+
+async def one_caller(port: int, i: int, utts: list[Any], dialogs: dict[str, CallDialog], out: dict[str, list[float]]) -> None:
+    q = utts[QUESTIONS[i % len(QUESTIONS)]].pcm16k
+    interrupt = utts[INTERRUPTION].pcm16k
+    async with CallerEmulator("127.0.0.1", port) as caller:
+        if not await caller.wait_agent_done(quiet_s=0.4, timeout=30):
+            return
+        t0, _ = await caller.say(q)
+        q_end = t0 + voiced_bounds(q, 16000)[1]
+        while caller.first_voiced_after(q_end) is None and not caller.ended:
+            await caller.silence(0.05)
+        first = caller.first_voiced_after(q_end)
+        if first is None:
+            return
+        out["v2v_ms"].append((first - q_end) * 1000)
+        await caller.silence(1.0)
+        if caller.last_voiced_before(first + 10) is None or caller.received[-1].t - (caller.last_voiced_before(1e12) or 0) > 0.3:
+            return  # the answer was already over: no barge-in to measure
+        t1, _ = await caller.say(interrupt)
+        onset = t1 + voiced_bounds(interrupt, 16000)[0]
+        await caller.wait_agent_done(since=t1 + 1.5, quiet_s=0.3, timeout=20)
+        last = caller.last_voiced_before(onset + 1.5)
+        if last is not None and last > onset:
+            out["barge_in_stop_after_onset_ms"].append((last - onset) * 1000)
+        d = dialogs.get(str(caller.call_id))
+        fired = next((t for t, kind, _ in (d.events if d else []) if kind == "barge_in"), None)
+        if fired is not None and last is not None:
+            out["barge_in_stop_after_vad_ms"].append(max(0.0, last - fired) * 1000)
+
+
+def stages(dialogs: list[CallDialog]) -> dict[str, dict[str, float | None]]:
+    keys = (("endpoint", "speech_end_ms", "endpoint_ms"), ("stt", "endpoint_ms", "stt_done_ms"),
+            ("llm_first_token", "stt_done_ms", "llm_first_token_ms"), ("tts_first_audio", "llm_first_token_ms", "tts_first_audio_ms"),
+            ("to_wire", "tts_first_audio_ms", "first_frame_ms"))
+    acc: dict[str, list[float]] = {k: [] for k, _, _ in keys}
+    for d in dialogs:
+        for t in d.turns:
+            tm = t["timings"]
+            if t["role"] != "agent" or tm.speech_end_ms is None:
+                continue
+            for name, a, b in keys:
+                va, vb = getattr(tm, a), getattr(tm, b)
+                if va is not None and vb is not None:
+                    acc[name].append(vb - va)
+    return {k: pct(v) for k, v in acc.items()}
+
+
+async def run_level(engines: Engines, calls: int, utts: list[Any]) -> dict[str, Any]:
+    fresh = Engines(engines.vad, engines.stt, engines.llm, engines.tts, engines.config)
+    dialogs: dict[str, CallDialog] = {}
+    cfg = AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48)
+
+    async def handler(session: CallSession) -> None:
+        d = CallDialog(fresh, cfg)
+        dialogs[str(session.call_id)] = d
+        await d.run(session)
+
+    server = AudioSocketServer(handler, "127.0.0.1", 0)
+    await server.start()
+    out: dict[str, list[float]] = {"v2v_ms": [], "barge_in_stop_after_onset_ms": [], "barge_in_stop_after_vad_ms": []}
+    try:
+        await asyncio.gather(*(one_caller(server.port, i, utts, dialogs, out) for i in range(calls)))
+    finally:
+        await server.close()
+        for q in (fresh.stt_q, fresh.llm_q, fresh.tts_q):
+            await q.close()
+    return {
+        "calls": calls,
+        "v2v_ms": pct(out["v2v_ms"]),
+        "barge_in_stop_ms": pct(out["barge_in_stop_after_onset_ms"]),
+        "barge_in_stop_after_vad_ms": pct(out["barge_in_stop_after_vad_ms"]),
+        "stages_ms": stages(list(dialogs.values())),
+        "queues": fresh.metrics(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", default="1,2,4", help="comma-separated concurrency levels")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args(argv)
+    info = machine_info()
+    engines = Engines.load(EngineConfig())
+    utts = synthesize_set()
+    levels = [asyncio.run(run_level(engines, int(n), utts)) for n in args.calls.split(",")]
+    one = levels[0]
+    result = {
+        "machine": info, "device": info["device"], "calls": one["calls"], "v2v_ms": one["v2v_ms"],
+        "barge_in_stop_ms": one["barge_in_stop_ms"], "stages_ms": one["stages_ms"], "levels": levels,
+        "max_calls_with_p95_v2v_under_1500ms": max((lv["calls"] for lv in levels if (lv["v2v_ms"]["p95"] or 1e9) <= 1500), default=0),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"dialog-{slug(info)}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"dialog benchmark on {info['cpu']} ({info['cores']} cores), device {info['device']}")
+    print(f"  {'calls':>5}  {'v2v p50/p95/max ms':>22}  {'barge-in stop p50/p95 ms (onset | VAD)':>40}  stages p50 ms (endpoint/stt/llm/tts/wire)")
+    for lv in levels:
+        v, b, bv, st = lv["v2v_ms"], lv["barge_in_stop_ms"], lv["barge_in_stop_after_vad_ms"], lv["stages_ms"]
+        stage_txt = "/".join(str(st[k]["p50"]) for k in ("endpoint", "stt", "llm_first_token", "tts_first_audio", "to_wire"))
+        print(f"  {lv['calls']:>5}  {v['p50']!s:>7}/{v['p95']!s:>7}/{v['max']!s:>6}  {b['p50']!s:>9}/{b['p95']!s:>7} | {bv['p50']!s:>7}/{bv['p95']!s:>7}      {stage_txt}")
+    print(f"\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
