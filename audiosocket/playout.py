@@ -68,6 +68,7 @@ class PlayoutBuffer:
         self._segments: deque[_Segment] = deque()
         self._next_id = 1
         self.underruns = 0  # ticks where an open segment had no audio ready
+        self.paused = False  # hold the queue and send silence (caller may be barging in)
 
     # --- producer side ---
     def capture(self, pcm: bytes) -> int:
@@ -103,6 +104,8 @@ class PlayoutBuffer:
     def next_frame(self) -> Frame:
         """Exactly one frame of audio: segment audio, the padded tail of a segment, or silence."""
         finished: list[PlayoutReport] = []
+        if self.paused:
+            return Frame(self._silence, False)
         while self._segments:
             seg = self._segments[0]
             if seg.pending >= self.frame_bytes or (seg.flushed and seg.pending > 0):
@@ -203,8 +206,17 @@ class Playout:
     def flush(self) -> int | None:
         return self.buffer.flush()
 
+    def pause(self) -> None:
+        """Hold queued audio and send silence from the next tick: the caller may be barging in.
+        `resume()` continues exactly where it stopped (nothing lost); `clear()` drops it."""
+        self.buffer.paused = True
+
+    def resume(self) -> None:
+        self.buffer.paused = False
+
     def clear(self) -> list[PlayoutReport]:
         """Stop now: the next tick is silence. Returns the reports of every dropped segment."""
+        self.buffer.paused = False
         reports = self.buffer.clear()
         for r in reports:
             self._resolve(r)

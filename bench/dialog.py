@@ -94,7 +94,8 @@ def stages(dialogs: list[CallDialog]) -> dict[str, dict[str, float | None]]:
     return {k: pct(v) for k, v in acc.items()}
 
 
-async def run_level(engines: Engines, calls: int, utts: list[Any]) -> dict[str, Any]:
+async def run_level(engines: Engines, calls: int, utts: list[Any], repeats: int = 1) -> dict[str, Any]:
+    """`calls` callers at once, `repeats` times in a row; samples are pooled."""
     fresh = Engines(engines.vad, engines.stt, engines.llm, engines.tts, engines.config)
     dialogs: dict[str, CallDialog] = {}
     cfg = AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48)
@@ -108,7 +109,8 @@ async def run_level(engines: Engines, calls: int, utts: list[Any]) -> dict[str, 
     await server.start()
     out: dict[str, list[float]] = {"v2v_ms": [], "barge_in_stop_after_onset_ms": [], "barge_in_stop_after_vad_ms": []}
     try:
-        await asyncio.gather(*(one_caller(server.port, i, utts, dialogs, out) for i in range(calls)))
+        for r in range(repeats):
+            await asyncio.gather(*(one_caller(server.port, r * calls + i, utts, dialogs, out) for i in range(calls)))
     finally:
         await server.close()
         for q in (fresh.stt_q, fresh.llm_q, fresh.tts_q):
@@ -126,15 +128,16 @@ async def run_level(engines: Engines, calls: int, utts: list[Any]) -> dict[str, 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", default="1,2,4", help="comma-separated concurrency levels")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds per level (samples are pooled)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     info = machine_info()
     engines = Engines.load(EngineConfig())
     utts = synthesize_set()
-    levels = [asyncio.run(run_level(engines, int(n), utts)) for n in args.calls.split(",")]
+    levels = [asyncio.run(run_level(engines, int(n), utts, args.repeats)) for n in args.calls.split(",")]
     one = levels[0]
     result = {
-        "machine": info, "device": info["device"], "calls": one["calls"], "v2v_ms": one["v2v_ms"],
+        "machine": info, "device": info["device"], "repeats": args.repeats, "calls": one["calls"], "v2v_ms": one["v2v_ms"],
         "barge_in_stop_ms": one["barge_in_stop_ms"], "stages_ms": one["stages_ms"], "levels": levels,
         "max_calls_with_p95_v2v_under_1500ms": max((lv["calls"] for lv in levels if (lv["v2v_ms"]["p95"] or 1e9) <= 1500), default=0),
         "peak_rss_mb": peak_rss_mb(),

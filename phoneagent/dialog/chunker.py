@@ -129,15 +129,20 @@ def clean_text(text: str) -> str:
 class ClauseChunker:
     """One per reply stream: `push` tokens as they arrive, `flush` when generation ends."""
 
-    def __init__(self, min_words_first: int = 3, min_words: int = 6, max_words: int = 25) -> None:
+    def __init__(self, min_words_first: int = 3, min_words: int = 6, max_words: int = 25, max_words_first: int | None = None) -> None:
+        """`max_words_first` (None = `max_words`) cuts a long unpunctuated opening at a space,
+        so the caller hears the first words while the model is still writing the sentence."""
         if not 1 <= min_words_first <= max_words or not 1 <= min_words <= max_words:
             raise ValueError(
                 f"need 1 <= min_words_first ({min_words_first}), min_words ({min_words}) "
                 f"<= max_words ({max_words})"
             )
+        if max_words_first is not None and not min_words_first <= max_words_first:
+            raise ValueError(f"need min_words_first ({min_words_first}) <= max_words_first ({max_words_first})")
         self.min_words_first = min_words_first
         self.min_words = min_words
         self.max_words = max_words
+        self.max_words_first = max_words_first or max_words
         self.reset()
 
     def reset(self) -> None:
@@ -184,7 +189,8 @@ class ClauseChunker:
     def _boundary(self, *, at_space: bool) -> str | None:
         words = _words(self._buf)
         need = self.min_words_first if self._first else self.min_words
-        if (words >= need and (self._newline or self._ends_clause())) or (at_space and words >= self.max_words):
+        cap = self.max_words_first if self._first else self.max_words
+        if (words >= need and (self._newline or self._ends_clause())) or (at_space and words >= cap):
             clause, self._buf = self._buf.strip(), ""
             self._space = self._newline = self._first = False
             return clause

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -32,7 +32,17 @@ from models.base import VAD, AudioChunk, Cancelled, CancelToken, Message, Token,
 from models.scheduler import EngineBusy
 from phoneagent.dialog.chunker import ClauseChunker
 from phoneagent.dialog.context import Conversation, SpokenReply
-from phoneagent.dialog.endpointer import BargeIn, Endpointer, EndpointerConfig, EndOfTurn, SpeechStarted
+from phoneagent.dialog.endpointer import (
+    Backchannel,
+    BargeIn,
+    Endpointer,
+    EndpointerConfig,
+    EndOfTurn,
+    SpeculationCancelled,
+    SpeculativeEndpoint,
+    SpeechDiscarded,
+    SpeechStarted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +82,8 @@ class AgentConfig:
     max_reply_tokens: int = 64
     min_confidence: float = 0.25
     preroll_s: float = 0.3  # audio kept before speech start (VAD onset is late by a window)
+    pause_on_onset: bool = True  # hold playout at speech onset; resume if it was a backchannel
+    speculate: bool = True  # start STT/LLM/TTS at a short pause, speak once the endpoint is final
     endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
 
 
@@ -103,6 +115,8 @@ class CallDialog:
         self.outcome = "completed"
         self._reply: asyncio.Task[None] | None = None
         self._cancels: set[CancelToken] = set()  # every live generation/synthesis of this call
+        self._spec: tuple[asyncio.Task[None], float, asyncio.Event, TurnTiming] | None = None
+        self.endpointer_turn_start: float | None = None
         self._clarifications = 0
         self._reprompts = 0
         self._ending = False
@@ -185,39 +199,87 @@ class CallDialog:
     async def _on_event(self, ev: object) -> None:
         if isinstance(ev, SpeechStarted):
             self._last_activity = self.clock.now()
+            self.endpointer_turn_start = ev.t_start  # a turn never restarts mid-way (no new SpeechStarted)
+            if self.config.pause_on_onset and self.playout.speaking:
+                # Hold the agent at the first voiced window (~one frame): stop fast if this
+                # becomes a barge-in, lose nothing if it was a cough or an "mm-hm".
+                self.playout.pause()
+        elif isinstance(ev, (Backchannel, SpeechDiscarded)):
+            if self.playout.buffer.paused:
+                self.playout.resume()
+                self._event("resumed", after=type(ev).__name__)
         elif isinstance(ev, BargeIn):
             if self.playout.speaking or self._reply is not None:
                 self._event("barge_in", t_speech_start=ev.t_speech_start)
                 self._barge_in_at = self.clock.now()
                 self.playout.clear()  # stop within one frame
                 await self._cancel_reply("barge-in", record_heard=True)
+        elif isinstance(ev, SpeculativeEndpoint):
+            if self.config.speculate:
+                # A short pause: run STT, the LLM and TTS now, but hold the audio until the
+                # endpoint is final. Speech resuming throws the work away.
+                await self._drop_speculation()
+                go = asyncio.Event()
+                timing = TurnTiming()
+                task = asyncio.create_task(self._respond(self._utterance(ev.t_speech_end), timing, go))
+                self._spec = (task, ev.t_speech_end, go, timing)
+        elif isinstance(ev, SpeculationCancelled):
+            await self._drop_speculation()
         elif isinstance(ev, EndOfTurn):
             now = self.clock.now()
-            timing = TurnTiming(speech_end=now - ev.latency_s, endpoint=now, barge_in=getattr(self, "_barge_in_at", None) if ev.barge_in else None)
-            start = int(max(0.0, ev.t_speech_start - self.config.preroll_s - self._audio_start_s) * self.rate) * 2
-            end = int(max(0.0, ev.t_speech_end + 0.1 - self._audio_start_s) * self.rate) * 2
-            utterance = bytes(self._audio[start:end])
+            barge = getattr(self, "_barge_in_at", None) if ev.barge_in else None
+            spec, self._spec = self._spec, None
+            await self._cancel_reply("new turn")
+            if spec is not None and spec[1] == ev.t_speech_end and not spec[0].done():
+                task, _, go, timing = spec  # the speculation heard exactly this turn: use it
+                timing.speech_end, timing.endpoint, timing.barge_in = now - ev.latency_s, now, barge
+                self._event("speculation_used")
+            else:
+                if spec is not None:
+                    spec[0].cancel()
+                go = asyncio.Event()
+                timing = TurnTiming(speech_end=now - ev.latency_s, endpoint=now, barge_in=barge)
+                task = asyncio.create_task(self._respond(self._utterance(ev.t_speech_end), timing, go))
+            go.set()
+            self._reply = task
             self._audio.clear()
             self._audio_start_s = self._media_s
             self._last_activity = now
-            await self._cancel_reply("new turn")
-            self._reply = asyncio.create_task(self._respond(utterance, timing))
+
+    def _utterance(self, t_speech_end: float) -> bytes:
+        """The caller's audio of the open turn, from pre-roll to just after `t_speech_end`."""
+        t_start = self.endpointer_turn_start if self.endpointer_turn_start is not None else self._audio_start_s
+        start = int(max(0.0, t_start - self.config.preroll_s - self._audio_start_s) * self.rate) * 2
+        end = int(max(0.0, t_speech_end + 0.1 - self._audio_start_s) * self.rate) * 2
+        return bytes(self._audio[start:end])
+
+    async def _drop_speculation(self) -> None:
+        spec, self._spec = self._spec, None
+        if spec is not None and not spec[0].done():
+            spec[0].cancel()
+            with contextlib.suppress(BaseException):
+                await spec[0]
 
     # --- the agent's turn ---
-    async def _respond(self, utterance: bytes, timing: TurnTiming) -> None:
+    async def _respond(self, utterance: bytes, timing: TurnTiming, go: asyncio.Event) -> None:
+        """STT -> LLM -> TTS for one caller turn. Until `go` is set (the endpoint is final) it
+        may compute but must not speak, record or touch the conversation: it is speculative."""
         cfg = self.config
         try:
             tr = await asyncio.wait_for(self.engines.transcribe(utterance, self.rate), cfg.stt_timeout_s)
         except EngineBusy:
+            await go.wait()
             self._event("busy", engine="stt")
             await self._say(cfg.busy, role_text="busy")
             return
         except Exception as exc:
+            await go.wait()
             await self._fail("stt", exc)
             return
         timing.stt_done = self.clock.now()
         text = tr.normalized.strip()
         if not text or tr.confidence < cfg.min_confidence:
+            await go.wait()
             self._clarifications += 1
             self._event("unclear", text=tr.text, confidence=round(tr.confidence, 3))
             if self._clarifications > cfg.max_clarifications:
@@ -225,34 +287,45 @@ class CallDialog:
                 return
             await self._say(cfg.clarify, role_text="clarify")
             return
-        self._clarifications = 0
-        self._reprompts = 0
-        self.conversation.add_user(text)
-        await self._record("caller", text, timing, stt_confidence=tr.confidence)
+        messages = self.conversation.messages(cfg.system_prompt)
+        if messages and messages[-1].role == "user":  # the context merges consecutive caller turns
+            messages[-1] = Message("user", f"{messages[-1].content} {text}")
+        else:
+            messages.append(Message("user", text))
+
+        async def commit() -> None:
+            await go.wait()
+            self._clarifications = 0
+            self._reprompts = 0
+            self.conversation.add_user(text)
+            await self._record("caller", text, timing, stt_confidence=tr.confidence)
+
         try:
-            await self._stream_reply(timing)
+            await self._stream_reply(messages, timing, go, commit)
         except asyncio.CancelledError:
             raise
         except Cancelled:  # barge-in or hangup stopped an engine mid-step: not a failure
             return
         except EngineBusy:
+            await go.wait()
             self._event("busy", engine="llm/tts")
             await self._say(cfg.busy, role_text="busy")
         except Exception as exc:
+            await go.wait()
             await self._fail("llm/tts", exc)
 
-    async def _stream_reply(self, timing: TurnTiming) -> None:
+    async def _stream_reply(self, messages: list[Message], timing: TurnTiming, go: asyncio.Event, commit: Callable[[], Coroutine[Any, Any, None]]) -> None:
         cfg = self.config
         cancel = CancelToken()
-        self._cancels.add(cancel)
         reply = SpokenReply()
-        chunker = ClauseChunker()
+        chunker = ClauseChunker(min_words_first=2, max_words_first=6)
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
         seg: list[int] = []
-        tts = asyncio.create_task(self._speak_clauses(clauses, cancel, reply, seg, timing))
-        filler = asyncio.create_task(self._filler_after(cfg.filler_after_s, seg, cancel))
+        committed: asyncio.Task[None] = asyncio.create_task(commit())
+        tts = asyncio.create_task(self._speak_clauses(clauses, cancel, reply, seg, timing, go))
+        filler = asyncio.create_task(self._filler_after(cfg.filler_after_s, seg, cancel, go))
         try:
-            tokens = self.engines.reply_tokens(self.conversation.messages(cfg.system_prompt), cancel=cancel, session_key=self.call_id, max_tokens=cfg.max_reply_tokens)
+            tokens = self.engines.reply_tokens(messages, cancel=cancel, session_key=self.call_id, max_tokens=cfg.max_reply_tokens)
             async with contextlib.aclosing(tokens):
                 first = True
                 while True:
@@ -274,10 +347,13 @@ class CallDialog:
         finally:
             self._cancels.discard(cancel)
             filler.cancel()
+            if not committed.done():
+                committed.cancel()
             if not tts.done():
                 tts.cancel()
                 with contextlib.suppress(BaseException):
                     await tts
+        await committed
         if not seg:  # nothing was spoken (empty reply or cancelled before audio)
             if not cancel.cancelled:
                 await self._say(cfg.clarify, role_text="empty reply")
@@ -289,7 +365,7 @@ class CallDialog:
         await self._record("agent", heard, timing, interrupted=report.interrupted)
         self._last_activity = self.clock.now()
 
-    async def _speak_clauses(self, clauses: asyncio.Queue[str | None], cancel: CancelToken, reply: SpokenReply, seg: list[int], timing: TurnTiming) -> None:
+    async def _speak_clauses(self, clauses: asyncio.Queue[str | None], cancel: CancelToken, reply: SpokenReply, seg: list[int], timing: TurnTiming, go: asyncio.Event) -> None:
         while (clause := await clauses.get()) is not None:
             ms = 0.0
             speech = self.engines.speak(clause, self.rate, cancel=cancel)
@@ -299,18 +375,23 @@ class CallDialog:
                         chunk = await asyncio.wait_for(anext(speech), self.config.step_timeout_s)
                     except StopAsyncIteration:
                         break
-                    if cancel.cancelled:
-                        return
                     if timing.tts_first_audio is None:
                         timing.tts_first_audio = self.clock.now()
+                    if not go.is_set():  # speculative: hold the audio until the endpoint is final
+                        await go.wait()
+                        self._cancels.add(cancel)  # from now on a barge-in must stop this reply
+                    if cancel.cancelled:
+                        return
                     sid = self.playout.capture(chunk.pcm)
                     if not seg:
                         seg.append(sid)
                     ms += len(chunk.pcm) / 2 / self.rate * 1000
             reply.add_clause(clause, ms)
 
-    async def _filler_after(self, delay: float, seg: list[int], cancel: CancelToken) -> None:
+    async def _filler_after(self, delay: float, seg: list[int], cancel: CancelToken, go: asyncio.Event) -> None:
         """A slow LLM prefill or tool: say something short rather than leave silence."""
+        await go.wait()
+        self._cancels.add(cancel)
         await asyncio.sleep(delay)
         if not seg and not cancel.cancelled and not self.playout.speaking:
             self._event("filler")

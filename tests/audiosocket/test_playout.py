@@ -162,3 +162,20 @@ async def test_idle_silence_can_be_disabled() -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert sent == [_pcm(480)]
+
+
+def test_pause_holds_audio_and_resume_continues_without_loss() -> None:
+    b = PlayoutBuffer(16000, FB)
+    data = bytes(range(256)) * 10  # 4 frames
+    sid = b.capture(data)
+    b.flush()
+    first = b.next_frame()
+    b.paused = True
+    held = [b.next_frame() for _ in range(3)]
+    assert all(not f.voiced and f.pcm == bytes(FB) for f in held)
+    assert b.pending_bytes == 3 * FB  # nothing consumed while paused
+    b.paused = False
+    rest = [b.next_frame() for _ in range(3)]
+    assert first.pcm + b"".join(f.pcm for f in rest) == data
+    assert [r.segment_id for r in rest[-1].finished] == [sid]
+    assert rest[-1].finished[0].played_bytes == len(data)

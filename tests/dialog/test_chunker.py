@@ -186,3 +186,14 @@ def test_any_tokenisation_gives_the_same_clauses(text: str, lim: tuple[int, int,
     spoken = " ".join(whole)
     for bad in ("*", "`", '"name"', "{", "}"):
         assert bad not in spoken
+
+
+def test_first_clause_cap_cuts_a_long_unpunctuated_opening() -> None:
+    c = ClauseChunker(min_words_first=2, max_words_first=4)
+    out = []
+    for tok in "Thanks so much for calling today I can help with that. Sure thing".split(" "):
+        out += c.push(tok + " ")
+    out += c.flush()
+    assert out == ["Thanks so much for", "calling today I can help with that.", "Sure thing"]
+    with pytest.raises(ValueError, match="max_words_first"):
+        ClauseChunker(min_words_first=3, max_words_first=2)
