@@ -99,8 +99,8 @@ def _heard_by_caller(bed: testbed.AsteriskBed, rec_name: str, timeout: float = 5
     time.sleep(0.3)  # MixMonitor finalises the header as the channel goes away
     with wave.open(str(path), "rb") as w:
         rate, pcm = w.getframerate(), w.readframes(w.getnframes())
-    path.unlink(missing_ok=True)
-    both.unlink(missing_ok=True)
+    for f in (path, both, bed.host_path(f"{testbed.RECORDING_DIR}/{rec_name}-said.wav")):
+        f.unlink(missing_ok=True)
     return rate, pcm
 
 

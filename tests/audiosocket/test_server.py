@@ -117,7 +117,7 @@ async def test_eof_is_caller_hangup_and_frees_the_session(make_server) -> None: 
     await c.close()
     await asyncio.wait_for(rec.ended.wait(), 2)
     assert isinstance(rec.items[0], p.Audio) and rec.items[1] == p.Dtmf("7")
-    assert rec.items[-1] == CallEnded(EndReason.CALLER_HANGUP)
+    assert isinstance(rec.items[-1], CallEnded) and rec.items[-1].reason == EndReason.CALLER_HANGUP
     await _until(lambda: not srv.sessions)
     assert srv.finished[-1] == (c.call_id, EndReason.CALLER_HANGUP)
 
@@ -128,7 +128,7 @@ async def test_hangup_frame_from_asterisk_ends_call(make_server) -> None:  # typ
     c = await AudioSocketClient.connect("127.0.0.1", srv.port)
     await c.send_hangup()
     await asyncio.wait_for(rec.ended.wait(), 2)
-    assert rec.items[-1] == CallEnded(EndReason.CALLER_HANGUP)
+    assert isinstance(rec.items[-1], CallEnded) and rec.items[-1].reason == EndReason.CALLER_HANGUP
     await _until(lambda: not srv.sessions)
     await c.close()
 

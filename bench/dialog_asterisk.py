@@ -1,0 +1,153 @@
+"""The dialog benchmark end to end through the real Asterisk: SIP caller -> Asterisk -> agent.
+
+    .venv/bin/python -m bench.dialog_asterisk [--calls 3] [--out bench/results]
+
+SIPp places G.711 calls to the bundled Asterisk 22 (`agent-direct` dialplan, AudioSocket
+slin16). Each caller waits out the greeting, asks a question, and ~1.5 s into the answer talks
+over the agent. Asterisk's MixMonitor records the SIP leg's two directions from the same instant
+(`-said.wav`: what the caller sent, `-heard.wav`: what the caller heard), so latencies are read
+on Asterisk's side of the call, including everything Asterisk adds:
+- v2v: end of the question in `said` -> first agent speech in `heard` after it;
+- barge-in stop: onset of the interruption in `said` -> last agent speech in `heard` before the
+  agent's next answer.
+Compare with bench/dialog.py (same agent, emulated Asterisk on the socket) to see what Asterisk adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from audiosocket.pcm import frame_bytes, resample, rms_dbfs
+from audiosocket.server import AudioSocketServer, CallSession
+from bench.dialog import INTERRUPTION, QUESTIONS, pct, voiced_bounds
+from bench.machine import machine_info, slug
+from bench.utterances import synthesize_set
+from models.engines import EngineConfig, Engines
+from phoneagent import sipcall, testbed
+from phoneagent.dialog.session import AgentConfig, CallDialog
+
+GREETING_WAIT_MS = 3000
+ANSWER_BEFORE_BARGE_MS = 2800  # after the question: endpoint + ~1 s of answer
+
+
+def read_wav(path: Path) -> tuple[int, bytes]:
+    with wave.open(str(path), "rb") as w:
+        return w.getframerate(), w.readframes(w.getnframes())
+
+
+def voiced_frames(pcm: bytes, rate: int, dbfs: float = -40.0) -> list[float]:
+    """Start times (s) of voiced 20 ms frames."""
+    n = frame_bytes(rate, 20)
+    return [i / 2 / rate for i in range(0, len(pcm) - n + 1, n) if rms_dbfs(pcm[i : i + n]) > dbfs]
+
+
+def analyse(said: tuple[int, bytes], heard: tuple[int, bytes]) -> tuple[float | None, float | None]:
+    """(v2v_ms, barge_in_stop_ms) from the two aligned MixMonitor files."""
+    s_rate, s_pcm = said
+    h_rate, h_pcm = heard
+    caller = voiced_frames(s_pcm, s_rate)
+    agent = voiced_frames(h_pcm, h_rate)
+    if not caller or not agent:
+        return None, None
+    # caller talk spurts: gaps > 0.5 s separate the question from the interruption
+    spurts: list[list[float]] = [[caller[0], caller[0] + 0.02]]
+    for t in caller[1:]:
+        if t - spurts[-1][1] > 0.5:
+            spurts.append([t, t + 0.02])
+        else:
+            spurts[-1][1] = t + 0.02
+    if len(spurts) < 1:
+        return None, None
+    q_end = spurts[0][1]
+    first_answer = next((t for t in agent if t >= q_end), None)
+    v2v = (first_answer - q_end) * 1000 if first_answer is not None else None
+    stop = None
+    if len(spurts) >= 2 and first_answer is not None:
+        onset = spurts[1][0]
+        before = [t + 0.02 for t in agent if onset - 1.0 <= t <= onset + 1.2]
+        if before and min(before) < onset:  # the agent was talking when the caller cut in
+            # the agent's last voiced frame in the first 1.2 s after the onset (its next answer
+            # cannot start that soon: the interruption itself lasts ~2 s)
+            stop = max(0.0, (max(before) - onset) * 1000)
+    return v2v, stop
+
+
+async def run(calls: int) -> dict[str, Any]:
+    bed = testbed.ensure()
+    engines = await asyncio.to_thread(Engines.load, EngineConfig())
+    utts = synthesize_set()
+    cfg = AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48)
+    dialogs: list[CallDialog] = []
+
+    async def handler(session: CallSession) -> None:
+        d = CallDialog(engines, cfg)
+        dialogs.append(d)
+        await d.run(session)
+
+    server = AudioSocketServer(handler, "127.0.0.1", 0)
+    await server.start()
+    v2v: list[float] = []
+    stops: list[float] = []
+    failures: list[str] = []
+    try:
+        for i in range(calls):
+            q = resample(utts[QUESTIONS[i % len(QUESTIONS)]].pcm16k, 16000, 8000)
+            interrupt = resample(utts[INTERRUPTION].pcm16k, 16000, 8000)
+            q_len_ms = int(voiced_bounds(q, 8000)[1] * 1000) + 100
+            script: list[sipcall.Step] = [
+                sipcall.Pause(GREETING_WAIT_MS), sipcall.Audio(q[: q_len_ms * 16]), sipcall.Pause(ANSWER_BEFORE_BARGE_MS),
+                sipcall.Audio(interrupt), sipcall.Pause(6000),
+            ]
+            rec = f"bench-{uuid.uuid4().hex[:10]}"
+            result = await asyncio.to_thread(sipcall.place_call, bed.sip_host, bed.sip_port, f"agent-port-{server.port}", script, headers={"X-Phoneagent-Rec": rec})
+            if not result.ok:
+                failures.append(f"SIPp rc={result.returncode}: {result.errors[-300:]}")
+                continue
+            paths = {k: bed.host_path(f"{testbed.RECORDING_DIR}/{rec}-{k}.wav") for k in ("said", "heard", "both")}
+            deadline = time.monotonic() + 5
+            while not (paths["said"].exists() and paths["heard"].exists()) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            a, b = analyse(read_wav(paths["said"]), read_wav(paths["heard"]))
+            for p in paths.values():
+                p.unlink(missing_ok=True)
+            if a is not None:
+                v2v.append(a)
+            if b is not None:
+                stops.append(b)
+    finally:
+        await server.close()
+        await engines.close()
+    return {"calls": calls, "v2v_ms": pct(v2v), "barge_in_stop_ms": pct(stops), "failures": failures,
+            "asterisk": bed.health().version, "samples": {"v2v_ms": [round(x) for x in v2v], "barge_in_stop_ms": [round(x) for x in stops]}}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=3, help="calls placed one after another")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args(argv)
+    info = machine_info()
+    res = asyncio.run(run(args.calls))
+    out = {"machine": info, "device": info["device"], "path": "SIPp G.711 -> Asterisk 22 -> AudioSocket slin16 -> agent", **res}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"dialog-asterisk-{slug(info)}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    v, b = res["v2v_ms"], res["barge_in_stop_ms"]
+    print(f"dialog through Asterisk {res['asterisk']} on {info['cpu']} ({info['cores']} cores), device {info['device']}")
+    print(f"  calls {res['calls']}: v2v p50/p95/max {v['p50']}/{v['p95']}/{v['max']} ms; barge-in stop p50/p95 {b['p50']}/{b['p95']} ms; failures {len(res['failures'])}")
+    print(f"  samples: {res['samples']}")
+    print(f"\nwritten {path}")
+    return 0 if not res["failures"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
