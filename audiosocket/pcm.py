@@ -183,6 +183,34 @@ def telephone_channel(pcm: bytes, sample_rate: int, law: str = "ulaw") -> bytes:
     return resample(narrow, 8000, sample_rate)
 
 
+def frame_levels_dbfs(pcm: bytes, sample_rate: int, frame_ms: float = 20.0) -> FloatArray:
+    """RMS level (dBFS, -inf for digital silence) of each whole `frame_ms` frame, vectorised."""
+    n = frame_bytes(sample_rate, frame_ms) // SAMPLE_WIDTH
+    x = to_array(pcm).astype(np.float64)
+    frames = x[: (x.size // n) * n].reshape(-1, n)
+    rms = np.sqrt(np.mean(frames * frames, axis=1)) if frames.size else np.zeros(0)
+    with np.errstate(divide="ignore"):
+        return np.asarray(20.0 * np.log10(rms / 32768.0), dtype=np.float64)
+
+
+def voiced_frames(pcm: bytes, sample_rate: int, *, min_dbfs: float = -40.0, frame_ms: float = 20.0) -> list[float]:
+    """Start times (s) of the frames louder than `min_dbfs`: a level gate for clean recordings."""
+    levels = frame_levels_dbfs(pcm, sample_rate, frame_ms)
+    return [float(i) * frame_ms / 1000.0 for i in np.flatnonzero(levels > min_dbfs)]
+
+
+def talk_spurts(pcm: bytes, sample_rate: int, *, gap_s: float, min_dbfs: float = -40.0, frame_ms: float = 20.0) -> list[tuple[float, float]]:
+    """(start_s, end_s) of voiced frames merged across quiet gaps no longer than `gap_s`."""
+    frame_s = frame_ms / 1000.0
+    spurts: list[list[float]] = []
+    for t in voiced_frames(pcm, sample_rate, min_dbfs=min_dbfs, frame_ms=frame_ms):
+        if spurts and t - spurts[-1][1] <= gap_s:
+            spurts[-1][1] = t + frame_s
+        else:
+            spurts.append([t, t + frame_s])
+    return [(a, b) for a, b in spurts]
+
+
 def tone_segments(pcm: bytes, sample_rate: int, win_ms: float = 40.0, min_dbfs: float = -35.0, tol_hz: float = 20.0) -> list[tuple[float, float, float]]:
     """Split audio into runs of one dominant frequency: [(start_ms, end_ms, hz), ...].
 

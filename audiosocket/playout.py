@@ -214,6 +214,10 @@ class Playout:
     def resume(self) -> None:
         self.buffer.paused = False
 
+    @property
+    def paused(self) -> bool:
+        return self.buffer.paused
+
     def clear(self) -> list[PlayoutReport]:
         """Stop now: the next tick is silence. Returns the reports of every dropped segment."""
         self.buffer.paused = False

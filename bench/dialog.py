@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audiosocket.pcm import frame_bytes, rms_dbfs
+from audiosocket.pcm import voiced_frames
 from audiosocket.server import AudioSocketServer, CallSession
 from bench.caller import CallerEmulator
 from bench.machine import machine_info, peak_rss_mb, slug
@@ -36,9 +36,8 @@ INTERRUPTION = 3  # "No, I don't think so."
 
 def voiced_bounds(pcm: bytes, rate: int) -> tuple[float, float]:
     """Offsets (s) of the first and the end of the last voiced 20 ms frame in `pcm`."""
-    n = frame_bytes(rate, 20)
-    voiced = [i for i in range(0, len(pcm) - n + 1, n) if rms_dbfs(pcm[i : i + n]) > -40]
-    return voiced[0] / 2 / rate, (voiced[-1] + n) / 2 / rate
+    voiced = voiced_frames(pcm, rate)
+    return voiced[0], voiced[-1] + 0.02
 
 
 def pct(xs: Sequence[float]) -> dict[str, float | None]:
@@ -96,7 +95,7 @@ def stages(dialogs: list[CallDialog]) -> dict[str, dict[str, float | None]]:
 
 async def run_level(engines: Engines, calls: int, utts: list[Any], repeats: int = 1) -> dict[str, Any]:
     """`calls` callers at once, `repeats` times in a row; samples are pooled."""
-    fresh = Engines(engines.vad, engines.stt, engines.llm, engines.tts, engines.config)
+    fresh = engines.sharing()
     dialogs: dict[str, CallDialog] = {}
     cfg = AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48)
 

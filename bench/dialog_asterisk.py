@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audiosocket.pcm import frame_bytes, resample, rms_dbfs
+from audiosocket.pcm import resample, talk_spurts, voiced_frames
 from audiosocket.server import AudioSocketServer, CallSession
 from bench.dialog import INTERRUPTION, QUESTIONS, pct, voiced_bounds
 from bench.machine import machine_info, slug
@@ -43,28 +43,14 @@ def read_wav(path: Path) -> tuple[int, bytes]:
         return w.getframerate(), w.readframes(w.getnframes())
 
 
-def voiced_frames(pcm: bytes, rate: int, dbfs: float = -40.0) -> list[float]:
-    """Start times (s) of voiced 20 ms frames."""
-    n = frame_bytes(rate, 20)
-    return [i / 2 / rate for i in range(0, len(pcm) - n + 1, n) if rms_dbfs(pcm[i : i + n]) > dbfs]
-
-
 def analyse(said: tuple[int, bytes], heard: tuple[int, bytes]) -> tuple[float | None, float | None]:
     """(v2v_ms, barge_in_stop_ms) from the two aligned MixMonitor files."""
     s_rate, s_pcm = said
     h_rate, h_pcm = heard
-    caller = voiced_frames(s_pcm, s_rate)
     agent = voiced_frames(h_pcm, h_rate)
-    if not caller or not agent:
-        return None, None
     # caller talk spurts: gaps > 0.5 s separate the question from the interruption
-    spurts: list[list[float]] = [[caller[0], caller[0] + 0.02]]
-    for t in caller[1:]:
-        if t - spurts[-1][1] > 0.5:
-            spurts.append([t, t + 0.02])
-        else:
-            spurts[-1][1] = t + 0.02
-    if len(spurts) < 1:
+    spurts = talk_spurts(s_pcm, s_rate, gap_s=0.5)
+    if not spurts or not agent:
         return None, None
     q_end = spurts[0][1]
     first_answer = next((t for t in agent if t >= q_end), None)

@@ -22,7 +22,7 @@ from audiosocket.pcm import frame_bytes, resample, tone
 from bench.machine import machine_info, peak_rss_mb, slug
 from bench.utterances import synthesize_set, telephone
 from models import catalog as cat
-from models.base import LLM, STT, CancelToken, GenerationStats, Message, Token, ToolSpec
+from models.base import LLM, STT, CancelToken, Message, ToolSpec, drain
 from models.engines import EngineConfig, Engines
 from models.normalize import wer
 
@@ -96,16 +96,6 @@ def bench_stt(stt: STT, utts: list[Any], repeats: int) -> dict[str, Any]:
     }
 
 
-def drive(llm: LLM, messages: list[Message], **kw: Any) -> tuple[list[Token], GenerationStats]:
-    gen = llm.stream(messages, **kw)
-    toks: list[Token] = []
-    while True:
-        try:
-            toks.append(next(gen))
-        except StopIteration as stop:
-            return toks, stop.value
-
-
 def bench_llm(llm: LLM, repeats: int) -> dict[str, Any]:
     reset = getattr(llm, "reset_cache", None)
     fresh, cached, tps = [], [], []
@@ -114,13 +104,13 @@ def bench_llm(llm: LLM, repeats: int) -> dict[str, Any]:
         if reset is not None:
             reset()
         conv = [Message("system", SYSTEM), Message("user", f"Hi, I'd like to check my balance please, account {1000 + i}.")]
-        _, st = drive(llm, conv, max_tokens=32, session_key="bench")
+        _, st = drain(llm.stream(conv, max_tokens=32, session_key="bench"))
         fresh.append(st.ttft_s)
         prompt_tokens = st.prompt_tokens
         if st.completion_tokens > 1:
             tps.append((st.completion_tokens - 1) / max(1e-6, st.total_s - st.ttft_s))
         conv2 = conv + [Message("assistant", "Sure, what is your postcode?"), Message("user", "It's S W one A, one A A.")]
-        _, st2 = drive(llm, conv2, max_tokens=16, session_key="bench")
+        _, st2 = drain(llm.stream(conv2, max_tokens=16, session_key="bench"))
         cached.append(st2.ttft_s)
         cached_tokens = st2.cached_tokens
     tool = ToolSpec("lookup_balance", "Look up an account balance.", {"type": "object", "properties": {"account": {"type": "string", "pattern": "^[0-9]{4,10}$"}}, "required": ["account"]})
@@ -154,7 +144,7 @@ def bench_tts(engines: Engines, repeats: int) -> dict[str, Any]:
 
 async def bench_concurrency(engines: Engines, utts: list[Any], calls: int) -> dict[str, Any]:
     """`calls` callers finish an utterance at the same moment: STT queue wait and batching."""
-    fresh = Engines(engines.vad, engines.stt, engines.llm, engines.tts, engines.config)
+    fresh = engines.sharing()
     pcm = [telephone(utts[i % len(utts)]) for i in range(calls)]
     latencies: list[float] = []
 

@@ -168,6 +168,17 @@ class GenerationStats:
     finish_reason: str  # "stop", "length", "cancelled"
 
 
+def drain(tokens: Iterator[Token]) -> tuple[list[Token], GenerationStats]:
+    """Run an `LLM.stream` generator to the end: its tokens and the stats it returns."""
+    out: list[Token] = []
+    while True:
+        try:
+            out.append(next(tokens))
+        except StopIteration as done:
+            stats: GenerationStats = done.value
+            return out, stats
+
+
 class LLM(ABC):
     info: EngineInfo
 

@@ -99,6 +99,11 @@ class Engines:
             log.info("loaded %s in %.2f s", role, secs)
         return cls(vad, stt, llm, tts, config, load_s=times)
 
+    def sharing(self, *, llm: LLM | None = None, config: EngineConfig | None = None) -> Engines:
+        """The same loaded models behind fresh schedulers (queues bind to the running event
+        loop); `llm` swaps in another LLM, e.g. a scripted fake in dialog-flow tests."""
+        return Engines(self.vad, self.stt, llm or self.llm, self.tts, config or self.config, load_s=self.load_s)
+
     @property
     def infos(self) -> list[EngineInfo]:
         return [self.vad.info, self.stt.info, self.llm.info, self.tts.info]

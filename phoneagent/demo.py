@@ -17,7 +17,7 @@ import time
 import uuid
 import wave
 
-from audiosocket.pcm import dominant_frequency, resample, rms_dbfs, tone, tone_segments
+from audiosocket.pcm import dominant_frequency, resample, rms_dbfs, talk_spurts, tone, tone_segments
 from audiosocket.server import AudioSocketServer, CallSession
 from phoneagent import sipcall, testbed
 from phoneagent.echo_agent import EchoAgent
@@ -147,7 +147,8 @@ async def run_dialog_demo(as_json: bool = False) -> int:
     heard_text = ""
     if heard is not None:  # whisper each talk spurt: without timestamps it stops at long gaps
         rate = heard[0]
-        parts = [(await asyncio.to_thread(engines.stt.transcribe, heard[1][a:b], rate)).text for a, b in _spurts(heard[1], rate)]
+        spurts = [(int(a * rate) * 2, int(b * rate) * 2) for a, b in talk_spurts(heard[1], rate, gap_s=0.78, min_dbfs=-45) if b - a >= 0.2 - 1e-9]
+        parts = [(await asyncio.to_thread(engines.stt.transcribe, heard[1][a:b], rate)).text for a, b in spurts]
         heard_text = " | ".join(p.strip() for p in parts if p.strip())
     await engines.close()
     if not dialogs:
@@ -187,19 +188,3 @@ async def run_dialog_demo(as_json: bool = False) -> int:
     print("RESULT:", "the agent answered a spoken question on a real call" if ok else "FAILED")
     return 0 if ok else 1
 
-
-def _spurts(pcm: bytes, rate: int, gap_s: float = 0.8) -> list[tuple[int, int]]:
-    """Byte ranges of speech separated by more than `gap_s` of quiet (20 ms energy frames)."""
-    n = rate // 50 * 2
-    spans: list[list[int]] = []
-    quiet = 0
-    for i in range(0, len(pcm) - n + 1, n):
-        if rms_dbfs(pcm[i : i + n]) > -45:
-            if spans and quiet * 0.02 < gap_s:
-                spans[-1][1] = i + n
-            else:
-                spans.append([i, i + n])
-            quiet = 0
-        else:
-            quiet += 1
-    return [(a, b) for a, b in spans if b - a >= n * 10]

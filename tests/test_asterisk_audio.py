@@ -23,7 +23,7 @@ import pytest
 from audiosocket import protocol as p
 from audiosocket.pcm import dominant_frequency, rms_dbfs, to_array, tone, tone_segments
 from audiosocket.server import AudioSocketServer, CallEnded, CallSession, EndReason
-from phoneagent import sipcall, testbed
+from phoneagent import sipcall, testbed, testbed_ari
 
 pytestmark = pytest.mark.asterisk
 
@@ -116,18 +116,12 @@ async def wait_for(cond, timeout: float, what: str) -> None:  # type: ignore[no-
 
 async def originate(bed: testbed.AsteriskBed, call_id: uuid.UUID, exten: str, port: int, **variables: str) -> str:
     variables["PHONEAGENT_AUDIOSOCKET"] = f"127.0.0.1:{port}"
-    return await asyncio.to_thread(testbed.ari_originate_local, bed, str(call_id), exten, variables)
+    return await asyncio.to_thread(testbed_ari.ari_originate_local, bed, str(call_id), exten, variables)
 
 
 async def no_channels_left(bed: testbed.AsteriskBed, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        chans = await asyncio.to_thread(testbed.ari_list_channels, bed)
-        if not chans:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"channels left behind: {[c.get('name') for c in chans]}")
-        await asyncio.sleep(0.1)
+    left = await asyncio.to_thread(testbed_ari.ari_wait_no_channels, bed, timeout)
+    assert not left, f"channels left behind: {[c.get('name') for c in left]}"
 
 
 async def test_a_tone_from_asterisk_reaches_server_as_slin16(asterisk_bed, agent_server) -> None:  # type: ignore[no-untyped-def]
@@ -141,7 +135,7 @@ async def test_a_tone_from_asterisk_reaches_server_as_slin16(asterisk_bed, agent
     steady = bytes(seen.audio[-16000 * 2 :])
     assert dominant_frequency(steady, 16000) == pytest.approx(1000.0, abs=3.0)
     assert purity(steady, 16000, 1000.0) > 0.95
-    await asyncio.to_thread(testbed.ari_hangup, asterisk_bed, chan)
+    await asyncio.to_thread(testbed_ari.ari_hangup, asterisk_bed, chan)
     await asyncio.wait_for(seen.done.wait(), 10)
     assert seen.ended is not None and seen.ended.reason == EndReason.CALLER_HANGUP
     await no_channels_left(asterisk_bed)
@@ -223,7 +217,7 @@ async def test_d_hangup_from_asterisk_mid_playout_frees_everything(asterisk_bed,
     chan = await originate(asterisk_bed, call_id, "silence", server.port)
     await wait_for(lambda: call_id in server.sessions and server.sessions[call_id].playout is not None, 10, "playout")
     await asyncio.sleep(0.5)
-    await asyncio.to_thread(testbed.ari_hangup, asterisk_bed, chan)
+    await asyncio.to_thread(testbed_ari.ari_hangup, asterisk_bed, chan)
     seen = agent.calls[call_id]
     await asyncio.wait_for(seen.done.wait(), 10)
     assert seen.ended is not None and seen.ended.reason == EndReason.CALLER_HANGUP

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phoneagent import testbed
+from phoneagent import testbed, testbed_ari
 from phoneagent.testbed import AsteriskBed
 
 FRAME = 640  # 20 ms of slin16
@@ -166,7 +166,7 @@ def _peak_hz(pcm: bytes, rate: int) -> float:
 def _call(bed: AsteriskBed, exten: str, variables: dict[str, str],
           peer: AudioSocketPeer) -> tuple[str, str]:
     call_uuid = str(uuid.uuid4())
-    channel_id = testbed.ari_originate_local(
+    channel_id = testbed_ari.ari_originate_local(
         bed, call_uuid, exten, {"PHONEAGENT_AUDIOSOCKET": peer.addr, **variables})
     assert peer.got_uuid.wait(10), "AudioSocket peer got no connection"
     assert peer.uuid == call_uuid
@@ -174,10 +174,10 @@ def _call(bed: AsteriskBed, exten: str, variables: dict[str, str],
 
 
 def _assert_gone(bed: AsteriskBed, call_uuid: str, before: list[dict[str, object]]) -> None:
-    assert testbed.ari_wait_no_channels(bed, timeout=10, match=call_uuid) == []
+    assert testbed_ari.ari_wait_no_channels(bed, timeout=10, match=call_uuid) == []
     if not before:  # nothing else was running: nothing at all may be left
-        assert testbed.ari_wait_no_channels(bed, timeout=10) == []
-        assert testbed.ari_list_bridges(bed) == []
+        assert testbed_ari.ari_wait_no_channels(bed, timeout=10) == []
+        assert testbed_ari.ari_list_bridges(bed) == []
 
 
 def test_credentials_not_committed(asterisk_bed: AsteriskBed) -> None:
@@ -218,21 +218,21 @@ def test_dialplan_and_endpoint(asterisk_bed: AsteriskBed) -> None:
 
 
 def test_local_originate_silence_hangup_leaves_nothing(asterisk_bed: AsteriskBed) -> None:
-    before = testbed.ari_list_channels(asterisk_bed)
+    before = testbed_ari.ari_list_channels(asterisk_bed)
     peer = AudioSocketPeer()
     try:
         call_uuid, channel_id = _call(asterisk_bed, "silence", {"SILENCE_SECONDS": "30"}, peer)
         # originate variables land on the ;1 channel that runs the test extension
-        assert (testbed.ari_channel_variable(asterisk_bed, channel_id, "PHONEAGENT_AUDIOSOCKET")
+        assert (testbed_ari.ari_channel_variable(asterisk_bed, channel_id, "PHONEAGENT_AUDIOSOCKET")
                 == peer.addr)
-        names = {c["name"] for c in testbed.ari_list_channels(asterisk_bed)}
+        names = {c["name"] for c in testbed_ari.ari_list_channels(asterisk_bed)}
         assert any(n.startswith(f"AudioSocket/{peer.addr}-{call_uuid}") for n in names)
         deadline = time.monotonic() + 5
         while len(peer.audio) < 5 * FRAME and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert testbed.ari_hangup(asterisk_bed, channel_id)
+        assert testbed_ari.ari_hangup(asterisk_bed, channel_id)
         assert peer.eof.wait(10), "Asterisk kept the AudioSocket connection open"
-        assert not testbed.ari_hangup(asterisk_bed, channel_id)  # already gone
+        assert not testbed_ari.ari_hangup(asterisk_bed, channel_id)  # already gone
     finally:
         peer.close()
     assert set(peer.kinds) == {0x01, 0x12}  # silence is a steady stream of silent frames
@@ -243,14 +243,14 @@ def test_local_originate_silence_hangup_leaves_nothing(asterisk_bed: AsteriskBed
 @pytest.mark.parametrize(("exten", "variables"), [("tone", {"TONE": "1000"}), ("tone-1000", {})])
 def test_tone_reaches_agent(asterisk_bed: AsteriskBed, exten: str,
                             variables: dict[str, str]) -> None:
-    before = testbed.ari_list_channels(asterisk_bed)
+    before = testbed_ari.ari_list_channels(asterisk_bed)
     peer = AudioSocketPeer()
     try:
         call_uuid, channel_id = _call(asterisk_bed, exten, variables, peer)
         deadline = time.monotonic() + 10
         while len(peer.audio) < 16000 * 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        testbed.ari_hangup(asterisk_bed, channel_id)
+        testbed_ari.ari_hangup(asterisk_bed, channel_id)
         assert peer.eof.wait(10)
     finally:
         peer.close()
@@ -260,7 +260,7 @@ def test_tone_reaches_agent(asterisk_bed: AsteriskBed, exten: str,
 
 
 def test_record_what_the_agent_says(asterisk_bed: AsteriskBed) -> None:
-    before = testbed.ari_list_channels(asterisk_bed)
+    before = testbed_ari.ari_list_channels(asterisk_bed)
     name = f"test-{uuid.uuid4()}"
     peer = AudioSocketPeer(reply=_sine(440, 1.5))
     try:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from audiosocket.pcm import resample
+from audiosocket.pcm import StreamResampler, tone
 from audiosocket.playout import Playout
 from audiosocket.protocol import Audio, Dtmf
 from audiosocket.server import CallEnded, CallSession
@@ -117,6 +116,8 @@ class CallDialog:
         self._cancels: set[CancelToken] = set()  # every live generation/synthesis of this call
         self._spec: tuple[asyncio.Task[None], float, asyncio.Event, TurnTiming] | None = None
         self.endpointer_turn_start: float | None = None
+        self._barge_in_at: float | None = None
+        self._store_tasks: set[asyncio.Task[None]] = set()  # event writes in flight (kept referenced)
         self._clarifications = 0
         self._reprompts = 0
         self._ending = False
@@ -131,6 +132,7 @@ class CallDialog:
         self.playout: Playout = await session.start_playout()
         self.vad_rate = self.rate if self.rate in self.VAD_RATES else 16000
         self.vad = self.engines.vad.stream(self.vad_rate)
+        self._vad_resampler = StreamResampler(self.rate, self.vad_rate)  # pass-through at 8/16 kHz
         self.endpointer = Endpointer(self.config.endpointer)
         self.t0 = self.clock.now()
         self._media_s = 0.0  # caller audio received, seconds: the endpointer's timeline
@@ -175,7 +177,7 @@ class CallDialog:
     # --- caller audio ---
     async def _on_audio(self, pcm: bytes) -> None:
         self._audio += pcm
-        vad_pcm = pcm if self.vad_rate == self.rate else resample(pcm, self.rate, self.vad_rate)
+        vad_pcm = self._vad_resampler.process(pcm)
         t_chunk_start = self._media_s
         self._media_s += len(pcm) / 2 / self.rate
         probs = self.vad.process(vad_pcm)
@@ -205,7 +207,7 @@ class CallDialog:
                 # becomes a barge-in, lose nothing if it was a cough or an "mm-hm".
                 self.playout.pause()
         elif isinstance(ev, (Backchannel, SpeechDiscarded)):
-            if self.playout.buffer.paused:
+            if self.playout.paused:
                 self.playout.resume()
                 self._event("resumed", after=type(ev).__name__)
         elif isinstance(ev, BargeIn):
@@ -227,7 +229,7 @@ class CallDialog:
             await self._drop_speculation()
         elif isinstance(ev, EndOfTurn):
             now = self.clock.now()
-            barge = getattr(self, "_barge_in_at", None) if ev.barge_in else None
+            barge = self._barge_in_at if ev.barge_in else None
             spec, self._spec = self._spec, None
             await self._cancel_reply("new turn")
             if spec is not None and spec[1] == ev.t_speech_end and not spec[0].done():
@@ -446,8 +448,6 @@ class CallDialog:
             await asyncio.wait_for(self._say(self.config.fallback, role_text="fallback"), self.config.step_timeout_s * 2)
         except Exception as exc2:  # the TTS itself is down: a tone is better than silence
             log.error("call %s: fallback prompt failed too: %r", self.call_id, exc2)
-            from audiosocket.pcm import tone
-
             await self.playout.play(tone(480.0, 400, self.rate) + tone(620.0, 400, self.rate))
         self._ending = True
 
@@ -487,7 +487,9 @@ class CallDialog:
     def _event(self, kind: str, **detail: Any) -> None:
         t = self.clock.now()
         self.events.append((t, kind, detail))
-        asyncio.ensure_future(self._store("add_event", self.call_id, self._ms(t) or 0.0, kind, detail or None))
+        task = asyncio.ensure_future(self._store("add_event", self.call_id, self._ms(t) or 0.0, kind, detail or None))
+        self._store_tasks.add(task)
+        task.add_done_callback(self._store_tasks.discard)
 
     async def _record(self, role: str, text: str, timing: TurnTiming, **kw: Any) -> None:
         timings = TurnTimings(
@@ -506,6 +508,3 @@ class CallDialog:
         except Exception:  # a broken database must never end a live call
             log.exception("call %s: store.%s failed", self.call_id, method)
 
-
-def new_call_id() -> str:
-    return str(uuid.uuid4())

@@ -105,3 +105,12 @@ def test_ulaw_roundtrip_error_is_bounded(samples: list[int]) -> None:
     err = np.abs(y - x.astype(np.int32))
     # mu-law quantisation step grows with magnitude: error stays under ~1/16 of the magnitude + 8 lsb
     assert np.all(err <= np.abs(x.astype(np.int32)) // 16 + 132)
+
+
+def test_voiced_frames_and_talk_spurts() -> None:
+    audio = pcm.tone(500.0, 200, 8000) + pcm.silence(300, 8000) + pcm.tone(500.0, 100, 8000) + pcm.silence(900, 8000) + pcm.tone(500.0, 60, 8000)
+    starts = pcm.voiced_frames(audio, 8000)
+    assert starts[:3] == pytest.approx([0.0, 0.02, 0.04]) and len(starts) == 10 + 5 + 3
+    spurts = pcm.talk_spurts(audio, 8000, gap_s=0.5)
+    assert [(round(a, 2), round(b, 2)) for a, b in spurts] == [(0.0, 0.6), (1.5, 1.56)]
+    assert pcm.voiced_frames(pcm.silence(100, 8000), 8000) == [] and pcm.talk_spurts(b"", 8000, gap_s=1) == []

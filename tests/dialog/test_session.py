@@ -44,7 +44,7 @@ def utts() -> list[Utterance]:
 
 class Harness:
     def __init__(self, engines: Engines, llm: LLM | None, config: AgentConfig, store: AsyncCallStore | None) -> None:
-        self.engines = Engines(engines.vad, engines.stt, llm or engines.llm, engines.tts, engines.config)
+        self.engines = engines.sharing(llm=llm)
         self.config = config
         self.store = store
         self.dialogs: list[CallDialog] = []

@@ -32,7 +32,7 @@ LONG = ("Sure. Our opening hours are eight in the morning to six in the evening,
 
 async def test_sip_caller_barges_in_and_the_agent_stops(asterisk_bed: testbed.AsteriskBed) -> None:
     loaded = await asyncio.to_thread(Engines.load, EngineConfig())
-    engines = Engines(loaded.vad, loaded.stt, ScriptedLLM([LONG, "Okay."]), loaded.tts, loaded.config)
+    engines = loaded.sharing(llm=ScriptedLLM([LONG, "Okay."]))
     dialogs: list[CallDialog] = []
 
     async def handler(session: CallSession) -> None:

@@ -22,7 +22,7 @@ def engines() -> Engines:
 @pytest.fixture
 async def shared(engines: Engines) -> AsyncIterator[Engines]:
     # schedulers bind to the running loop: fresh ones per test, engines loaded once
-    fresh = Engines(engines.vad, engines.stt, engines.llm, engines.tts, engines.config)
+    fresh = engines.sharing()
     yield fresh
     for q in (fresh.stt_q, fresh.llm_q, fresh.tts_q):
         await q.close()
@@ -59,7 +59,7 @@ async def test_concurrent_calls_share_every_engine(shared: Engines) -> None:
 
 async def test_saturated_stt_sheds_with_engine_busy(engines: Engines) -> None:
     cfg = EngineConfig(max_queue={"stt": 1, "llm": 4, "tts": 4})
-    small = Engines(engines.vad, engines.stt, engines.llm, engines.tts, cfg)
+    small = engines.sharing(config=cfg)
     pcm = synthesize_set()[0].pcm16k
     outcomes = await asyncio.gather(*(small.transcribe(pcm, 16000) for _ in range(6)), return_exceptions=True)
     busy = [o for o in outcomes if isinstance(o, EngineBusy)]

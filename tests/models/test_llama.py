@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from models.base import CancelToken, EngineError, GenerationStats, Message, ModelFileError, Token, ToolSpec
+from models.base import CancelToken, EngineError, GenerationStats, Message, ModelFileError, Token, ToolSpec, drain
 from models.catalog import gemma_270m
 from models.llama import LlamaLLM, PromptFormat, _StopMatcher, model_name, tool_schema
 
@@ -23,15 +23,6 @@ STORY = [
     Message("system", "You are a storyteller on the phone."),
     Message("user", "Tell me a long story about a lighthouse keeper and a storm at sea."),
 ]
-
-
-def drain(gen: Iterator[Token]) -> tuple[list[Token], GenerationStats]:
-    tokens: list[Token] = []
-    while True:
-        try:
-            tokens.append(next(gen))
-        except StopIteration as done:
-            return tokens, done.value
 
 
 @pytest.fixture(scope="module")
