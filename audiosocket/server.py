@@ -301,6 +301,7 @@ class AudioSocketServer:
                 await session.hangup()
 
         async def playout() -> None:
+            await self._keepalive(session)
             pl = await session.start_playout(timeout=None)
             await pl.run()
 
@@ -326,6 +327,17 @@ class AudioSocketServer:
             for t in (*tasks, play_task, ended):
                 t.cancel()
             await asyncio.gather(*tasks, play_task, ended, return_exceptions=True)
+
+    async def _keepalive(self, session: CallSession) -> None:
+        """Until Asterisk's first audio tells us the call's format, send 20 ms of 8 kHz silence
+        every 20 ms (kind 0x10: every Asterisk version reads it). chan_audiosocket's read blocks
+        on the socket: an ARI externalMedia channel added to a bridge before any audio flows
+        would otherwise stall the bridge, and the ARI addChannel call with it."""
+        frame = p.encode_audio(bytes(frame_bytes(8000, 20)), 8000)
+        media = asyncio.shield(session._media)
+        while not session._media.done() and not session.is_ended:
+            await session._write(frame)
+            await asyncio.wait([media], timeout=0.02)
 
     async def _reader(self, session: CallSession, reader: asyncio.StreamReader, decoder: p.AudioSocketDecoder) -> None:
         try:

@@ -4,18 +4,66 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
+import os
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from phoneagent import testbed, testbed_cli
+
+if TYPE_CHECKING:
+    from ari_app.client import AriConfig
+
+
+def _ari_config(args: argparse.Namespace) -> AriConfig:
+    from ari_app.client import AriConfig
+
+    user, password = os.environ.get("PHONEAGENT_ARI_USER", ""), os.environ.get("PHONEAGENT_ARI_PASSWORD", "")
+    if not (user and password) and args.ari_url == testbed.ARI_URL:
+        user, password = testbed.ari_credentials()  # the bundled test bed's generated user
+    if not (user and password):
+        raise UsageError("ARI needs PHONEAGENT_ARI_USER and PHONEAGENT_ARI_PASSWORD in the environment")
+    return AriConfig(url=args.ari_url, user=user, password=password, app=args.ari_app)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from phoneagent.service import serve
 
-    asyncio.run(serve(args.host, args.port, agent=args.agent, db_url=args.db))
+    ari = _ari_config(args) if args.ari else None
+    asyncio.run(serve(args.host, args.port, agent=args.agent, db_url=args.db, ari=ari))
     return 0
+
+
+def _dial(args: argparse.Namespace) -> int:
+    from ari_app.outbound import OutboundConfig
+    from phoneagent.service import dial
+
+    outbound = OutboundConfig(endpoint=args.endpoint, caller_id=args.caller_id, max_concurrent=args.max_concurrent,
+                              min_interval_s=args.interval, ring_timeout_s=args.ring_timeout)
+    results = asyncio.run(dial(args.host, args.port, args.numbers, outbound, agent=args.agent, db_url=args.db,
+                               ari=_ari_config(args)))
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+    else:
+        for r in results:
+            print(f"{r.number:20} {r.outcome:12} {r.call_id} {r.detail}")
+    return 0
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit 2 with the message."""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=testbed.AUDIOSOCKET_HOST)
+    p.add_argument("--port", type=int, default=testbed.AUDIOSOCKET_PORT)
+    p.add_argument("--agent", choices=("dialog", "echo"), default="dialog", help="dialog: the agent with local models; echo: media-path check")
+    p.add_argument("--db", default="sqlite:///phoneagent.db", help="SQLAlchemy URL for call records (PostgreSQL works too)")
+    p.add_argument("--ari-url", default=testbed.ARI_URL, help="Asterisk's HTTP/ARI base URL")
+    p.add_argument("--ari-app", default=testbed.ARI_APP, help="the Stasis application name")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -31,11 +79,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     testbed_cli.add_parser(subparsers)
 
     serve = subparsers.add_parser("serve", help="run the agent's AudioSocket service until Ctrl-C")
-    serve.add_argument("--host", default=testbed.AUDIOSOCKET_HOST)
-    serve.add_argument("--port", type=int, default=testbed.AUDIOSOCKET_PORT)
-    serve.add_argument("--agent", choices=("dialog", "echo"), default="dialog", help="dialog: the agent with local models; echo: media-path check")
-    serve.add_argument("--db", default="sqlite:///phoneagent.db", help="SQLAlchemy URL for call records (PostgreSQL works too)")
+    _common(serve)
+    serve.add_argument("--ari", action="store_true", help="also run the ARI controller (callers sent to Stasis(phoneagent))")
     serve.set_defaults(func=_serve)
+
+    dialp = subparsers.add_parser("dial", help="place outbound calls through ARI (answering-machine detection), wait for them to end")
+    _common(dialp)
+    dialp.add_argument("numbers", nargs="+", help="numbers (or extensions) substituted into --endpoint")
+    dialp.add_argument("--endpoint", required=True, help="dial string template, e.g. 'PJSIP/{number}@my-trunk'")
+    dialp.add_argument("--caller-id", default="", help="caller ID to present")
+    dialp.add_argument("--max-concurrent", type=int, default=4)
+    dialp.add_argument("--interval", type=float, default=1.0, help="seconds between two call attempts")
+    dialp.add_argument("--ring-timeout", type=int, default=30)
+    dialp.add_argument("--json", action="store_true", help="print the results as JSON")
+    dialp.set_defaults(func=_dial)
 
     demo = subparsers.add_parser("demo", help="place one real SIP call through Asterisk to the agent")
     demo.add_argument("--json", action="store_true", help="print the call report as JSON")
@@ -49,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except testbed.TestBedError as exc:
         print(f"phoneagent: {exc}", file=sys.stderr)
         return 1
+    except (UsageError, ValueError) as exc:  # bad input: a clear message, not a traceback
+        print(f"phoneagent: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ AUDIOSOCKET_PORT = 9092  # must match PHONEAGENT_AUDIOSOCKET in asterisk/extensi
 AGENT_CONTEXT = "phoneagent-agent"
 TEST_CONTEXT = "phoneagent-test"
 RECORDING_DIR = "/tmp/phoneagent-rec"  # where exten `record` writes, inside Asterisk
+ARI_RECORDING_DIR = "/var/spool/asterisk/recording"  # ARI's stored recordings (astspooldir)
+TEST_SOUNDS_DIR = "/usr/share/asterisk/sounds/en/phoneagent-test"  # prompts tests write for Playback
 AUDIOSOCKET_MODULES = ("res_audiosocket", "chan_audiosocket", "app_audiosocket")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 MARKER = ".phoneagent-built"
@@ -408,7 +410,8 @@ def _install_configs(bed: AsteriskBed, files: dict[str, bytes]) -> None:
     if bed.root is None:
         for sub in ("run", "log", "spool", "lib", "cache"):
             (_host_dir() / sub).mkdir(parents=True, exist_ok=True)
-    bed.host_path(RECORDING_DIR).mkdir(parents=True, exist_ok=True)
+    for path in (RECORDING_DIR, ARI_RECORDING_DIR, TEST_SOUNDS_DIR):
+        bed.host_path(path).mkdir(parents=True, exist_ok=True)
     if bed.root is not None:
         _write_hold_music(bed.host_path("/usr/share/asterisk/moh"))
 

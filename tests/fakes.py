@@ -1,7 +1,8 @@
 """Fakes, each standing in for a behaviour the real part cannot produce on demand.
 
 The bundled LLM is a 270M BASE model: it cannot follow a script, fail, or hang when a test
-needs it to. These LLMs inject exactly that; every other engine in those tests is real.
+needs it to. These LLMs inject exactly that; every other engine in those tests is real. The STT
+wrapper at the end injects "heard no words" on cue, around the real whisper.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 
-from models.base import LLM, CancelToken, EngineError, EngineInfo, GenerationStats, Message, Token, ToolCall, ToolSpec
+from models.base import LLM, STT, CancelToken, EngineError, EngineInfo, GenerationStats, Message, Token, ToolCall, ToolSpec, Transcript
 
 
 class ScriptedLLM(LLM):
@@ -57,3 +58,20 @@ class HangingLLM(ScriptedLLM):
             time.sleep(0.02)
         return GenerationStats(0, 0, 0, 0.0, 0.0, "cancelled")
         yield  # pragma: no cover
+
+
+class WordlessAfterFirstSTT(STT):
+    """The real STT for the first utterance, then no words at all: what whisper returns for a
+    cough or a door slam that VAD took for speech (real audio cannot make that happen on cue)."""
+
+    def __init__(self, real: STT) -> None:
+        self.real = real
+        self.info = EngineInfo("stt", "wordless-after-first-fake", "-", "cpu", streaming=False)
+        self.calls = 0
+
+    def transcribe(self, pcm: bytes, sample_rate: int, *, language: str | None = None, prompt: str | None = None) -> Transcript:
+        self.calls += 1
+        if self.calls == 1:
+            return self.real.transcribe(pcm, sample_rate, language=language, prompt=prompt)
+        return Transcript(text="", normalized="", confidence=0.0, no_speech_prob=0.95, language="en",
+                          audio_s=len(pcm) / 2 / sample_rate, decode_s=0.0)

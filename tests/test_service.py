@@ -26,10 +26,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_serve_answers_then_sigterm_hangs_up_calls_and_exits_cleanly() -> None:
+async def test_serve_answers_then_sigterm_hangs_up_calls_and_exits_cleanly(tmp_path: Path) -> None:
     port = _free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "phoneagent.cli", "serve", "--agent", "echo", "--port", str(port),
+        "--db", f"sqlite:///{tmp_path}/calls.db",
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
     )
     try:
@@ -92,3 +93,66 @@ def test_code_is_typed() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "MYPY_FORCE_COLOR": "0"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+async def test_serve_with_ari_bridges_a_caller_and_cleans_up_on_sigterm(asterisk_bed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`phoneagent serve --ari`: a caller sent to Stasis(phoneagent) is bridged to the agent;
+    SIGTERM tears the call down (no channel or bridge left) and the service exits 0."""
+    from phoneagent.testbed import ari_request
+    from tests.ari.harness import assert_nothing_left, call_in
+
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "phoneagent.cli", "serve", "--agent", "echo", "--port", str(port), "--ari",
+        "--db", f"sqlite:///{tmp_path}/calls.db",
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    try:
+        for _ in range(200):  # the controller registers the Stasis app once connected
+            apps = await asyncio.to_thread(ari_request, asterisk_bed, "GET", "/applications")
+            if any(a["name"] == asterisk_bed.ari_app for a in apps):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the ARI controller never connected")
+        caller = await call_in(asterisk_bed, "silence")
+        for _ in range(200):
+            bridges = await asyncio.to_thread(ari_request, asterisk_bed, "GET", "/bridges")
+            if any(caller in b["channels"] and len(b["channels"]) == 2 for b in bridges):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the caller was never bridged to the agent")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+        await assert_nothing_left(asterisk_bed)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_dial_places_outbound_calls_and_reports_each(asterisk_bed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`phoneagent dial`: a busy number and an answered one (the echo agent takes it; the test
+    extension hangs up after 4 s); both stored; nothing left in Asterisk."""
+    from tests.ari.harness import assert_nothing_left
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "phoneagent.cli", "dial", "human-busy", "human-hangup", "--agent", "echo",
+        "--endpoint", "Local/{number}@phoneagent-test", "--port", str(_free_port()), "--interval", "0.2",
+        "--db", f"sqlite:///{tmp_path}/calls.db", "--json",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    results = {r["number"]: r for r in json.loads(out)}
+    assert results["human-busy"]["outcome"] == "busy"
+    assert results["human-hangup"]["outcome"] == "answered"
+    await assert_nothing_left(asterisk_bed)
+
+
+def test_dial_rejects_a_bad_endpoint_template() -> None:
+    proc = subprocess.run([sys.executable, "-m", "phoneagent.cli", "dial", "123", "--endpoint", "PJSIP/trunk"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2
+    assert "needs {number}" in proc.stderr and "Traceback" not in proc.stderr

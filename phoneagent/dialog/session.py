@@ -7,7 +7,10 @@ timestamps. What the caller does decides what runs:
 - barge-in (caller talks over the agent for longer than a backchannel): playout is cleared at
   once, generation and synthesis are cancelled, and the context keeps only what was heard;
 - silence: a reprompt after `no_input_s`, then a goodbye;
-- a slow step: a short filler; an engine failure or timeout: a spoken fallback, then a clean end.
+- a slow step: a short filler; an engine failure or timeout: a spoken fallback, then a clean end;
+- key presses: collected into entries (a caller turn "(keypad) 1234"); the escape entry ("0")
+  or asking for a person hands the call over (warm transfer with a summary) when the call has
+  call control (ARI), and returns to the caller if nobody takes it.
 The call's record and each turn's timings go to the store (if one is given); a store failure is
 logged and never ends the call.
 """
@@ -25,12 +28,17 @@ from typing import Any, Protocol
 from audiosocket.pcm import StreamResampler, tone
 from audiosocket.playout import Playout
 from audiosocket.protocol import Audio, Dtmf
+from ari_app.call import CallControl
+from ari_app.dtmf import DigitConfig, DigitEntry
 from audiosocket.server import CallEnded, CallSession
 from db import AsyncCallStore, TurnTimings
 from models.base import VAD, AudioChunk, Cancelled, CancelToken, Message, Token, Transcript
 from models.scheduler import EngineBusy
 from phoneagent.dialog.chunker import ClauseChunker
 from phoneagent.dialog.context import Conversation, SpokenReply
+from phoneagent.dialog.features import CallFeatures
+from phoneagent.dialog.handover import wants_human
+from phoneagent.dialog.keypad import Keypad
 from phoneagent.dialog.endpointer import (
     Backchannel,
     BargeIn,
@@ -68,9 +76,16 @@ class AgentConfig:
     reprompt: str = "Are you still there? How can I help?"
     goodbye_no_input: str = "I haven't heard anything, so I'll end the call now. Goodbye."
     clarify: str = "Sorry, I didn't catch that. Could you say it again?"
+    resume_prefix: str = "Sorry, as I was saying,"  # before the unheard rest after a false-alarm barge-in
     busy: str = "Sorry, our lines are very busy. Could you say that again in a moment?"
     fallback: str = "Sorry, I'm having technical trouble. Please call back in a few minutes. Goodbye."
     filler: str = "One moment."
+    outbound_greeting: str = "Hello, this is the phone agent calling. Is now a good time to talk?"
+    amd: bool = True  # outbound: detect answering machines in the first 3 s
+    voicemail_message: str | None = None  # left after the beep; None: hang up on a machine
+    transfer_notice: str = "Please hold while I connect you to a colleague."
+    transfer_unavailable: str = "Sorry, I can't transfer you right now, but I'm happy to keep helping."
+    transfer_failed: str = "Sorry, nobody could take your call right now. I'm still here. How can I help?"
     no_input_s: float = 8.0
     max_reprompts: int = 1
     max_clarifications: int = 2  # in a row; then the fallback (a loop)
@@ -84,6 +99,7 @@ class AgentConfig:
     pause_on_onset: bool = True  # hold playout at speech onset; resume if it was a backchannel
     speculate: bool = True  # start STT/LLM/TTS at a short pause, speak once the endpoint is final
     endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
+    dtmf: DigitConfig = field(default_factory=DigitConfig)
 
 
 @dataclass
@@ -99,15 +115,20 @@ class TurnTiming:
     barge_in: float | None = None
 
 
-class CallDialog:
+class CallDialog(CallFeatures):
     """Run with `await CallDialog(...).run(session)`; it returns when the call ends."""
 
     VAD_RATES = (8000, 16000)
 
-    def __init__(self, engines: DialogEngines, config: AgentConfig | None = None, *, store: AsyncCallStore | None = None) -> None:
+    def __init__(self, engines: DialogEngines, config: AgentConfig | None = None, *, store: AsyncCallStore | None = None,
+                 control: CallControl | None = None) -> None:
         self.engines = engines
         self.config = config or AgentConfig()
         self.store = store
+        self.control = control  # ARI call control; None on a direct AudioSocket call
+        self.summary: str | None = None  # what a person taking the call was told
+        self._transferring = False
+        self._cut_off = ""  # the unheard rest of the last interrupted reply
         self.conversation = Conversation()
         self.turns: list[dict[str, Any]] = []  # in-memory copy of what was stored (tests, demo)
         self.events: list[tuple[float, str, dict[str, Any]]] = []
@@ -139,13 +160,22 @@ class CallDialog:
         self._audio = bytearray()  # caller audio since the last turn (plus pre-roll)
         self._audio_start_s = 0.0
         self._last_activity = self.t0
-        await self._store("start_call", self.call_id, direction="inbound", caller=None, agent=self.config.name,
-                          started_at=datetime.now(timezone.utc), media=f"slin{self.rate // 1000}/{fmt.frame_ms:g}ms")
-        self._reply = asyncio.create_task(self._say(self.config.greeting, role_text="greeting"))
+        self.keypad = Keypad(self.config.dtmf, self.clock)
+        ctl = self.control
+        if ctl is None or ctl.direction == "inbound":  # an outbound call was stored by the dialler
+            await self._store("start_call", self.call_id, direction="inbound", caller=(ctl.caller_number or None) if ctl else None,
+                              agent=self.config.name, started_at=datetime.now(timezone.utc), media=f"slin{self.rate // 1000}/{fmt.frame_ms:g}ms")
+        opening, over = self.config.greeting, False
+        if ctl is not None and ctl.direction == "outbound":
+            opening, over = self.config.outbound_greeting, await self._screen(session)
+        if ctl is not None and ctl.recording_notice:
+            opening = f"{ctl.recording_notice} {opening}"
+        if not over:
+            self._reply = asyncio.create_task(self._say(opening, role_text="greeting"))
         end_reason = "caller_hangup"
         next_check = self.clock.now()
         try:
-            while not self._ending:
+            while not self._ending and not over:
                 # Audio normally arrives every 20 ms, but an unbridged or muted channel sends
                 # nothing: the watchdog runs on its own cadence either way.
                 if self.clock.now() >= next_check:
@@ -163,19 +193,28 @@ class CallDialog:
                 if isinstance(item, Audio):
                     await self._on_audio(item.pcm)
                 elif isinstance(item, Dtmf):
-                    self._event("dtmf", digit=item.digit)
+                    await self._on_keys(self.keypad.press("audiosocket", item.digit))
+                if self.control is not None:
+                    for digit in self.control.drain_digits():
+                        await self._on_keys(self.keypad.press("ari", digit))
+                await self._on_keys(self.keypad.poll())
             if self._ending:
                 end_reason = "agent_hangup"
         finally:
             # Hangup mid-sentence: stop playout first so the reply task records what was heard.
             self.playout.clear()
             await self._cancel_reply("call ended", record_heard=True)
-            await self._store("finish_call", self.call_id, ended_at=datetime.now(timezone.utc), end_reason=end_reason, outcome=self.outcome)
+            await self._store("finish_call", self.call_id, ended_at=datetime.now(timezone.utc), end_reason=end_reason,
+                              outcome=self.outcome, summary=self.summary)
         if self._ending and not session.is_ended:
             await session.hangup()
 
     # --- caller audio ---
     async def _on_audio(self, pcm: bytes) -> None:
+        if self._transferring:  # the caller is on hold; what arrives is the person being asked
+            self._media_s += len(pcm) / 2 / self.rate
+            self._audio_start_s = self._media_s
+            return
         self._audio += pcm
         vad_pcm = self._vad_resampler.process(pcm)
         t_chunk_start = self._media_s
@@ -263,12 +302,17 @@ class CallDialog:
                 await spec[0]
 
     # --- the agent's turn ---
-    async def _respond(self, utterance: bytes, timing: TurnTiming, go: asyncio.Event) -> None:
+    async def _respond(self, utterance: bytes, timing: TurnTiming, go: asyncio.Event, keys: str | None = None) -> None:
         """STT -> LLM -> TTS for one caller turn. Until `go` is set (the endpoint is final) it
-        may compute but must not speak, record or touch the conversation: it is speculative."""
+        may compute but must not speak, record or touch the conversation: it is speculative.
+        `keys`: a keypad entry instead of speech (no STT)."""
         cfg = self.config
         try:
-            tr = await asyncio.wait_for(self.engines.transcribe(utterance, self.rate), cfg.stt_timeout_s)
+            if keys is not None:
+                said = f"(keypad) {keys}"
+                tr = Transcript(text=said, normalized=said, confidence=1.0, no_speech_prob=0.0, language="", audio_s=0.0, decode_s=0.0)
+            else:
+                tr = await asyncio.wait_for(self.engines.transcribe(utterance, self.rate), cfg.stt_timeout_s)
         except EngineBusy:
             await go.wait()
             self._event("busy", engine="stt")
@@ -281,13 +325,25 @@ class CallDialog:
         timing.stt_done = self.clock.now()
         text = tr.normalized.strip()
         if not text or tr.confidence < cfg.min_confidence:
-            await go.wait()
+            await go.wait()  # (a speculative turn learns only now whether it was a barge-in)
+            if not text and timing.barge_in is not None and self._cut_off:
+                # The "interruption" had no words (a cough, a door): go on where the agent was cut.
+                self._event("false_alarm_resume")
+                resume, self._cut_off = self._cut_off, ""
+                await self._say(f"{cfg.resume_prefix} {resume}", role_text="resume")
+                return
             self._clarifications += 1
             self._event("unclear", text=tr.text, confidence=round(tr.confidence, 3))
             if self._clarifications > cfg.max_clarifications:
                 await self._fail("loop", RuntimeError("caller not understood repeatedly"))
                 return
             await self._say(cfg.clarify, role_text="clarify")
+            return
+        if self.control is not None and wants_human(text):
+            await go.wait()
+            self.conversation.add_user(text)
+            await self._record("caller", text, timing, stt_confidence=tr.confidence)
+            await self._handover("the caller asked for a person")
             return
         messages = self.conversation.messages(cfg.system_prompt)
         if messages and messages[-1].role == "user":  # the context merges consecutive caller turns
@@ -299,6 +355,7 @@ class CallDialog:
             await go.wait()
             self._clarifications = 0
             self._reprompts = 0
+            self._cut_off = ""  # the caller moved on: nothing to pick up again
             self.conversation.add_user(text)
             await self._record("caller", text, timing, stt_confidence=tr.confidence)
 
@@ -364,6 +421,7 @@ class CallDialog:
         report = await self.playout.wait(seg[0])
         timing.first_frame = self.playout.first_sent_at(seg[0])
         heard = self.conversation.add_agent_heard(reply, report.played_ms, report.interrupted)
+        self._cut_off = reply.unheard_text(report.played_ms) if report.interrupted else ""
         await self._record("agent", heard, timing, interrupted=report.interrupted)
         self._last_activity = self.clock.now()
 
@@ -466,7 +524,8 @@ class CallDialog:
                     await task
 
     async def _watchdog(self) -> None:
-        busy = self.playout.speaking or (self._reply is not None and not self._reply.done()) or self.endpointer.in_turn
+        busy = (self.playout.speaking or (self._reply is not None and not self._reply.done()) or self.endpointer.in_turn
+                or self._transferring or bool(self.keypad.pending))
         if busy or self.clock.now() - self._last_activity < self.config.no_input_s:
             return
         if self._reprompts < self.config.max_reprompts:

@@ -23,7 +23,7 @@ from models.base import LLM
 from models.engines import EngineConfig, Engines
 from phoneagent.dialog.context import CUT_MARK
 from phoneagent.dialog.session import AgentConfig, CallDialog
-from tests.fakes import FailingLLM, HangingLLM, ScriptedLLM
+from tests.fakes import FailingLLM, HangingLLM, ScriptedLLM, WordlessAfterFirstSTT
 
 LONG_REPLY = (
     "Sure, I can help with that. Our opening hours are eight in the morning to six in the evening, "
@@ -130,6 +130,40 @@ async def test_barge_in_stops_playout_and_keeps_only_what_was_heard(harness, utt
     # at the wire: the agent's voice stopped soon after the caller started talking over it
     last_before = caller.last_voiced_before(t_barge + 1.5)
     assert last_before is not None and last_before - t_barge < 1.0
+
+
+async def test_false_alarm_barge_in_resumes_where_the_agent_was_cut(real_engines, utts) -> None:  # type: ignore[no-untyped-def]
+    """Speech over the agent stops it; when STT then finds no words in it (a cough: injected by
+    the WordlessAfterFirstSTT fake) the agent picks up the unheard rest instead of asking again."""
+    engines = Engines(real_engines.vad, WordlessAfterFirstSTT(real_engines.stt), ScriptedLLM([LONG_REPLY]),
+                      real_engines.tts, real_engines.config)
+    dialogs: list[CallDialog] = []
+
+    async def handler(session: CallSession) -> None:
+        d = CallDialog(engines, AgentConfig(greeting="Hi."))
+        dialogs.append(d)
+        await d.run(session)
+
+    srv = AudioSocketServer(handler, "127.0.0.1", 0)
+    await srv.start()
+    try:
+        async with CallerEmulator("127.0.0.1", srv.port) as caller:
+            await caller.wait_agent_done(quiet_s=0.4)
+            _, t_end = await caller.say(utts[8].pcm16k)
+            while caller.first_voiced_after(t_end) is None:
+                await caller.silence(0.1)
+            await caller.silence(1.5)
+            t_barge, _ = await caller.say(utts[3].pcm16k)
+            await caller.wait_agent_done(since=t_barge + 1.0, quiet_s=0.8, timeout=40)
+    finally:
+        await srv.close()
+        for q in (engines.stt_q, engines.llm_q, engines.tts_q):
+            await q.close()
+    d = dialogs[0]
+    kinds = [k for _, k, _ in d.events]
+    assert "barge_in" in kinds and "false_alarm_resume" in kinds and "unclear" not in kinds, kinds
+    resumed = [t["text"] for t in d.turns if t["role"] == "agent" and t["text"].startswith("Sorry, as I was saying")]
+    assert resumed and "public holidays" in resumed[0], d.turns
 
 
 async def test_backchannel_does_not_cut_the_agent_off(harness, utts) -> None:  # type: ignore[no-untyped-def]

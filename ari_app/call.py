@@ -1,0 +1,94 @@
+"""One call as the ARI controller sees it, and the call-control interface the dialog uses.
+
+The dialog never sees ARI: it gets a `CallControl` (digits, transfer, hang up). `AriCall`
+implements it; the controller owns the ARI work behind it. Every channel and bridge the
+controller creates for the call is listed here, so tear-down can remove all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ari_app.controller import AriController
+
+Speak = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """outcome: accepted | declined | timeout | busy | no_answer | human_hangup | caller_hangup
+    | blind | unavailable | failed. The caller is back with the agent unless accepted/blind/caller_hangup."""
+
+    outcome: str
+    detail: str = ""
+
+    @property
+    def caller_left(self) -> bool:
+        return self.outcome in ("accepted", "blind", "caller_hangup")
+
+
+class CallControl(Protocol):
+    """What the dialog may ask of the telephony side."""
+
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def direction(self) -> str: ...  # inbound | outbound
+    @property
+    def caller_number(self) -> str: ...
+    @property
+    def recording_notice(self) -> str | None: ...
+    @property
+    def transfer_available(self) -> bool: ...
+
+    def drain_digits(self) -> list[str]: ...
+
+    async def transfer(self, summary: str, speak: Speak) -> TransferResult: ...
+
+    async def hangup(self) -> None: ...
+
+
+@dataclass(eq=False)
+class AriCall:
+    call_id: str  # also the AudioSocket UUID (externalMedia data)
+    caller_id: str  # the caller's (or, outbound, the callee's) channel id
+    direction: str = "inbound"
+    caller_number: str = ""
+    bridge_id: str = ""
+    media_id: str = ""  # the externalMedia channel: the agent's leg
+    human_id: str = ""  # warm transfer: the human's leg while it exists
+    channels: set[str] = field(default_factory=set)  # created by us: hung up on tear-down
+    bridges: set[str] = field(default_factory=set)
+    recording_name: str = ""
+    recording_notice: str | None = None
+    transferred: str = ""  # "", "warm" (caller and human bridged), "blind"
+    started_at: float = 0.0  # controller clock
+    attached: asyncio.Event = field(default_factory=asyncio.Event)  # AudioSocket session arrived
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # caller bridged to the agent
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    digits: list[str] = field(default_factory=list)
+    human_digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    controller: AriController | None = field(default=None, repr=False)
+
+    @property
+    def transfer_available(self) -> bool:
+        return self.controller is not None and self.controller.config.transfer.available
+
+    def drain_digits(self) -> list[str]:
+        out, self.digits = self.digits, []
+        return out
+
+    async def transfer(self, summary: str, speak: Speak) -> TransferResult:
+        if self.controller is None:
+            return TransferResult("unavailable", "no controller")
+        # The ARI steps run in the controller's task: if the agent's side is cancelled (its leg
+        # is hung up on accept), the flow still finishes and leaves no bridge behind.
+        return await asyncio.shield(self.controller.spawn(self.controller.transfer(self, summary, speak)))
+
+    async def hangup(self) -> None:
+        if self.controller is not None:
+            await self.controller.teardown(self, "agent_hangup", hang_up_caller=True)

@@ -1,0 +1,331 @@
+"""The Stasis application: routes ARI events to calls, bridges callers to the agent, tears down.
+
+Inbound: StasisStart -> ring -> mixing bridge -> externalMedia (AudioSocket, data = call UUID)
+-> its StasisStart and the AudioSocket connection -> answer -> both in the bridge -> recording.
+Every channel and bridge we create is on the call's lists; whichever leg ends first, tear-down
+removes the rest, and a start-up sweep removes what a crashed predecessor left. Event handling
+never blocks on REST: each call flow runs in its own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from ari_app.call import AriCall, Speak, TransferResult
+from ari_app.client import AriClient, AriError, Connected, Disconnected
+from ari_app.config import ControllerConfig
+from ari_app.events import (
+    AriEvent,
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    RecordingEvent,
+    StasisEnd,
+    StasisStart,
+)
+from audiosocket.clock import Clock, MonotonicClock
+
+log = logging.getLogger(__name__)
+
+Predicate = Callable[[AriEvent], bool]
+
+
+class ControllerStore(Protocol):
+    """The db.AsyncCallStore methods the controller uses (structural: ari_app never imports db)."""
+
+    async def add_event(self, call_id: str, t_ms: float, kind: str, detail: dict[str, Any] | None = None) -> None: ...
+    async def set_recording(self, call_id: str, path: str, seconds: float) -> None: ...
+    async def start_call(self, call_id: str, *, direction: str, caller: str | None, agent: str,
+                         started_at: datetime) -> None: ...
+    async def mark_answered(self, call_id: str, at: datetime) -> None: ...
+    async def finish_call(self, call_id: str, *, ended_at: datetime, end_reason: str,
+                          outcome: str | None = None) -> None: ...
+
+
+class AriController:
+    def __init__(self, client: AriClient, config: ControllerConfig | None = None, *,
+                 store: ControllerStore | None = None, clock: Clock | None = None) -> None:
+        self.client = client
+        self.config = config or ControllerConfig()
+        self.store = store
+        self.clock = clock or MonotonicClock()
+        self.calls: dict[str, AriCall] = {}  # by call id (AudioSocket UUID)
+        self._by_channel: dict[str, AriCall] = {}
+        self._recordings: dict[str, AriCall] = {}  # live recording name -> call
+        self._waiters: list[tuple[Predicate, asyncio.Future[AriEvent]]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self.seen_calls = 0
+        self.on_outbound_answer: Callable[[AriCall], None] | None = None
+
+    # --- running ---
+    async def run(self) -> None:
+        """Sweep leftovers, then handle events until cancelled (reconnecting as needed)."""
+        await self.sweep()
+        async for item in self.client.events():
+            if isinstance(item, Connected):
+                self.connected.set()
+                if item.reconnect:
+                    self.reconnects += 1
+                    self.spawn(self._resync())
+            elif isinstance(item, Disconnected):
+                self.connected.clear()
+            else:
+                self.dispatch(item)
+
+    async def close(self, grace: float = 3.0) -> None:
+        """Tear down every live call (bounded), then cancel what is left."""
+        calls = list(self.calls.values())
+        if calls:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(self.teardown(c, "shutdown", hang_up_caller=True) for c in calls),
+                                                      return_exceptions=True), grace)
+        if self._tasks:  # in-flight flows and store writes (a finished recording) get to finish
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ARI call flow failed", exc_info=task.exception())
+
+    # --- events ---
+    def expect(self, predicate: Predicate) -> asyncio.Future[AriEvent]:
+        """A future for the first event matching `predicate`: register BEFORE the request that causes it."""
+        fut: asyncio.Future[AriEvent] = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, fut))
+        return fut
+
+    def dispatch(self, ev: AriEvent) -> None:
+        for entry in list(self._waiters):
+            pred, fut = entry
+            if fut.done():
+                self._waiters.remove(entry)
+            elif pred(ev):
+                fut.set_result(ev)
+                self._waiters.remove(entry)
+        if isinstance(ev, StasisStart):
+            self._on_stasis_start(ev)
+        elif isinstance(ev, (StasisEnd, ChannelDestroyed)):
+            self._on_channel_gone(ev.channel.id, ev)
+        elif isinstance(ev, ChannelDtmfReceived):
+            call = self._by_channel.get(ev.channel.id)
+            if call is not None:
+                if ev.channel.id == call.caller_id:
+                    call.digits.append(ev.digit)
+                elif ev.channel.id == call.human_id:
+                    call.human_digits.put_nowait(ev.digit)
+        elif isinstance(ev, RecordingEvent) and ev.type in ("RecordingFinished", "RecordingFailed"):
+            call = self._recordings.pop(ev.name, None)
+            if call is not None:
+                self.spawn(self._recording_done(call, ev))
+
+    def _on_stasis_start(self, ev: StasisStart) -> None:
+        chan = ev.channel
+        if chan.id.startswith(self.config.id_prefix) or chan.id in self._by_channel:
+            return  # our own externalMedia / human / outbound legs: their flows wait for this
+        if ev.args and ev.args[0] != "inbound":
+            log.warning("ARI: StasisStart with unknown args %s on %s; hanging up", ev.args, chan.name)
+            self.spawn(self.client.hangup(chan.id))
+            return
+        call = AriCall(call_id=str(uuid.uuid4()), caller_id=chan.id, caller_number=chan.caller_number,
+                       started_at=self.clock.now(), controller=self)
+        self.register(call)
+        self.spawn(self._inbound(call))
+
+    def register(self, call: AriCall) -> None:
+        self.seen_calls += 1
+        self.calls[call.call_id] = call
+        self._by_channel[call.caller_id] = call
+
+    def _on_channel_gone(self, channel_id: str, ev: AriEvent) -> None:
+        call = self._by_channel.get(channel_id)
+        if call is None or call.ended.is_set():
+            return
+        if channel_id == call.caller_id:
+            self.spawn(self.teardown(call, "caller_hangup"))
+        elif channel_id == call.media_id and call.transferred != "warm":
+            self.spawn(self.teardown(call, "agent_hangup", hang_up_caller=True))
+        elif channel_id == call.human_id and call.transferred == "warm":
+            self.spawn(self.teardown(call, "human_hangup", hang_up_caller=True))
+
+    def route(self, channel_id: str, call: AriCall) -> None:
+        """Send this channel's events (DTMF, hangup) to `call`."""
+        self._by_channel[channel_id] = call
+
+    def unroute(self, channel_id: str) -> None:
+        self._by_channel.pop(channel_id, None)
+
+    # --- the AudioSocket side ---
+    def attach(self, call_id: str) -> AriCall | None:
+        """The AudioSocket session for `call_id` arrived; None if it is not an ARI call."""
+        call = self.calls.get(call_id)
+        if call is not None:
+            call.attached.set()
+        return call
+
+    # --- call flows ---
+    async def _inbound(self, call: AriCall) -> None:
+        try:
+            if self.config.ring_while_connecting:
+                await self.client.ring(call.caller_id)
+            await self.connect_agent(call)
+            await self.client.answer(call.caller_id)
+            await self.client.add_to_bridge(call.bridge_id, call.caller_id)
+            await self._event(call, "ari_answered")
+            await self.start_recording(call)
+            call.ready.set()
+        except Exception as exc:
+            if call.ended.is_set():
+                return
+            log.error("call %s: agent could not take the call: %r", call.call_id, exc)
+            await self._event(call, "agent_unavailable", error=repr(exc)[:200])
+            await self._fallback(call)
+
+    async def connect_agent(self, call: AriCall) -> None:
+        """Bridge + externalMedia in Stasis + AudioSocket connected; raises on timeout."""
+        cfg = self.config
+        call.bridge_id = f"{cfg.id_prefix}{call.call_id}"
+        call.media_id = f"{cfg.id_prefix}em-{call.call_id}"
+        self._by_channel[call.media_id] = call
+        call.bridges.add(call.bridge_id)
+        await self.client.create_bridge(call.bridge_id)
+        started = self.expect(lambda e: isinstance(e, StasisStart) and e.channel.id == call.media_id)
+        call.channels.add(call.media_id)
+        try:
+            await self.client.external_media(call.media_id, cfg.audiosocket_address, call.call_id,
+                                             media_format=cfg.media_format)
+            await asyncio.wait_for(asyncio.gather(started, call.attached.wait()), cfg.connect_timeout_s)
+        finally:
+            started.cancel()
+        await self.client.add_to_bridge(call.bridge_id, call.media_id)
+
+    async def _fallback(self, call: AriCall) -> None:
+        """The agent is not there: send the caller on in the dialplan if configured, else hang up."""
+        cfg = self.config
+        if cfg.fallback_context:
+            with contextlib.suppress(AriError):
+                await self.client.continue_in_dialplan(call.caller_id, cfg.fallback_context, cfg.fallback_extension)
+                call.transferred = "blind"
+        await self.teardown(call, "agent_unavailable", hang_up_caller=not call.transferred)
+
+    async def teardown(self, call: AriCall, why: str, *, hang_up_caller: bool = False) -> None:
+        """Remove everything we created for the call; idempotent, tolerant of what is gone."""
+        if call.ended.is_set():
+            return
+        call.ended.set()
+        log.info("call %s: tear-down (%s)", call.call_id, why)
+        targets = set(call.channels)
+        if hang_up_caller:
+            targets.add(call.caller_id)
+        for channel_id in targets:
+            try:
+                await self.client.hangup(channel_id)
+            except AriError as exc:
+                log.warning("call %s: hangup %s: %s", call.call_id, channel_id, exc)
+        for bridge_id in call.bridges:
+            try:
+                await self.client.destroy_bridge(bridge_id)
+            except AriError as exc:
+                log.warning("call %s: destroy bridge %s: %s", call.call_id, bridge_id, exc)
+        self.calls.pop(call.call_id, None)
+        for channel_id in targets | {call.caller_id, call.media_id, call.human_id}:
+            if self._by_channel.get(channel_id) is call:
+                del self._by_channel[channel_id]
+        await self._event(call, "ari_teardown", why=why)
+
+    async def sweep(self) -> dict[str, int]:
+        """Start-up: hang up channels and destroy bridges a previous run left behind."""
+        app, prefix = self.client.config.app, self.config.id_prefix
+        channels = bridges = 0
+        for chan in await self.client.list_channels():
+            plan = chan.get("dialplan") or {}
+            in_our_app = plan.get("app_name") == "Stasis" and str(plan.get("app_data", "")).split(",")[0] == app
+            if str(chan.get("id", "")).startswith(prefix) or in_our_app:
+                channels += await self.client.hangup(str(chan["id"]))
+        for bridge in await self.client.list_bridges():
+            if str(bridge.get("id", "")).startswith(prefix):
+                bridges += await self.client.destroy_bridge(str(bridge["id"]))
+        if channels or bridges:
+            log.warning("ARI sweep: removed %d channel(s) and %d bridge(s) left by a previous run", channels, bridges)
+        return {"channels": channels, "bridges": bridges}
+
+    async def _resync(self) -> None:
+        """After a reconnect: events during the gap are lost, so ask what is still there."""
+        for call in list(self.calls.values()):
+            try:
+                if await self.client.get_channel(call.caller_id) is None:
+                    await self.teardown(call, "caller_hangup (seen after reconnect)")
+                elif call.media_id and call.transferred != "warm" and await self.client.get_channel(call.media_id) is None:
+                    await self.teardown(call, "agent_hangup (seen after reconnect)", hang_up_caller=True)
+            except AriError as exc:
+                log.warning("call %s: resync: %s", call.call_id, exc)
+
+    # --- recording ---
+    async def start_recording(self, call: AriCall) -> None:
+        rec = self.config.recording
+        if not rec.enabled:
+            return
+        name = rec.file_name(call.call_id, datetime.now(timezone.utc).strftime("%Y-%m-%d"))
+        self._recordings[name] = call
+        call.recording_name = name
+        call.recording_notice = rec.notice
+        try:
+            await self.client.record_bridge(call.bridge_id, name, rec.media_format)
+        except AriError as exc:  # a recording problem must not drop the call
+            self._recordings.pop(name, None)
+            call.recording_name = ""
+            log.error("call %s: recording did not start: %s", call.call_id, exc)
+            await self._event(call, "recording_failed", error=str(exc)[:200])
+
+    async def _recording_done(self, call: AriCall, ev: RecordingEvent) -> None:
+        if ev.type == "RecordingFailed":
+            await self._event(call, "recording_failed", cause=ev.cause)
+            return
+        path = self.config.recording.path(ev.name)
+        await self._event(call, "recording_finished", path=path, duration_s=ev.duration_s)
+        if self.store is not None:
+            try:
+                await self.store.set_recording(call.call_id, path, float(ev.duration_s or 0.0))
+            except Exception:
+                log.exception("call %s: storing the recording failed", call.call_id)
+
+    # --- transfers (ari_app.transfer does the work) ---
+    async def transfer(self, call: AriCall, summary: str, speak: Speak) -> TransferResult:
+        from ari_app.transfer import blind_transfer, warm_transfer
+
+        cfg = self.config.transfer
+        if not cfg.available or call.ended.is_set():
+            return TransferResult("unavailable", "no transfer target configured" if not cfg.available else "call ended")
+        if cfg.mode == "blind":
+            result = await blind_transfer(self, call)
+        else:
+            result = await warm_transfer(self, call, summary, speak)
+        await self._event(call, "transfer", mode=cfg.mode, outcome=result.outcome, detail=result.detail)
+        return result
+
+    # --- records ---
+    async def _event(self, call: AriCall, kind: str, **detail: Any) -> None:
+        if self.store is None:
+            return
+        try:
+            t_ms = round((self.clock.now() - call.started_at) * 1000, 1)
+            await self.store.add_event(call.call_id, max(t_ms, 0.0), kind, detail or None)
+        except Exception:  # a broken database never ends a live call
+            log.exception("call %s: storing event %s failed", call.call_id, kind)

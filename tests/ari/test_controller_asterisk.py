@@ -1,0 +1,194 @@
+"""The ARI controller against the real Asterisk 22: inbound bridging, recording, DTMF, hangups
+from either side, a WebSocket drop mid-call, the start-up sweep, an agent that is not there.
+Every test ends by asserting through ARI that no channel or bridge is left.
+
+The agent side is a small script per test (tones instead of speech, so the checks are exact);
+the dialog through ARI with the real engines is tested in tests/dialog/test_dialog_ari.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+from pathlib import Path
+
+import pytest
+
+from ari_app.backoff import Backoff
+from ari_app.config import RecordingConfig
+from audiosocket.pcm import tone
+from db import AsyncCallStore
+from phoneagent import sipcall, testbed
+from phoneagent.testbed import ari_request
+from tests.ari.harness import (
+    AgentCall,
+    Stack,
+    ari_stack,
+    assert_nothing_left,
+    call_in,
+    client_for,
+    ready_call,
+    tones_per_second,
+    wait_file,
+    wait_until,
+)
+
+pytestmark = pytest.mark.asterisk
+
+
+async def test_inbound_call_is_bridged_recorded_and_cleaned_up(asterisk_bed: testbed.AsteriskBed, tmp_path: Path) -> None:
+    """Caller sends 440 Hz, the agent answers with 1000 Hz: the caller hears the agent, the
+    bridge recording holds both parties, the store has its path and length."""
+    async def agent(call: AgentCall) -> None:
+        assert call.control is not None
+        await call.control.ready.wait()
+        fmt = await call.session.media_format()
+        playout = await call.session.start_playout()
+        await playout.play(tone(1000.0, 1500, fmt.sample_rate))
+
+    rec = f"ari-{uuid.uuid4().hex[:10]}"
+    store = AsyncCallStore(f"sqlite:///{tmp_path}/calls.db")
+    async with ari_stack(asterisk_bed, agent, store=store) as stack:
+        caller = await call_in(asterisk_bed, "record", {"TONE": "440", "REC_SECONDS": "4", "REC_NAME": rec})
+        call = await ready_call(stack)
+        assert call.control is not None and call.control.caller_id == caller
+        assert call.session.call_id == uuid.UUID(call.control.call_id)
+        # the caller is in our bridge with the agent's externalMedia leg
+        bridge = await stack.client.request("GET", f"/bridges/{call.control.bridge_id}")
+        assert set(bridge["channels"]) == {caller, call.control.media_id}
+        await asyncio.wait_for(call.done.wait(), 15)  # the record extension hangs up after 4 s
+        assert call.ended is not None and call.ended.reason.value == "caller_hangup"
+        await wait_until(lambda: not stack.ctl.calls, 5, "tear-down")
+        name = call.control.recording_name
+        view = None
+        for _ in range(50):
+            view = await store.get_call(call.control.call_id)
+            if view is not None and view.recording_path:
+                break
+            await asyncio.sleep(0.1)
+    await store.aclose()
+    heard = tones_per_second(await wait_file(asterisk_bed.host_path(f"{testbed.RECORDING_DIR}/{rec}.wav")))
+    assert 1000 in heard, f"the caller never heard the agent: {heard}"
+    assert view is not None and view.recording_path == f"{testbed.ARI_RECORDING_DIR}/{name}.wav"
+    assert view.recording_s is not None and view.recording_s >= 2
+    both = tones_per_second(asterisk_bed.host_path(view.recording_path))
+    assert 1000 in both and 440 in both, f"the recording lacks a party: {both}"
+    assert any(e.kind == "recording_finished" for e in view.events)
+
+
+async def test_agent_hangup_hangs_up_the_caller(asterisk_bed: testbed.AsteriskBed) -> None:
+    async def agent(call: AgentCall) -> None:
+        assert call.control is not None
+        await call.control.ready.wait()
+        await asyncio.sleep(0.5)
+        await call.session.hangup()
+
+    async with ari_stack(asterisk_bed, agent, recording=_no_recording()) as stack:
+        caller = await call_in(asterisk_bed, "silence")
+        call = await ready_call(stack)
+        await asyncio.wait_for(call.done.wait(), 10)
+        await wait_until(lambda: not stack.ctl.calls, 5, "tear-down")
+        assert await stack.client.get_channel(caller) is None
+
+
+async def test_dtmf_from_a_local_caller_reaches_the_agent(asterisk_bed: testbed.AsteriskBed) -> None:
+    """Each key press arrives twice: as an ARI event and as an AudioSocket 0x03 frame through
+    the bridge (the dialog de-duplicates them)."""
+    async with ari_stack(asterisk_bed, recording=_no_recording()) as stack:
+        caller = await call_in(asterisk_bed, "dtmf", {"DTMF": "4711#", "DTMF_DELAY": "0.5"})
+        call = await ready_call(stack)
+        assert call.control is not None
+        await wait_until(lambda: len(call.digits) >= 5 and len(call.control.digits) >= 5, 10, "the digits")  # type: ignore[union-attr]
+        assert call.control.drain_digits() == list("4711#")
+        assert call.digits == list("4711#")
+        await stack.client.hangup(caller)
+        await asyncio.wait_for(call.done.wait(), 10)
+
+
+async def test_dtmf_from_a_sip_caller(asterisk_bed: testbed.AsteriskBed) -> None:
+    async with ari_stack(asterisk_bed, recording=_no_recording()) as stack:
+        steps: list[sipcall.Step] = [sipcall.Pause(1500), sipcall.Digit("0"), sipcall.Pause(300), sipcall.Digit("7"), sipcall.Pause(800)]
+        placed = asyncio.create_task(asyncio.to_thread(
+            sipcall.place_call, asterisk_bed.sip_host, asterisk_bed.sip_port, "agent-ari", steps))
+        call = await ready_call(stack)
+        assert call.control is not None
+        result = await placed
+        assert result.ok, result.errors
+        await asyncio.wait_for(call.done.wait(), 10)
+        assert call.control.drain_digits() == ["0", "7"]
+        assert call.digits == ["0", "7"]
+
+
+async def test_websocket_drop_and_reconnect_mid_call(asterisk_bed: testbed.AsteriskBed) -> None:
+    """Events after a reconnect still reach the call; a hangup during the gap (its events are
+    lost) is found by the resync, and nothing is left behind."""
+    gate = asyncio.Event()
+
+    async def held_sleep(delay: float) -> None:  # keeps the reconnect back until the test says
+        await gate.wait()
+
+    client = client_for(asterisk_bed, backoff=Backoff(initial_s=0.05), sleep=held_sleep)
+    async with ari_stack(asterisk_bed, client=client, recording=_no_recording()) as stack:
+        caller = await call_in(asterisk_bed, "dtmf", {"DTMF": "5", "DTMF_DELAY": "3"})
+        call = await ready_call(stack)
+        assert call.control is not None
+        await stack.client.drop_connection()
+        await wait_until(lambda: not stack.ctl.connected.is_set(), 5, "the drop")
+        gate.set()
+        await asyncio.wait_for(stack.ctl.connected.wait(), 5)
+        assert stack.ctl.reconnects == 1
+        await wait_until(lambda: call.control.digits == ["5"], 10, "a digit after the reconnect")  # type: ignore[union-attr]
+        # now a hangup while the events are down
+        gate.clear()
+        await stack.client.drop_connection()
+        await wait_until(lambda: not stack.ctl.connected.is_set(), 5, "the second drop")
+        await stack.client.hangup(caller)
+        await asyncio.sleep(0.3)
+        assert stack.ctl.calls, "the controller cannot have seen the hangup yet"
+        gate.set()
+        await wait_until(lambda: not stack.ctl.calls, 10, "the resync to tear the call down")
+        assert stack.ctl.reconnects == 2
+        await asyncio.wait_for(call.done.wait(), 10)
+
+
+async def test_startup_sweep_removes_what_a_crashed_controller_left(asterisk_bed: testbed.AsteriskBed) -> None:
+    async with ari_stack(asterisk_bed, recording=_no_recording(), check_clean=False) as stack:
+        await call_in(asterisk_bed, "silence")
+        await ready_call(stack)
+        stack.run_task.cancel()  # "crash": no tear-down
+        stack.ctl.calls.clear()
+    left = await asyncio.to_thread(ari_request, asterisk_bed, "GET", "/channels")
+    assert left, "the crash should have left the call up"
+    async with ari_stack(asterisk_bed, recording=_no_recording()) as stack2:
+        assert not stack2.ctl.calls
+    await assert_nothing_left(asterisk_bed)
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+async def test_agent_unreachable_falls_back(asterisk_bed: testbed.AsteriskBed, fallback: bool) -> None:
+    """No AudioSocket server at the address: the caller is sent on in the dialplan (fallback)
+    or hung up; never left in silence."""
+    extra: dict[str, Any] = {"fallback_context": testbed.TEST_CONTEXT, "fallback_extension": "silence"} if fallback else {}
+    async with ari_stack(asterisk_bed, audiosocket_address="127.0.0.1:9", connect_timeout_s=2.0,
+                         recording=_no_recording(), **extra) as stack:
+        caller = await call_in(asterisk_bed, "silence")
+        await wait_until(lambda: not stack.ctl.calls and stack.ctl.reconnects == 0 and _was_seen(stack), 10, "the fallback")
+        chan = await stack.client.get_channel(caller)
+        if fallback:
+            assert chan is not None and chan["dialplan"]["exten"] == "silence"
+            await stack.client.hangup(caller)
+        else:
+            for _ in range(50):
+                if await stack.client.get_channel(caller) is None:
+                    break
+                await asyncio.sleep(0.1)
+            assert await stack.client.get_channel(caller) is None
+
+
+def _was_seen(stack: Stack) -> bool:
+    return stack.ctl.seen_calls > 0
+
+
+def _no_recording() -> RecordingConfig:
+    return RecordingConfig(enabled=False)

@@ -1,0 +1,81 @@
+"""The dialog through the ARI controller and the real Asterisk, with the real VAD, STT and TTS.
+
+A SIP caller (SIPp, G.711) asks about a bill, types an account number (RFC 2833 digits), then
+asks for a real person. The agent puts them on hold, dials the human leg
+(Local/human-listen: it listens for 15 s, then presses 1), speaks the summary to the human only
+with Piper, and leaves when the human accepts. The LLM is the scripted fake (tests/fakes.py):
+the bundled 270M base model cannot follow a script; everything else is real. Whisper then
+transcribes what the human heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ari_app.call import AriCall
+from ari_app.config import RecordingConfig, TransferConfig
+from audiosocket.pcm import resample
+from audiosocket.server import CallSession
+from bench.utterances import synthesize_set
+from db import AsyncCallStore
+from models.engines import EngineConfig, Engines
+from phoneagent import sipcall, testbed
+from phoneagent.dialog.session import AgentConfig, CallDialog
+from tests.ari.harness import ari_stack, read_wav, wait_file, wait_until
+from tests.fakes import ScriptedLLM
+
+pytestmark = pytest.mark.asterisk
+
+
+async def test_caller_asks_for_a_person_and_the_human_hears_the_summary(asterisk_bed: testbed.AsteriskBed, tmp_path: Path) -> None:
+    loaded = await asyncio.to_thread(Engines.load, EngineConfig())
+    engines = loaded.sharing(llm=ScriptedLLM(["Sure, I can help with your bill.", "Thanks, I have your account."]))
+    store = AsyncCallStore(f"sqlite:///{tmp_path}/calls.db")
+    dialogs: list[CallDialog] = []
+
+    async def agent(session: CallSession, control: AriCall | None) -> None:
+        d = CallDialog(engines, AgentConfig(greeting="Hello.", no_input_s=30), store=store, control=control)
+        dialogs.append(d)
+        await d.run(session)
+
+    utts = synthesize_set()
+    bill, person = (resample(utts[i].pcm16k, 16000, 8000) for i in (0, 10))
+    steps: list[sipcall.Step] = [
+        sipcall.Pause(2500), sipcall.Audio(bill), sipcall.Pause(3500),
+        *(sipcall.Digit(d) for d in "4711#"), sipcall.Pause(3500),
+        sipcall.Audio(person), sipcall.Pause(30000),
+    ]
+    transfer = TransferConfig(human_endpoint=f"Local/human-listen@{testbed.TEST_CONTEXT}", accept_timeout_s=5)
+    try:
+        async with ari_stack(asterisk_bed, agent=agent, store=store, transfer=transfer,
+                             recording=RecordingConfig(notice="This call is recorded.")) as stack:
+            result = await asyncio.to_thread(sipcall.place_call, asterisk_bed.sip_host, asterisk_bed.sip_port,
+                                             "agent-ari", steps)
+            assert result.ok, result.errors
+            await wait_until(lambda: not stack.ctl.calls, 10, "the call to end")
+            for _ in range(100):  # the recording is stored when Asterisk reports it finished
+                view = await store.get_call(dialogs[0].call_id) if dialogs else None
+                if view is not None and view.recording_path:
+                    break
+                await asyncio.sleep(0.1)
+        assert dialogs, "the call never reached the dialog"
+        d = dialogs[0]
+        transfers = [detail for _, kind, detail in d.events if kind == "transfer"]
+        assert transfers and transfers[0]["outcome"] == "accepted", d.events
+        assert d.outcome == "transferred"
+        assert any(t["role"] == "caller" and t["text"] == "(keypad) 4711" for t in d.turns), "\n".join(map(str, [*((t["role"], t["text"]) for t in d.turns), *d.events]))
+        assert d.summary is not None and "4 7 1 1" in d.summary and "bill" in d.summary.lower(), d.summary
+        assert d.turns[0]["text"] == "This call is recorded. Hello."  # the consent notice comes first
+        view = await store.get_call(d.call_id)
+        assert view is not None and view.summary == d.summary and view.outcome == "transferred"
+        assert view.recording_path and asterisk_bed.host_path(view.recording_path).stat().st_size > 100_000
+        heard_path = await wait_file(asterisk_bed.host_path(f"{testbed.RECORDING_DIR}/human-{d.call_id}-heard.wav"))
+        pcm, rate = read_wav(heard_path)
+        heard = (await asyncio.to_thread(engines.stt.transcribe, pcm[: rate * 15].tobytes(), rate)).text.lower()
+        assert "bill" in heard and "caller" in heard, f"the human heard: {heard!r}"
+    finally:
+        await engines.close()
+        await store.aclose()
