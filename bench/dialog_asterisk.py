@@ -1,9 +1,10 @@
 """The dialog benchmark end to end through the real Asterisk: SIP caller -> Asterisk -> agent.
 
-    .venv/bin/python -m bench.dialog_asterisk [--calls 3] [--out bench/results]
+    .venv/bin/python -m bench.dialog_asterisk [--calls 3] [--path direct|ari] [--out bench/results]
 
-SIPp places G.711 calls to the bundled Asterisk 22 (`agent-direct` dialplan, AudioSocket
-slin16). Each caller waits out the greeting, asks a question, and ~1.5 s into the answer talks
+SIPp places G.711 calls to the bundled Asterisk 22: `--path direct` runs the `agent-direct`
+dialplan (Dial(AudioSocket/...c(slin16))); `--path ari` sends the caller to Stasis, where the
+ARI controller bridges it to an externalMedia (AudioSocket slin16) channel, as in production. Each caller waits out the greeting, asks a question, and ~1.5 s into the answer talks
 over the agent. Asterisk's MixMonitor records the SIP leg's two directions from the same instant
 (`-said.wav`: what the caller sent, `-heard.wav`: what the caller heard), so latencies are read
 on Asterisk's side of the call, including everything Asterisk adds:
@@ -25,6 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ari_app.client import AriClient, AriConfig
+from ari_app.config import ControllerConfig, RecordingConfig
+from ari_app.controller import AriController
 from audiosocket.pcm import resample, talk_spurts, voiced_frames
 from audiosocket.server import AudioSocketServer, CallSession
 from bench.dialog import INTERRUPTION, QUESTIONS, pct, voiced_bounds
@@ -66,20 +70,31 @@ def analyse(said: tuple[int, bytes], heard: tuple[int, bytes]) -> tuple[float | 
     return v2v, stop
 
 
-async def run(calls: int) -> dict[str, Any]:
+async def run(calls: int, path: str = "direct") -> dict[str, Any]:
     bed = testbed.ensure()
     engines = await asyncio.to_thread(Engines.load, EngineConfig())
     utts = synthesize_set()
     cfg = AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48)
     dialogs: list[CallDialog] = []
 
+    controller: AriController | None = None
+
     async def handler(session: CallSession) -> None:
-        d = CallDialog(engines, cfg)
+        control = controller.attach(str(session.call_id)) if controller is not None else None
+        d = CallDialog(engines, cfg, control=control)
         dialogs.append(d)
         await d.run(session)
 
     server = AudioSocketServer(handler, "127.0.0.1", 0)
     await server.start()
+    ari_task = None
+    if path == "ari":
+        client = AriClient(AriConfig(url=bed.ari_url, user=bed.ari_user, password=bed.ari_password, app=bed.ari_app))
+        controller = AriController(client, ControllerConfig(audiosocket_address=f"127.0.0.1:{server.port}",
+                                                            recording=RecordingConfig(enabled=False)))
+        ari_task = asyncio.create_task(controller.run())
+        await asyncio.wait_for(controller.connected.wait(), 10)
+    exten = f"agent-port-{server.port}" if path == "direct" else "agent-ari-rec"
     v2v: list[float] = []
     stops: list[float] = []
     failures: list[str] = []
@@ -93,7 +108,7 @@ async def run(calls: int) -> dict[str, Any]:
                 sipcall.Audio(interrupt), sipcall.Pause(6000),
             ]
             rec = f"bench-{uuid.uuid4().hex[:10]}"
-            result = await asyncio.to_thread(sipcall.place_call, bed.sip_host, bed.sip_port, f"agent-port-{server.port}", script, headers={"X-Phoneagent-Rec": rec})
+            result = await asyncio.to_thread(sipcall.place_call, bed.sip_host, bed.sip_port, exten, script, headers={"X-Phoneagent-Rec": rec})
             if not result.ok:
                 failures.append(f"SIPp rc={result.returncode}: {result.errors[-300:]}")
                 continue
@@ -110,6 +125,11 @@ async def run(calls: int) -> dict[str, Any]:
             if b is not None:
                 stops.append(b)
     finally:
+        if controller is not None and ari_task is not None:
+            await controller.close()
+            ari_task.cancel()
+            await asyncio.gather(ari_task, return_exceptions=True)
+            await controller.client.aclose()
         await server.close()
         await engines.close()
     return {"calls": calls, "v2v_ms": pct(v2v), "barge_in_stop_ms": pct(stops), "failures": failures,
@@ -119,13 +139,17 @@ async def run(calls: int) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=3, help="calls placed one after another")
+    ap.add_argument("--path", choices=("direct", "ari"), default="direct",
+                    help="direct: Dial(AudioSocket); ari: Stasis + ARI controller + externalMedia")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     info = machine_info()
-    res = asyncio.run(run(args.calls))
-    out = {"machine": info, "device": info["device"], "path": "SIPp G.711 -> Asterisk 22 -> AudioSocket slin16 -> agent", **res}
+    res = asyncio.run(run(args.calls, args.path))
+    route = ("SIPp G.711 -> Asterisk 22 -> AudioSocket slin16 -> agent" if args.path == "direct" else
+             "SIPp G.711 -> Asterisk 22 -> Stasis: ARI bridge + externalMedia AudioSocket slin16 -> agent")
+    out = {"machine": info, "device": info["device"], "path": route, **res}
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"dialog-asterisk-{slug(info)}.json"
+    path = args.out / (f"dialog-asterisk-{slug(info)}.json" if args.path == "direct" else f"dialog-asterisk-ari-{slug(info)}.json")
     path.write_text(json.dumps(out, indent=2) + "\n")
     v, b = res["v2v_ms"], res["barge_in_stop_ms"]
     print(f"dialog through Asterisk {res['asterisk']} on {info['cpu']} ({info['cores']} cores), device {info['device']}")
