@@ -8,6 +8,7 @@ uses the async methods here; it never touches a model object directly.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
@@ -116,11 +117,13 @@ class Engines:
     async def reply_tokens(
         self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None,
         max_tokens: int = 96, temperature: float = 0.0, stop: Sequence[str] = (), priority: Priority = Priority.TURN,
+        gate: threading.Event | None = None,
     ) -> AsyncGenerator[Token, None]:
+        """`gate`: clear it to hold generation between tokens (see EngineScheduler.stream)."""
         llm = self.llm
         async for tok in self.llm_q.stream(
             lambda: llm.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop, cancel=cancel, session_key=session_key),
-            priority=priority, cancel=cancel,
+            priority=priority, cancel=cancel, gate=gate,
         ):
             yield tok
 

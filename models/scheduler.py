@@ -22,8 +22,9 @@ import heapq
 import itertools
 import logging
 import statistics
+import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -170,14 +171,16 @@ class EngineScheduler:
         return await self._await(job)
 
     async def stream(
-        self, gen_fn: Callable[[], Iterator[T]], *, priority: Priority = Priority.TURN, cancel: CancelToken | None = None
-    ) -> AsyncIterator[T]:
+        self, gen_fn: Callable[[], Iterator[T]], *, priority: Priority = Priority.TURN, cancel: CancelToken | None = None,
+        gate: threading.Event | None = None,
+    ) -> AsyncGenerator[T, None]:
         """Run a blocking generator in a worker and yield its items as they come.
 
         Closing the stream (leave it inside `contextlib.aclosing`, or fire `cancel` yourself:
         a bare `break` only closes an async generator when it is garbage-collected) fires
         `cancel`, which the engine checks between steps, so the worker is freed within one
-        token/sentence.
+        token/sentence. A cleared `gate` holds the worker between steps until it is set again
+        (the caller frees the CPU for another engine for a moment, e.g. TTS of a first clause).
         """
         token = cancel or CancelToken()
         loop = asyncio.get_running_loop()
@@ -187,6 +190,8 @@ class EngineScheduler:
             gen = gen_fn()
             try:
                 while True:
+                    while gate is not None and not gate.wait(0.05) and not token.cancelled:
+                        pass  # held: the consumer wants the CPU for a moment
                     if token.cancelled:
                         close = getattr(gen, "close", None)
                         if close is not None:

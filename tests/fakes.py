@@ -8,7 +8,7 @@ wrapper at the end injects "heard no words" on cue, around the real whisper.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 
 from models.base import LLM, STT, CancelToken, EngineError, EngineInfo, GenerationStats, Message, Token, ToolCall, ToolSpec, Transcript
 
@@ -20,10 +20,11 @@ class ScriptedLLM(LLM):
         self.replies = list(replies)
         self.token_s = token_s
         self.calls: list[list[Message]] = []
+        self.produced = 0  # tokens generated so far, all replies (read from other threads)
         self.info = EngineInfo("llm", "scripted-fake", "-", "cpu", streaming=True)
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 128, temperature: float = 0.0, stop: Sequence[str] = (),
-               cancel: CancelToken | None = None, session_key: str | None = None) -> Iterator[Token]:
+               cancel: CancelToken | None = None, session_key: str | None = None) -> Generator[Token, None, GenerationStats]:
         self.calls.append(list(messages))
         text = self.replies[min(len(self.calls) - 1, len(self.replies) - 1)]
         words = text.split(" ")
@@ -34,6 +35,7 @@ class ScriptedLLM(LLM):
                 return GenerationStats(0, 0, n, 0.0, time.perf_counter() - t0, "cancelled")
             time.sleep(self.token_s)
             n += 1
+            self.produced += 1
             yield Token(w if i == 0 else " " + w, i)
         return GenerationStats(0, 0, n, self.token_s, time.perf_counter() - t0, "stop")
 
@@ -45,7 +47,7 @@ class ScriptedLLM(LLM):
 class FailingLLM(ScriptedLLM):
     """Raises the way a crashed model does, before its first token."""
 
-    def stream(self, messages: Sequence[Message], **kw: object) -> Iterator[Token]:  # type: ignore[override]
+    def stream(self, messages: Sequence[Message], **kw: object) -> Generator[Token, None, GenerationStats]:
         raise EngineError("llama.cpp: simulated crash")
         yield  # pragma: no cover
 
@@ -53,7 +55,7 @@ class FailingLLM(ScriptedLLM):
 class HangingLLM(ScriptedLLM):
     """Never produces a token (a wedged GPU): only cancellation ends it."""
 
-    def stream(self, messages: Sequence[Message], *, cancel: CancelToken | None = None, **kw: object) -> Iterator[Token]:  # type: ignore[override]
+    def stream(self, messages: Sequence[Message], *, cancel: CancelToken | None = None, **kw: object) -> Generator[Token, None, GenerationStats]:
         while cancel is None or not cancel.cancelled:
             time.sleep(0.02)
         return GenerationStats(0, 0, 0, 0.0, 0.0, "cancelled")

@@ -43,7 +43,7 @@ async def test_serve_answers_then_sigterm_hangs_up_calls_and_exits_cleanly(tmp_p
         else:
             raise AssertionError("service did not start listening")
         await client.send_audio(bytes(640), 16000)
-        greeting = []
+        greeting: list[p.Audio] = []
         while len(greeting) < 5:
             ev = await client.recv()
             if isinstance(ev, p.Audio) and any(ev.pcm):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -61,7 +62,8 @@ class DialogEngines(Protocol):
 
     async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript: ...
 
-    def reply_tokens(self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None, max_tokens: int = 96) -> AsyncGenerator[Token, None]: ...
+    def reply_tokens(self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None, max_tokens: int = 96,
+                     gate: threading.Event | None = None) -> AsyncGenerator[Token, None]: ...
 
     def speak(self, text: str, sample_rate: int, *, cancel: CancelToken) -> AsyncGenerator[AudioChunk, None]: ...
 
@@ -98,6 +100,9 @@ class AgentConfig:
     preroll_s: float = 0.3  # audio kept before speech start (VAD onset is late by a window)
     pause_on_onset: bool = True  # hold playout at speech onset; resume if it was a backchannel
     speculate: bool = True  # start STT/LLM/TTS at a short pause, speak once the endpoint is final
+    # Hold LLM decoding while the first clause is synthesised: on a CPU-only box the two compete
+    # for cores and the first audio comes ~2x later. None: only when the LLM runs on the CPU.
+    hold_llm_for_first_audio: bool | None = None
     endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
     dtmf: DigitConfig = field(default_factory=DigitConfig)
 
@@ -381,10 +386,16 @@ class CallDialog(CallFeatures):
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
         seg: list[int] = []
         committed: asyncio.Task[None] = asyncio.create_task(commit())
-        tts = asyncio.create_task(self._speak_clauses(clauses, cancel, reply, seg, timing, go))
+        gate = threading.Event()  # set: the LLM may decode
+        gate.set()
+        hold = cfg.hold_llm_for_first_audio
+        if hold is None:
+            info = getattr(getattr(self.engines, "llm", None), "info", None)
+            hold = getattr(info, "device", "cpu") == "cpu"
+        tts = asyncio.create_task(self._speak_clauses(clauses, cancel, reply, seg, timing, go, gate))
         filler = asyncio.create_task(self._filler_after(cfg.filler_after_s, seg, cancel, go))
         try:
-            tokens = self.engines.reply_tokens(messages, cancel=cancel, session_key=self.call_id, max_tokens=cfg.max_reply_tokens)
+            tokens = self.engines.reply_tokens(messages, cancel=cancel, session_key=self.call_id, max_tokens=cfg.max_reply_tokens, gate=gate)
             async with contextlib.aclosing(tokens):
                 first = True
                 while True:
@@ -398,12 +409,15 @@ class CallDialog(CallFeatures):
                         first = False
                     for clause in chunker.push(tok.text):
                         clauses.put_nowait(clause)
+                        if hold and timing.tts_first_audio is None:
+                            gate.clear()  # the first clause's TTS gets the CPU; _speak_clauses reopens
             if not cancel.cancelled:
                 for clause in chunker.flush():
                     clauses.put_nowait(clause)
             clauses.put_nowait(None)
             await tts
         finally:
+            gate.set()
             self._cancels.discard(cancel)
             filler.cancel()
             if not committed.done():
@@ -425,28 +439,33 @@ class CallDialog(CallFeatures):
         await self._record("agent", heard, timing, interrupted=report.interrupted)
         self._last_activity = self.clock.now()
 
-    async def _speak_clauses(self, clauses: asyncio.Queue[str | None], cancel: CancelToken, reply: SpokenReply, seg: list[int], timing: TurnTiming, go: asyncio.Event) -> None:
-        while (clause := await clauses.get()) is not None:
-            ms = 0.0
-            speech = self.engines.speak(clause, self.rate, cancel=cancel)
-            async with contextlib.aclosing(speech):
-                while True:
-                    try:
-                        chunk = await asyncio.wait_for(anext(speech), self.config.step_timeout_s)
-                    except StopAsyncIteration:
-                        break
-                    if timing.tts_first_audio is None:
-                        timing.tts_first_audio = self.clock.now()
-                    if not go.is_set():  # speculative: hold the audio until the endpoint is final
-                        await go.wait()
-                        self._cancels.add(cancel)  # from now on a barge-in must stop this reply
-                    if cancel.cancelled:
-                        return
-                    sid = self.playout.capture(chunk.pcm)
-                    if not seg:
-                        seg.append(sid)
-                    ms += len(chunk.pcm) / 2 / self.rate * 1000
-            reply.add_clause(clause, ms)
+    async def _speak_clauses(self, clauses: asyncio.Queue[str | None], cancel: CancelToken, reply: SpokenReply, seg: list[int], timing: TurnTiming,
+                             go: asyncio.Event, gate: threading.Event) -> None:
+        try:
+            while (clause := await clauses.get()) is not None:
+                ms = 0.0
+                speech = self.engines.speak(clause, self.rate, cancel=cancel)
+                async with contextlib.aclosing(speech):
+                    while True:
+                        try:
+                            chunk = await asyncio.wait_for(anext(speech), self.config.step_timeout_s)
+                        except StopAsyncIteration:
+                            break
+                        if timing.tts_first_audio is None:
+                            timing.tts_first_audio = self.clock.now()
+                        gate.set()
+                        if not go.is_set():  # speculative: hold the audio until the endpoint is final
+                            await go.wait()
+                            self._cancels.add(cancel)  # from now on a barge-in must stop this reply
+                        if cancel.cancelled:
+                            return
+                        sid = self.playout.capture(chunk.pcm)
+                        if not seg:
+                            seg.append(sid)
+                        ms += len(chunk.pcm) / 2 / self.rate * 1000
+                reply.add_clause(clause, ms)
+        finally:
+            gate.set()  # a failed or cancelled first clause never leaves the LLM held
 
     async def _filler_after(self, delay: float, seg: list[int], cancel: CancelToken, go: asyncio.Event) -> None:
         """A slow LLM prefill or tool: say something short rather than leave silence."""

@@ -27,8 +27,13 @@ MOH = {440, 554, 659}  # the test bed's hold loop (phoneagent/testbed.py)
 
 
 async def run_transfer(bed: testbed.AsteriskBed, action: str, *, caller_seconds: int = 14,
-                       accept_timeout_s: float = 3.0, mode: str = "warm") -> tuple[TransferResult, AgentCall, str, str]:
+                       accept_timeout_s: float = 3.0, mode: str = "warm",
+                       caller_leaves_on_hold: bool = False) -> tuple[TransferResult, AgentCall, str, str]:
+    # The transfer is kept as a task of its own: when the caller hangs up, the agent's side is
+    # cancelled, but the (shielded) transfer still finishes and its outcome must be read.
+    transfers: list[asyncio.Future[TransferResult]] = []
     results: list[TransferResult] = []
+    caller_ids: list[str] = []
     where: list[dict[str, object]] = []
     after: list[str] = []
 
@@ -40,9 +45,12 @@ async def run_transfer(bed: testbed.AsteriskBed, action: str, *, caller_seconds:
 
         async def speak(text: str) -> None:
             assert "refund" in text and "Press 1" in text
+            if caller_leaves_on_hold:  # the caller is on hold now: they give up
+                await stack.client.hangup(caller_ids[0])
             await playout.play(tone(1000.0, 3000, fmt.sample_rate))
 
-        results.append(await call.control.transfer("The caller wants a refund for order 12.", speak))
+        transfers.append(asyncio.ensure_future(call.control.transfer("The caller wants a refund for order 12.", speak)))
+        results.append(await asyncio.shield(transfers[-1]))
         if not results[-1].caller_left:  # back with the agent: it says something (1200 Hz)
             bridge = await call.control.controller.client.request("GET", f"/bridges/{call.control.bridge_id}")  # type: ignore[union-attr]
             after.extend(bridge["channels"])
@@ -54,10 +62,11 @@ async def run_transfer(bed: testbed.AsteriskBed, action: str, *, caller_seconds:
                               accept_timeout_s=accept_timeout_s, ring_timeout_s=5)
     async with ari_stack(bed, agent, transfer=transfer, recording=RecordingConfig(enabled=False)) as stack:
         caller = await call_in(bed, "record", {"TONE": "440", "REC_SECONDS": str(caller_seconds), "REC_NAME": rec})
+        caller_ids.append(caller)
         call = await ready_call(stack)
         await asyncio.wait_for(call.done.wait(), caller_seconds + 15)
         for _ in range(100):
-            if results and not stack.ctl.calls:
+            if transfers and transfers[0].done() and not stack.ctl.calls:
                 break
             await asyncio.sleep(0.1)
         if action == "accept":  # the caller is no longer the agent's: end it
@@ -68,7 +77,8 @@ async def run_transfer(bed: testbed.AsteriskBed, action: str, *, caller_seconds:
                 break
             where.append(chan["dialplan"])
             await asyncio.sleep(0.1)
-    assert results, "the transfer never returned"
+    assert transfers and transfers[0].done(), "the transfer never returned"
+    results[:] = [transfers[0].result()]
     assert call.control is not None
     if not results[0].caller_left and action != "caller-gone":
         assert caller in after, f"the caller is not back with the agent: {after}"
@@ -102,12 +112,12 @@ async def test_warm_transfer_not_taken_returns_the_caller(asterisk_bed: testbed.
 
 
 async def test_caller_hangs_up_on_hold(asterisk_bed: testbed.AsteriskBed) -> None:
-    result, call, _, _ = await run_transfer(asterisk_bed, "silent", caller_seconds=2, accept_timeout_s=20)
+    result, call, _, _ = await run_transfer(asterisk_bed, "silent", accept_timeout_s=20, caller_leaves_on_hold=True)
     assert result.outcome == "caller_hangup"
 
 
 async def test_blind_transfer_sends_the_caller_on(asterisk_bed: testbed.AsteriskBed) -> None:
     """The caller leaves our app and runs the configured extension (run_transfer checks where)."""
-    result, call, _, _ = await run_transfer(asterisk_bed, "unused", caller_seconds=3, mode="blind")
+    result, call, _, _ = await run_transfer(asterisk_bed, "unused", caller_seconds=6, mode="blind")
     assert result.outcome == "blind"
     assert call.ended is not None  # the agent's leg is gone

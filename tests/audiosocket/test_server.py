@@ -96,7 +96,7 @@ async def test_media_format_follows_the_peer(make_server, rate: int, ms: int) ->
     frame = bytes(rate * ms // 1000 * 2)
     await c.send_audio(frame, rate)
     await asyncio.wait_for(played.wait(), 3)
-    voiced = []
+    voiced: list[bytes] = []
     while len(voiced) < 3:
         ev = await c.recv()
         assert isinstance(ev, p.Audio)

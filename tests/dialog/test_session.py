@@ -9,7 +9,8 @@ hang on demand).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from audiosocket.server import AudioSocketServer, CallSession
 from bench.caller import CallerEmulator
 from bench.utterances import Utterance, synthesize_set
 from db import AsyncCallStore
-from models.base import LLM
+from models.base import LLM, TTS, AudioChunk, CancelToken
 from models.engines import EngineConfig, Engines
 from phoneagent.dialog.context import CUT_MARK
 from phoneagent.dialog.session import AgentConfig, CallDialog
@@ -81,6 +82,26 @@ async def harness(real_engines: Engines, tmp_path: Any) -> AsyncIterator[Callabl
             await h.store.aclose()
 
 
+@contextlib.asynccontextmanager
+async def _agent(engines: Engines, config: AgentConfig) -> AsyncIterator[tuple[int, list[CallDialog]]]:
+    """An AudioSocket server running CallDialog on `engines` (for tests that swap an engine)."""
+    dialogs: list[CallDialog] = []
+
+    async def handler(session: CallSession) -> None:
+        d = CallDialog(engines, config)
+        dialogs.append(d)
+        await d.run(session)
+
+    srv = AudioSocketServer(handler, "127.0.0.1", 0)
+    await srv.start()
+    try:
+        yield srv.port, dialogs
+    finally:
+        await srv.close()
+        for q in (engines.stt_q, engines.llm_q, engines.tts_q):
+            await q.close()
+
+
 async def test_spoken_question_gets_a_spoken_answer_with_real_llm(harness, utts, real_engines) -> None:  # type: ignore[no-untyped-def]
     h, srv = await harness(greeting="Hello.")
     async with CallerEmulator("127.0.0.1", srv.port) as caller:
@@ -137,17 +158,8 @@ async def test_false_alarm_barge_in_resumes_where_the_agent_was_cut(real_engines
     the WordlessAfterFirstSTT fake) the agent picks up the unheard rest instead of asking again."""
     engines = Engines(real_engines.vad, WordlessAfterFirstSTT(real_engines.stt), ScriptedLLM([LONG_REPLY]),
                       real_engines.tts, real_engines.config)
-    dialogs: list[CallDialog] = []
-
-    async def handler(session: CallSession) -> None:
-        d = CallDialog(engines, AgentConfig(greeting="Hi."))
-        dialogs.append(d)
-        await d.run(session)
-
-    srv = AudioSocketServer(handler, "127.0.0.1", 0)
-    await srv.start()
-    try:
-        async with CallerEmulator("127.0.0.1", srv.port) as caller:
+    async with _agent(engines, AgentConfig(greeting="Hi.")) as (port, dialogs):
+        async with CallerEmulator("127.0.0.1", port) as caller:
             await caller.wait_agent_done(quiet_s=0.4)
             _, t_end = await caller.say(utts[8].pcm16k)
             while caller.first_voiced_after(t_end) is None:
@@ -155,15 +167,48 @@ async def test_false_alarm_barge_in_resumes_where_the_agent_was_cut(real_engines
             await caller.silence(1.5)
             t_barge, _ = await caller.say(utts[3].pcm16k)
             await caller.wait_agent_done(since=t_barge + 1.0, quiet_s=0.8, timeout=40)
-    finally:
-        await srv.close()
-        for q in (engines.stt_q, engines.llm_q, engines.tts_q):
-            await q.close()
     d = dialogs[0]
     kinds = [k for _, k, _ in d.events]
     assert "barge_in" in kinds and "false_alarm_resume" in kinds and "unclear" not in kinds, kinds
     resumed = [t["text"] for t in d.turns if t["role"] == "agent" and t["text"].startswith("Sorry, as I was saying")]
     assert resumed and "public holidays" in resumed[0], d.turns
+
+
+class _WatchedTTS(TTS):
+    """The real Piper voice, noting how far the LLM got while each clause was synthesised."""
+
+    def __init__(self, real: TTS, llm: ScriptedLLM) -> None:
+        self.real, self.llm, self.info = real, llm, real.info
+        self.seen: list[tuple[str, int, int]] = []  # clause, LLM tokens at start, at first audio
+
+    def synthesize(self, text: str, sample_rate: int, *, cancel: CancelToken | None = None) -> Iterator[AudioChunk]:
+        start = self.llm.produced
+        for i, chunk in enumerate(self.real.synthesize(text, sample_rate, cancel=cancel)):
+            if i == 0:
+                self.seen.append((text, start, self.llm.produced))
+            yield chunk
+
+
+@pytest.mark.parametrize("hold", [True, False])
+async def test_llm_waits_while_the_first_clause_is_synthesised_on_cpu(real_engines, utts, hold) -> None:  # type: ignore[no-untyped-def]
+    """On a CPU box the LLM and TTS compete for cores: the first clause gets them alone."""
+    llm = ScriptedLLM([LONG_REPLY], token_s=0.005)
+    tts = _WatchedTTS(real_engines.tts, llm)
+    engines = Engines(real_engines.vad, real_engines.stt, llm, tts, real_engines.config)
+    async with _agent(engines, AgentConfig(greeting="Hi.", hold_llm_for_first_audio=hold)) as (port, dialogs):
+        async with CallerEmulator("127.0.0.1", port) as caller:
+            await caller.wait_agent_done(quiet_s=0.4)
+            _, t_end = await caller.say(utts[8].pcm16k)
+            assert await caller.wait_agent_done(since=t_end, quiet_s=1.0, timeout=60)
+    replies = [(text, start, first) for text, start, first in tts.seen if text.strip() in LONG_REPLY]
+    assert len(replies) >= 3, tts.seen
+    text, start, first = replies[0]
+    if hold:
+        assert first - start <= 1, f"the LLM ran on while '{text}' was synthesised: {start} -> {first}"
+    else:
+        assert first - start > 1, f"without the hold the LLM keeps decoding: {start} -> {first}"
+    assert llm.produced >= len(LONG_REPLY.split(" "))  # either way the whole reply is generated
+    assert any(t["role"] == "agent" and "public holidays" in t["text"] for t in dialogs[0].turns)
 
 
 async def test_backchannel_does_not_cut_the_agent_off(harness, utts) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -55,7 +57,7 @@ async def test_priority_first_then_fifo() -> None:
     first = asyncio.ensure_future(s.run(lambda: g.job("blocker")))
     await asyncio.to_thread(g.started.wait, 5)
     names = [("bg1", Priority.BACKGROUND), ("turn1", Priority.TURN), ("n1", Priority.NORMAL), ("turn2", Priority.TURN), ("bg2", Priority.BACKGROUND)]
-    futs = [asyncio.ensure_future(s.run(lambda n=n: g.job(n), priority=p)) for n, p in names]
+    futs = [asyncio.ensure_future(s.run(functools.partial(g.job, n), priority=p)) for n, p in names]
     await _until(lambda: s.queued == 5)
     g.opened.set()
     await asyncio.gather(first, *futs)
@@ -68,7 +70,7 @@ async def test_priority_first_then_fifo() -> None:
 async def test_never_more_than_workers_at_once_and_all_complete() -> None:
     s = EngineScheduler("t", workers=3, max_queue=200)
     g = Gate()
-    futs = [asyncio.ensure_future(s.run(lambda i=i: g.job(str(i)))) for i in range(100)]
+    futs = [asyncio.ensure_future(s.run(functools.partial(g.job, str(i)))) for i in range(100)]
     await _until(lambda: g.concurrent == 3)
     g.opened.set()
     results = await asyncio.gather(*futs)
@@ -208,6 +210,45 @@ async def test_stream_yields_in_order_and_early_exit_cancels_the_engine() -> Non
     assert token.cancelled
     assert len(produced) <= 6  # stopped within a step or two of the consumer leaving
     assert await s.run(lambda: "free") == "free"  # the worker was released
+    await s.close()
+
+
+async def test_a_cleared_gate_holds_the_stream_between_steps_and_cancel_still_frees_it() -> None:
+    """The dialog clears the gate while the first clause is synthesised (CPU boxes)."""
+    s = EngineScheduler("llm", workers=1)
+    produced: list[int] = []
+
+    def gen() -> Iterator[int]:
+        for i in range(100):
+            time.sleep(0.01)  # a decode step
+            produced.append(i)
+            yield i
+
+    gate = threading.Event()
+    gate.set()
+    got: list[int] = []
+    async with contextlib.aclosing(s.stream(gen, gate=gate)) as tokens:
+        async for tok in tokens:
+            got.append(tok)
+            if tok == 1:
+                gate.clear()
+                await asyncio.sleep(0.3)  # held: the engine takes at most the step it was in
+                held = len(produced)
+                assert held < 10, produced  # not the 100 it would have run to
+                await asyncio.sleep(0.2)
+                assert len(produced) == held
+                gate.set()
+            if tok == 10:
+                break
+    assert got == list(range(11))
+
+    token = CancelToken()
+    gate.clear()
+    async with contextlib.aclosing(s.stream(gen, cancel=token, gate=gate)) as tokens:
+        token.cancel()  # cancelled while held: the worker leaves without the gate ever opening
+        assert [x async for x in tokens] in ([], [0])
+    await _until(lambda: s.running == 0)
+    assert await s.run(lambda: "free") == "free"
     await s.close()
 
 
