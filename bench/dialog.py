@@ -128,16 +128,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", default="1,2,4", help="comma-separated concurrency levels")
     ap.add_argument("--repeats", type=int, default=3, help="rounds per level (samples are pooled)")
+    ap.add_argument("--llm-pool", type=int, default=None, help="llama.cpp instances (default: EngineConfig's)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     info = machine_info()
-    engines = Engines.load(EngineConfig())
+    config = EngineConfig() if args.llm_pool is None else EngineConfig(llm_pool=args.llm_pool)
+    engines = Engines.load(config)
     utts = synthesize_set()
     levels = [asyncio.run(run_level(engines, int(n), utts, args.repeats)) for n in args.calls.split(",")]
     one = levels[0]
     result = {
         "machine": info, "device": info["device"], "repeats": args.repeats, "calls": one["calls"], "v2v_ms": one["v2v_ms"],
         "barge_in_stop_ms": one["barge_in_stop_ms"], "stages_ms": one["stages_ms"], "levels": levels,
+        "engines": {"stt": config.stt, "llm": config.llm, "tts": config.tts, "llm_pool": config.llm_pool, "stt_workers": config.stt_workers, "tts_workers": config.tts_workers},
         "max_calls_with_p95_v2v_under_1500ms": max((lv["calls"] for lv in levels if (lv["v2v_ms"]["p95"] or 1e9) <= 1500), default=0),
         "peak_rss_mb": peak_rss_mb(),
     }

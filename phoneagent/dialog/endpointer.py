@@ -34,7 +34,7 @@ class EndpointerConfig:
     min_delay_s: float = 0.5  # silence that ends a turn that sounds complete
     max_delay_s: float = 1.2  # silence that ends a turn that sounds unfinished / long-pause mode
     max_turn_s: float = 30.0  # endless speech (TV, hold music) is cut into turns this long
-    speculative_s: float = 0.25  # silence after which STT/LLM may start early
+    speculative_s: float = 0.12  # silence after which STT/LLM may start early
     barge_in_min_s: float = 0.30  # caller speech over the agent shorter than this is a backchannel
     false_alarm_s: float = 1.0  # a barge-in turn shorter than this may have been a false alarm
     window_s: float = 0.032  # VAD window length; speech starts at the start of its first window

@@ -24,7 +24,7 @@ from phoneagent.dialog.endpointer import (
 )
 
 STEP = 0.05  # 50 ms windows: every configured duration below is a whole number of windows
-CFG = EndpointerConfig(window_s=STEP)  # min_speech 4 windows, barge-in 6, delay 10, speculation 5
+CFG = EndpointerConfig(window_s=STEP, speculative_s=0.25)  # min_speech 4 windows, barge-in 6, delay 10, speculation 5
 
 Frame = tuple[float, float, bool]  # (probability, window end time, agent speaking)
 
