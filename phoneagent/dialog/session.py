@@ -34,7 +34,7 @@ from ari_app.dtmf import DigitConfig, DigitEntry
 from audiosocket.server import CallEnded, CallSession
 from db import AsyncCallStore, TurnTimings
 from models.base import VAD, AudioChunk, Cancelled, CancelToken, Message, Token, Transcript
-from models.scheduler import EngineBusy
+from models.scheduler import EngineBusy, Priority
 from phoneagent.dialog.chunker import ClauseChunker
 from phoneagent.dialog.context import Conversation, SpokenReply
 from phoneagent.dialog.features import CallFeatures
@@ -65,7 +65,7 @@ class DialogEngines(Protocol):
     def reply_tokens(self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None, max_tokens: int = 96,
                      gate: threading.Event | None = None) -> AsyncGenerator[Token, None]: ...
 
-    def speak(self, text: str, sample_rate: int, *, cancel: CancelToken) -> AsyncGenerator[AudioChunk, None]: ...
+    def speak(self, text: str, sample_rate: int, *, cancel: CancelToken, priority: Priority = Priority.TURN) -> AsyncGenerator[AudioChunk, None]: ...
 
 
 @dataclass(frozen=True)
@@ -442,9 +442,11 @@ class CallDialog(CallFeatures):
     async def _speak_clauses(self, clauses: asyncio.Queue[str | None], cancel: CancelToken, reply: SpokenReply, seg: list[int], timing: TurnTiming,
                              go: asyncio.Event, gate: threading.Event) -> None:
         try:
+            priority = Priority.TURN  # the first clause: the caller is waiting in silence
             while (clause := await clauses.get()) is not None:
                 ms = 0.0
-                speech = self.engines.speak(clause, self.rate, cancel=cancel)
+                speech = self.engines.speak(clause, self.rate, cancel=cancel, priority=priority)
+                priority = Priority.NORMAL  # later clauses have the earlier ones' audio as slack
                 async with contextlib.aclosing(speech):
                     while True:
                         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from bench.utterances import Utterance, synthesize_set
 from db import AsyncCallStore
 from models.base import LLM, TTS, AudioChunk, CancelToken
 from models.engines import EngineConfig, Engines
+from models.scheduler import Priority
 from phoneagent.dialog.context import CUT_MARK
 from phoneagent.dialog.session import AgentConfig, CallDialog
 from tests.fakes import FailingLLM, HangingLLM, ScriptedLLM, WordlessAfterFirstSTT
@@ -189,12 +190,24 @@ class _WatchedTTS(TTS):
             yield chunk
 
 
+class _PriorityEngines(Engines):
+    """The real engines, noting the scheduler priority each TTS request asked for."""
+
+    asked: list[tuple[str, Priority]]
+
+    async def speak(self, text: str, sample_rate: int, *, cancel: CancelToken, priority: Priority = Priority.TURN) -> AsyncGenerator[AudioChunk, None]:
+        self.asked.append((text, priority))
+        async for chunk in super().speak(text, sample_rate, cancel=cancel, priority=priority):
+            yield chunk
+
+
 @pytest.mark.parametrize("hold", [True, False])
 async def test_llm_waits_while_the_first_clause_is_synthesised_on_cpu(real_engines, utts, hold) -> None:  # type: ignore[no-untyped-def]
     """On a CPU box the LLM and TTS compete for cores: the first clause gets them alone."""
     llm = ScriptedLLM([LONG_REPLY], token_s=0.005)
     tts = _WatchedTTS(real_engines.tts, llm)
-    engines = Engines(real_engines.vad, real_engines.stt, llm, tts, real_engines.config)
+    engines = _PriorityEngines(real_engines.vad, real_engines.stt, llm, tts, real_engines.config)
+    engines.asked = []
     async with _agent(engines, AgentConfig(greeting="Hi.", hold_llm_for_first_audio=hold)) as (port, dialogs):
         async with CallerEmulator("127.0.0.1", port) as caller:
             await caller.wait_agent_done(quiet_s=0.4)
@@ -209,6 +222,9 @@ async def test_llm_waits_while_the_first_clause_is_synthesised_on_cpu(real_engin
         assert first - start > 1, f"without the hold the LLM keeps decoding: {start} -> {first}"
     assert llm.produced >= len(LONG_REPLY.split(" "))  # either way the whole reply is generated
     assert any(t["role"] == "agent" and "public holidays" in t["text"] for t in dialogs[0].turns)
+    # the first clause jumps other calls' queued clauses; the rest have its audio as slack
+    asked = [p for text, p in engines.asked if text.strip() in LONG_REPLY]
+    assert asked[0] == Priority.TURN and set(asked[1:]) == {Priority.NORMAL}, engines.asked
 
 
 async def test_backchannel_does_not_cut_the_agent_off(harness, utts) -> None:  # type: ignore[no-untyped-def]
