@@ -93,6 +93,12 @@ def stages(dialogs: list[CallDialog]) -> dict[str, dict[str, float | None]]:
     return {k: pct(v) for k, v in acc.items()}
 
 
+def speculation(dialogs: list[CallDialog]) -> dict[str, int]:
+    """How many caller turns were answered from a speculative start, and how many were thrown away."""
+    kinds = [kind for d in dialogs for _, kind, _ in d.events]
+    return {"used": kinds.count("speculation_used"), "dropped": kinds.count("speculation_dropped")}
+
+
 async def run_level(engines: Engines, calls: int, utts: list[Any], repeats: int = 1) -> dict[str, Any]:
     """`calls` callers at once, `repeats` times in a row; samples are pooled."""
     fresh = engines.sharing()
@@ -120,6 +126,8 @@ async def run_level(engines: Engines, calls: int, utts: list[Any], repeats: int 
         "barge_in_stop_ms": pct(out["barge_in_stop_after_onset_ms"]),
         "barge_in_stop_after_vad_ms": pct(out["barge_in_stop_after_vad_ms"]),
         "stages_ms": stages(list(dialogs.values())),
+        "samples_ms": {k: [round(x, 1) for x in v] for k, v in out.items()},
+        "speculation": speculation(list(dialogs.values())),
         "queues": fresh.metrics(),
     }
 

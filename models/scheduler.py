@@ -212,6 +212,7 @@ class EngineScheduler:
         job: _Job[Any] = self._admit(priority, pump, None, token)
         runner = asyncio.ensure_future(self._await(job))
         completed = False
+        getter: asyncio.Future[tuple[str, Any]] | None = None
         try:
             while True:
                 getter = asyncio.ensure_future(items.get())
@@ -236,6 +237,8 @@ class EngineScheduler:
                     return
                 yield value
         finally:
+            if getter is not None and not getter.done():
+                getter.cancel()  # the consumer was cancelled while waiting for the next item
             if not completed:
                 # Left early: stop the engine. Not on normal completion: the caller may share
                 # this token across several streams (one reply's LLM and TTS clauses).

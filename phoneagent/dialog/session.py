@@ -283,6 +283,7 @@ class CallDialog(CallFeatures):
             else:
                 if spec is not None:
                     spec[0].cancel()
+                    self._event("speculation_dropped", why="stale")
                 go = asyncio.Event()
                 timing = TurnTiming(speech_end=now - ev.latency_s, endpoint=now, barge_in=barge)
                 task = asyncio.create_task(self._respond(self._utterance(ev.t_speech_end), timing, go))
@@ -303,6 +304,7 @@ class CallDialog(CallFeatures):
         spec, self._spec = self._spec, None
         if spec is not None and not spec[0].done():
             spec[0].cancel()
+            self._event("speculation_dropped", why="speech resumed")
             with contextlib.suppress(BaseException):
                 await spec[0]
 

@@ -18,6 +18,7 @@ import pytest
 from audiosocket.pcm import resample
 from audiosocket.server import AudioSocketServer, CallSession
 from bench.caller import CallerEmulator
+from bench.dialog import voiced_bounds
 from bench.utterances import Utterance, synthesize_set
 from db import AsyncCallStore
 from models.base import LLM, TTS, AudioChunk, CancelToken
@@ -225,6 +226,31 @@ async def test_llm_waits_while_the_first_clause_is_synthesised_on_cpu(real_engin
     # the first clause jumps other calls' queued clauses; the rest have its audio as slack
     asked = [p for text, p in engines.asked if text.strip() in LONG_REPLY]
     assert asked[0] == Priority.TURN and set(asked[1:]) == {Priority.NORMAL}, engines.asked
+
+
+async def test_a_pause_mid_sentence_throws_the_speculative_reply_away(real_engines, utts) -> None:  # type: ignore[no-untyped-def]
+    """A 0.35 s pause is past the speculative start (0.12 s) but short of the endpoint (0.5 s):
+    the reply computed from the first half must never be heard, and the turn is the whole sentence."""
+    llm = ScriptedLLM(["We close at one on Saturdays."])
+    engines = Engines(real_engines.vad, real_engines.stt, llm, real_engines.tts, real_engines.config)
+    first, second = utts[0].pcm16k, utts[8].pcm16k  # "Hi, I'm calling about my bill." / "What time ... Saturday?"
+    a, b = voiced_bounds(first, 16000)
+    async with _agent(engines, AgentConfig(greeting="Hi.")) as (port, dialogs):
+        async with CallerEmulator("127.0.0.1", port) as caller:
+            await caller.wait_agent_done(quiet_s=0.4)
+            _, t_end = await caller.say(first[int(a * 16000) * 2 : int(b * 16000) * 2])
+            await caller.silence(0.35)
+            t_again, t_end2 = await caller.say(second)
+            assert await caller.wait_agent_done(since=t_end2, quiet_s=1.0, timeout=30), "no answer"
+    d = dialogs[0]
+    kinds = [k for _, k, _ in d.events]
+    assert "speculation_dropped" in kinds, kinds  # the pause did start a speculative reply...
+    heard_at = caller.first_voiced_after(t_end)
+    assert heard_at is not None and heard_at > t_end2, "...and none of it was played"
+    caller_turns = [t["text"].lower() for t in d.turns if t["role"] == "caller"]
+    assert len(caller_turns) == 1 and "bill" in caller_turns[0] and "saturday" in caller_turns[0], caller_turns
+    assert [t["text"] for t in d.turns if t["role"] == "agent"] == ["Hi.", "We close at one on Saturdays."]
+    assert "bill" in llm.calls[-1][-1].content.lower() and "saturday" in llm.calls[-1][-1].content.lower()
 
 
 async def test_backchannel_does_not_cut_the_agent_off(harness, utts) -> None:  # type: ignore[no-untyped-def]
