@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -78,6 +78,32 @@ class AriController:
                 self.connected.clear()
             else:
                 self.dispatch(item)
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, connect_timeout_s: float = 10.0, must_connect: bool = True,
+                      grace: float = 3.0) -> AsyncIterator[asyncio.Task[None]]:
+        """`run()` while inside, entered once ARI is connected (or after `connect_timeout_s`:
+        an error if `must_connect`, else a warning while it keeps retrying); a run that dies
+        at start-up raises its error. Yields the run's task. On exit: `close(grace)`, then the
+        run is stopped."""
+        task = asyncio.create_task(self.run())
+        try:
+            connected = asyncio.ensure_future(self.connected.wait())
+            await asyncio.wait({connected, task}, timeout=connect_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                connected.cancel()
+                task.result()  # the controller failed to start: say why
+            if not connected.done():
+                connected.cancel()
+                if must_connect:
+                    raise TimeoutError(f"not connected to ARI at {self.client.config.url} within {connect_timeout_s:g} s")
+                log.warning("ARI not connected yet; the controller keeps retrying")
+            yield task
+        finally:
+            await self.close(grace=grace)
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
     async def close(self, grace: float = 3.0) -> None:
         """Tear down every live call (bounded), then cancel what is left."""

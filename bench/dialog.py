@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import statistics
 from collections.abc import Sequence
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "machine": info, "device": info["device"], "repeats": args.repeats, "calls": one["calls"], "v2v_ms": one["v2v_ms"],
         "barge_in_stop_ms": one["barge_in_stop_ms"], "stages_ms": one["stages_ms"], "levels": levels,
-        "engines": {"stt": config.stt, "llm": config.llm, "tts": config.tts, "llm_pool": config.llm_pool, "stt_workers": config.stt_workers, "tts_workers": config.tts_workers},
+        "engines": dataclasses.asdict(config),
         "max_calls_with_p95_v2v_under_1500ms": max((lv["calls"] for lv in levels if (lv["v2v_ms"]["p95"] or 1e9) <= 1500), default=0),
         "peak_rss_mb": peak_rss_mb(),
     }

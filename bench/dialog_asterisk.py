@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ari_app.client import AriClient, AriConfig
+from ari_app.client import AriClient
 from ari_app.config import ControllerConfig, RecordingConfig
 from ari_app.controller import AriController
 from audiosocket.pcm import resample, talk_spurts, voiced_frames
@@ -36,6 +37,7 @@ from bench.machine import machine_info, slug
 from bench.utterances import synthesize_set
 from models.engines import EngineConfig, Engines
 from phoneagent import sipcall, testbed
+from phoneagent.testbed_ari import ari_config
 from phoneagent.dialog.session import AgentConfig, CallDialog
 
 GREETING_WAIT_MS = 3000
@@ -87,18 +89,19 @@ async def run(calls: int, path: str = "direct") -> dict[str, Any]:
 
     server = AudioSocketServer(handler, "127.0.0.1", 0)
     await server.start()
-    ari_task = None
-    if path == "ari":
-        client = AriClient(AriConfig(url=bed.ari_url, user=bed.ari_user, password=bed.ari_password, app=bed.ari_app))
-        controller = AriController(client, ControllerConfig(audiosocket_address=f"127.0.0.1:{server.port}",
-                                                            recording=RecordingConfig(enabled=False)))
-        ari_task = asyncio.create_task(controller.run())
-        await asyncio.wait_for(controller.connected.wait(), 10)
     exten = f"agent-port-{server.port}" if path == "direct" else "agent-ari-rec"
     v2v: list[float] = []
     stops: list[float] = []
     failures: list[str] = []
-    try:
+    async with contextlib.AsyncExitStack() as stack:  # on exit: ARI first, then server, engines
+        stack.push_async_callback(engines.close)
+        stack.push_async_callback(server.close)
+        if path == "ari":
+            client = AriClient(ari_config(bed))
+            stack.push_async_callback(client.aclose)
+            controller = AriController(client, ControllerConfig(audiosocket_address=f"127.0.0.1:{server.port}",
+                                                                recording=RecordingConfig(enabled=False)))
+            await stack.enter_async_context(controller.running())
         for i in range(calls):
             q = resample(utts[QUESTIONS[i % len(QUESTIONS)]].pcm16k, 16000, 8000)
             interrupt = resample(utts[INTERRUPTION].pcm16k, 16000, 8000)
@@ -124,14 +127,6 @@ async def run(calls: int, path: str = "direct") -> dict[str, Any]:
                 v2v.append(a)
             if b is not None:
                 stops.append(b)
-    finally:
-        if controller is not None and ari_task is not None:
-            await controller.close()
-            ari_task.cancel()
-            await asyncio.gather(ari_task, return_exceptions=True)
-            await controller.client.aclose()
-        await server.close()
-        await engines.close()
     return {"calls": calls, "v2v_ms": pct(v2v), "barge_in_stop_ms": pct(stops), "failures": failures,
             "asterisk": bed.health().version, "samples": {"v2v_ms": [round(x) for x in v2v], "barge_in_stop_ms": [round(x) for x in stops]}}
 

@@ -108,6 +108,11 @@ class Engines:
         return Engines(self.vad, self.stt, llm or self.llm, self.tts, config or self.config, load_s=self.load_s)
 
     @property
+    def llm_on_cpu(self) -> bool:
+        """The LLM shares the cores with STT and TTS (no GPU offload)."""
+        return self.llm.info.device == "cpu"
+
+    @property
     def infos(self) -> list[EngineInfo]:
         return [self.vad.info, self.stt.info, self.llm.info, self.tts.info]
 

@@ -83,26 +83,16 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
         handler = linked
     server = AudioSocketServer(handler, host, port)
     await server.start()
-    ari_task = asyncio.create_task(controller.run()) if controller is not None else None
     try:
-        if controller is not None and ari_task is not None:
-            connected = asyncio.ensure_future(controller.connected.wait())
-            await asyncio.wait([connected, ari_task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
-            if ari_task.done():
-                ari_task.result()  # the controller failed to start: say why
-            if not connected.done():
-                connected.cancel()
-                log.warning("ARI not connected yet; the controller keeps retrying")
-        yield Running(server, controller, store)
+        # Order on the way out: ARI calls are torn down first (callers hear a hangup, not
+        # silence), then the AudioSocket sessions end (they still use the engines), then
+        # engines and store close.
+        async with contextlib.AsyncExitStack() as stack:
+            if controller is not None:
+                await stack.enter_async_context(controller.running(connect_timeout_s=30, must_connect=False, grace=shutdown_grace))
+            stack.callback(lambda: log.info("shutting down: ending %d live call(s)", len(server.sessions)))
+            yield Running(server, controller, store)
     finally:
-        # Order: ARI calls are torn down first (callers hear a hangup, not silence), then the
-        # AudioSocket sessions end (they still use the engines), then engines and store close.
-        log.info("shutting down: ending %d live call(s)", len(server.sessions))
-        if controller is not None and ari_task is not None:
-            await controller.close(grace=shutdown_grace)
-            ari_task.cancel()
-            with contextlib.suppress(BaseException):
-                await ari_task
         await server.close(grace=shutdown_grace)
         await close_handler()
         if client is not None:

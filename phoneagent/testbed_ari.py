@@ -10,7 +10,13 @@ import time
 import urllib.parse
 from typing import Any
 
+from ari_app.client import AriConfig
 from phoneagent.testbed import AGENT_CONTEXT, TEST_CONTEXT, AriError, AsteriskBed, ari_request
+
+
+def ari_config(bed: AsteriskBed) -> AriConfig:
+    """What the product's ARI client needs to reach the test bed."""
+    return AriConfig(url=bed.ari_url, user=bed.ari_user, password=bed.ari_password, app=bed.ari_app)
 
 
 def ari_originate_local(bed: AsteriskBed, exten_uuid: str, context_exten: str,

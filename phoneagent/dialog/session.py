@@ -60,6 +60,9 @@ class DialogEngines(Protocol):
 
     vad: VAD
 
+    @property
+    def llm_on_cpu(self) -> bool: ...
+
     async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript: ...
 
     def reply_tokens(self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None, max_tokens: int = 96,
@@ -160,6 +163,8 @@ class CallDialog(CallFeatures):
         self.vad = self.engines.vad.stream(self.vad_rate)
         self._vad_resampler = StreamResampler(self.rate, self.vad_rate)  # pass-through at 8/16 kHz
         self.endpointer = Endpointer(self.config.endpointer)
+        hold = self.config.hold_llm_for_first_audio
+        self._hold_llm = self.engines.llm_on_cpu if hold is None else hold
         self.t0 = self.clock.now()
         self._media_s = 0.0  # caller audio received, seconds: the endpointer's timeline
         self._audio = bytearray()  # caller audio since the last turn (plus pre-roll)
@@ -390,10 +395,6 @@ class CallDialog(CallFeatures):
         committed: asyncio.Task[None] = asyncio.create_task(commit())
         gate = threading.Event()  # set: the LLM may decode
         gate.set()
-        hold = cfg.hold_llm_for_first_audio
-        if hold is None:
-            info = getattr(getattr(self.engines, "llm", None), "info", None)
-            hold = getattr(info, "device", "cpu") == "cpu"
         tts = asyncio.create_task(self._speak_clauses(clauses, cancel, reply, seg, timing, go, gate))
         filler = asyncio.create_task(self._filler_after(cfg.filler_after_s, seg, cancel, go))
         try:
@@ -411,7 +412,7 @@ class CallDialog(CallFeatures):
                         first = False
                     for clause in chunker.push(tok.text):
                         clauses.put_nowait(clause)
-                        if hold and timing.tts_first_audio is None:
+                        if self._hold_llm and timing.tts_first_audio is None:
                             gate.clear()  # the first clause's TTS gets the CPU; _speak_clauses reopens
             if not cancel.cancelled:
                 for clause in chunker.flush():
@@ -419,7 +420,6 @@ class CallDialog(CallFeatures):
             clauses.put_nowait(None)
             await tts
         finally:
-            gate.set()
             self._cancels.discard(cancel)
             filler.cancel()
             if not committed.done():

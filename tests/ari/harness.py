@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 
 from ari_app.call import AriCall
-from ari_app.client import AriClient, AriConfig
+from ari_app.client import AriClient
 from ari_app.config import ControllerConfig
 from ari_app.controller import AriController
 from audiosocket.protocol import Dtmf
 from audiosocket.server import AudioSocketServer, CallEnded, CallSession
 from phoneagent import testbed
 from phoneagent.testbed import ari_request
+from phoneagent.testbed_ari import ari_config
 
 Script = Callable[["AgentCall"], Coroutine[Any, Any, None]]
 Agent = Callable[[CallSession, AriCall | None], Awaitable[None]]  # a whole agent (the dialog)
@@ -51,7 +52,7 @@ class Stack:
 
 
 def client_for(bed: testbed.AsteriskBed, **kw: Any) -> AriClient:
-    return AriClient(AriConfig(url=bed.ari_url, user=bed.ari_user, password=bed.ari_password, app=bed.ari_app), **kw)
+    return AriClient(ari_config(bed), **kw)
 
 
 @contextlib.asynccontextmanager
@@ -94,22 +95,10 @@ async def ari_stack(bed: testbed.AsteriskBed, script: Script | None = None, *, c
     config.setdefault("audiosocket_address", f"127.0.0.1:{server.port}")
     ctl = AriController(client, ControllerConfig(**config), store=store)
     holder["ctl"] = ctl
-    run = asyncio.create_task(ctl.run())
-    stack = Stack(bed, ctl, client, server, calls, run)
     try:
-        connected = asyncio.ensure_future(ctl.connected.wait())
-        await asyncio.wait({connected, run}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-        if run.done():
-            run.result()  # the controller died: show why
-        if not connected.done():
-            connected.cancel()
-            raise AssertionError("the controller did not connect to ARI within 10 s")
-        yield stack
+        async with ctl.running() as run_task:
+            yield Stack(bed, ctl, client, server, calls, run_task)
     finally:
-        await ctl.close()
-        run.cancel()
-        with contextlib.suppress(BaseException):
-            await run
         await server.close()
         await client.aclose()
     if check_clean:
