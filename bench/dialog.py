@@ -119,8 +119,7 @@ async def run_level(engines: Engines, calls: int, utts: list[Any], repeats: int 
             await asyncio.gather(*(one_caller(server.port, r * calls + i, utts, dialogs, out) for i in range(calls)))
     finally:
         await server.close()
-        for q in (fresh.stt_q, fresh.llm_q, fresh.tts_q):
-            await q.close()
+        await fresh.close_schedulers()
     return {
         "calls": calls,
         "v2v_ms": pct(out["v2v_ms"]),

@@ -157,8 +157,7 @@ async def bench_concurrency(engines: Engines, utts: list[Any], calls: int) -> di
     await asyncio.gather(*(one(p) for p in pcm))
     wall = time.perf_counter() - t0
     m = fresh.metrics()["stt"]
-    for q in (fresh.stt_q, fresh.llm_q, fresh.tts_q):
-        await q.close()
+    await fresh.close_schedulers()
     return {"calls": calls, "wall_ms": round(wall * 1000, 1), "latency_ms": stats_ms(latencies), "stt_wait_ms": m["wait_ms"], "stt_batches": m["batches"], "shed": m["shed"]}
 
 

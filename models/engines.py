@@ -147,9 +147,13 @@ class Engines:
     def metrics(self) -> dict[str, Any]:
         return {"stt": self.stt_q.metrics.snapshot(), "llm": self.llm_q.metrics.snapshot(), "tts": self.tts_q.metrics.snapshot()}
 
-    async def close(self) -> None:
+    async def close_schedulers(self) -> None:
+        """Stop this view's queues; the models stay loaded (a `sharing()` view is done)."""
         for q in (self.stt_q, self.llm_q, self.tts_q):
             await q.close()
+
+    async def close(self) -> None:
+        await self.close_schedulers()
         close = getattr(self.llm, "close", None)
         if close is not None:
             close()

@@ -63,8 +63,7 @@ async def run_call(bed: testbed.AsteriskBed, engines: Engines, llm: LLM, config:
             assert result.ok, f"SIPp: {result.errors}\n{result.stderr}"
             await wait_until(lambda: not stack.ctl.calls, 10, "the call to end")
     finally:
-        for q in (shared.stt_q, shared.llm_q, shared.tts_q):
-            await q.close()
+        await shared.close_schedulers()
     assert dialogs, "the call never reached the dialog"
     return dialogs[0], store
 

@@ -77,9 +77,7 @@ async def harness(real_engines: Engines, tmp_path: Any) -> AsyncIterator[Callabl
     yield make
     for h, srv in made:
         await srv.close()
-        await h.engines.stt_q.close()
-        await h.engines.llm_q.close()
-        await h.engines.tts_q.close()
+        await h.engines.close_schedulers()
         if h.store is not None:
             await h.store.aclose()
 
@@ -100,8 +98,7 @@ async def _agent(engines: Engines, config: AgentConfig) -> AsyncIterator[tuple[i
         yield srv.port, dialogs
     finally:
         await srv.close()
-        for q in (engines.stt_q, engines.llm_q, engines.tts_q):
-            await q.close()
+        await engines.close_schedulers()
 
 
 async def test_spoken_question_gets_a_spoken_answer_with_real_llm(harness, utts, real_engines) -> None:  # type: ignore[no-untyped-def]

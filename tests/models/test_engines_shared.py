@@ -24,8 +24,7 @@ async def shared(engines: Engines) -> AsyncIterator[Engines]:
     # schedulers bind to the running loop: fresh ones per test, engines loaded once
     fresh = engines.sharing()
     yield fresh
-    for q in (fresh.stt_q, fresh.llm_q, fresh.tts_q):
-        await q.close()
+    await fresh.close_schedulers()
 
 
 def test_engines_load_and_describe_themselves(engines: Engines) -> None:
@@ -66,8 +65,7 @@ async def test_saturated_stt_sheds_with_engine_busy(engines: Engines) -> None:
     done = [o for o in outcomes if not isinstance(o, BaseException)]
     assert busy and done and len(busy) + len(done) == 6
     assert small.metrics()["stt"]["shed"] == len(busy)
-    for q in (small.stt_q, small.llm_q, small.tts_q):
-        await q.close()
+    await small.close_schedulers()
 
 
 async def test_barge_in_cancels_generation_and_frees_the_llm(shared: Engines) -> None:
