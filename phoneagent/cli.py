@@ -29,10 +29,30 @@ def _ari_config(args: argparse.Namespace) -> AriConfig:
     return AriConfig(url=args.ari_url, user=user, password=password, app=args.ari_app)
 
 
+def _preflight_or_refuse(args: argparse.Namespace) -> int:
+    """Before any call is taken: each engine's tiny real run in a subprocess (models.preflight).
+    A native library that dies on this CPU stops the start here, not a call later."""
+    from models import preflight
+    from models.engines import EngineConfig
+
+    if args.agent != "dialog" or args.skip_preflight:
+        return 0
+    try:
+        results = preflight.ensure(preflight.checks_for(EngineConfig()))
+    except preflight.PreflightError as exc:
+        print(f"phoneagent: refusing to start: {exc}", file=sys.stderr)
+        return 3
+    logging.getLogger("phoneagent").info("preflight ok: %s", ", ".join(f"{r.engine} {r.seconds:.1f} s" for r in results))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from phoneagent.service import serve
 
     ari = _ari_config(args) if args.ari else None
+    refused = _preflight_or_refuse(args)
+    if refused:
+        return refused
     asyncio.run(serve(args.host, args.port, agent=args.agent, db_url=args.db, ari=ari))
     return 0
 
@@ -43,6 +63,9 @@ def _dial(args: argparse.Namespace) -> int:
 
     outbound = OutboundConfig(endpoint=args.endpoint, caller_id=args.caller_id, max_concurrent=args.max_concurrent,
                               min_interval_s=args.interval, ring_timeout_s=args.ring_timeout)
+    refused = _preflight_or_refuse(args)
+    if refused:
+        return refused
     results = asyncio.run(dial(args.host, args.port, args.numbers, outbound, agent=args.agent, db_url=args.db,
                                ari=_ari_config(args)))
     if args.json:
@@ -64,6 +87,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default="sqlite:///phoneagent.db", help="SQLAlchemy URL for call records (PostgreSQL works too)")
     p.add_argument("--ari-url", default=testbed.ARI_URL, help="Asterisk's HTTP/ARI base URL")
     p.add_argument("--ari-app", default=testbed.ARI_APP, help="the Stasis application name")
+    p.add_argument("--skip-preflight", action="store_true", help="do not test-run each engine in a subprocess first (not advised)")
+
+
+def _preflight(args: argparse.Namespace) -> int:
+    from models import preflight
+    from models.engines import EngineConfig
+
+    return preflight.report(preflight.checks_for(EngineConfig(), device=args.device), as_json=args.json)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -82,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _common(serve)
     serve.add_argument("--ari", action="store_true", help="also run the ARI controller (callers sent to Stasis(phoneagent))")
     serve.set_defaults(func=_serve)
+
+    pre = subparsers.add_parser("preflight", help="test-run each engine once in a subprocess; exit 3 if one cannot run on this machine")
+    pre.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    pre.add_argument("--json", action="store_true", help="print the results as JSON")
+    pre.set_defaults(func=_preflight)
 
     dialp = subparsers.add_parser("dial", help="place outbound calls through ARI (answering-machine detection), wait for them to end")
     _common(dialp)
