@@ -179,8 +179,22 @@ def drain(tokens: Iterator[Token]) -> tuple[list[Token], GenerationStats]:
             return out, stats
 
 
+def estimate_tokens(messages: Sequence[Message]) -> int:
+    """A tokenizer-free estimate of the prompt size: about 4 characters a token, plus 4 tokens
+    of turn markup a message. Engines that have a tokenizer count exactly (`LLM.count_tokens`)."""
+    return sum((len(m.content) + len(m.name or "")) // 4 + 4 for m in messages)
+
+
 class LLM(ABC):
     info: EngineInfo
+    # The context window in tokens: prompt and reply together. Engines that know their real
+    # size (llama.cpp's n_ctx) set it; the conversation budget derives from it.
+    context_tokens: int = 2048
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens `messages` take as a prompt in this model's own layout (generation prompt
+        included). The default estimates; LlamaLLM renders and tokenises exactly."""
+        return estimate_tokens(messages)
 
     @abstractmethod
     def stream(

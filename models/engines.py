@@ -113,6 +113,15 @@ class Engines:
         return self.llm.info.device == "cpu"
 
     @property
+    def context_tokens(self) -> int:
+        """The LLM's context window (prompt + reply), in its tokens."""
+        return self.llm.context_tokens
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Prompt tokens of `messages` in the LLM's own layout (exact for llama.cpp)."""
+        return self.llm.count_tokens(messages)
+
+    @property
     def infos(self) -> list[EngineInfo]:
         return [self.vad.info, self.stt.info, self.llm.info, self.tts.info]
 

@@ -218,6 +218,7 @@ class LlamaLLM(LLM):
         _route_llama_logs(llama_cpp)
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
         self.n_ctx = n_ctx
+        self.context_tokens = n_ctx
         self.n_threads = n_threads or default_threads()
         self.pool_size = pool_size
         self.n_gpu_layers = (-1 if gpu else 0) if n_gpu_layers is None else n_gpu_layers
@@ -363,6 +364,14 @@ class LlamaLLM(LLM):
         except json.JSONDecodeError as exc:
             raise EngineError(f"llm: grammar-constrained tool call is not JSON ({exc}): {text!r}") from exc
         return None if data["name"] == "none" else ToolCall(data["name"], data.get("arguments", {}))
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Exactly the tokens `stream` would prefill for `messages` (same layout, same tokeniser;
+        tokenising only reads the vocabulary, so it runs beside a generation)."""
+        self.load()
+        with self._cond:
+            llm = self._slots[0].llm
+        return len(self._tokenize(llm, self.prompt_format.parts(messages)))
 
     def _grammar(self, schema: dict[str, Any]) -> str:
         try:

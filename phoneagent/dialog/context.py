@@ -9,10 +9,11 @@ how far the caller got, down to an approximate word.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from models.base import Message
+from models.base import Message, estimate_tokens
 
 CUT_MARK = "—"  # ends a reply the caller cut off, so the LLM sees it was interrupted
 _EPS_MS = 1e-6
@@ -93,8 +94,7 @@ class SpokenReply:
         return ""
 
 
-def _size(m: Message) -> int:
-    return len(m.content) + len(m.name or "")
+Sizer = Callable[[Sequence[Message]], int]
 
 
 class Conversation:
@@ -105,16 +105,27 @@ class Conversation:
     nothing behind, and the caller's next words join their previous ones.
     """
 
-    def __init__(self, max_chars: int = 12_000, trim_to: float = 0.75) -> None:
-        """`max_chars` bounds system prompt plus history (about 4 characters per token). When it
-        is exceeded, the oldest turns go until `trim_to` of it is used, in one step, so the
-        LLM's prefix cache stays valid for the turns after a trim."""
-        if max_chars <= 0 or not 0.0 < trim_to <= 1.0:
-            raise ValueError(f"need max_chars > 0 ({max_chars}) and 0 < trim_to <= 1 ({trim_to})")
-        self.max_chars = max_chars
+    def __init__(self, budget: int = 2048 - 64, size: Sizer = estimate_tokens, trim_to: float = 0.75) -> None:
+        """`budget` bounds the whole prompt (system prompt, history, the pending caller turn) as
+        measured by `size`: the LLM's real token count in a call (`for_llm`), so a long call
+        never outgrows the model's context. When it is exceeded, the oldest turns go until
+        `trim_to` of it is used, in one step, so the LLM's prefix cache stays valid for the
+        turns after a trim."""
+        if budget <= 0 or not 0.0 < trim_to <= 1.0:
+            raise ValueError(f"need budget > 0 ({budget}) and 0 < trim_to <= 1 ({trim_to})")
+        self.budget = budget
+        self.size = size
         self.trim_to = trim_to
         self._history: list[Message] = []
         self._start = 0  # first message still sent to the LLM; only moves forward
+
+    @classmethod
+    def for_llm(cls, context_tokens: int, reply_tokens: int, count_tokens: Sizer, trim_to: float = 0.75) -> Conversation:
+        """The budget of a model with `context_tokens` of context that must still fit a reply
+        of `reply_tokens`, counted by the model's own tokeniser."""
+        if reply_tokens >= context_tokens:
+            raise ValueError(f"a reply of {reply_tokens} tokens cannot fit a context of {context_tokens}")
+        return cls(context_tokens - reply_tokens, count_tokens, trim_to)
 
     @property
     def history(self) -> tuple[Message, ...]:
@@ -138,12 +149,19 @@ class Conversation:
         """A tool's result; it belongs to the current turn and is trimmed with it."""
         self._history.append(Message("tool", json_text, name=name))
 
-    def messages(self, system_prompt: str) -> list[Message]:
-        """The system prompt and the history that fits the budget. The oldest whole turns
-        (a caller message and everything up to the next one, tool results included) are
-        dropped first; the newest turn is always kept."""
-        self._trim(len(system_prompt))
-        return [Message("system", system_prompt), *self._history[self._start:]]
+    def messages(self, system_prompt: str, pending_user: str = "") -> list[Message]:
+        """The system prompt and the history that fits the budget, with `pending_user` (the
+        caller's turn being answered, not yet committed) as the last caller message. The
+        oldest whole turns (a caller message and everything up to the next one, tool results
+        included) are dropped first; the newest turn is always kept."""
+        system = Message("system", system_prompt)
+        tail = self._pending(pending_user)
+        self._trim(system, tail)
+        history = self._history[self._start:]
+        if tail and history and history[-1].role == "user":  # merged, as add_user would
+            history = [*history[:-1], Message("user", f"{history[-1].content} {tail[0].content}")]
+            tail = []
+        return [system, *history, *tail]
 
     def transcript(self) -> list[tuple[str, str]]:
         """(role, text) for storage, roles as the call store names them: caller, agent, tool."""
@@ -151,6 +169,11 @@ class Conversation:
             (_ROLES[m.role], f"{m.name}: {m.content}" if m.role == "tool" else m.content)
             for m in self._history
         ]
+
+    @staticmethod
+    def _pending(text: str) -> list[Message]:
+        text = " ".join(text.split())
+        return [Message("user", text)] if text else []
 
     def _add(self, role: Literal["user", "assistant"], text: str) -> None:
         text = " ".join(text.split())
@@ -160,13 +183,13 @@ class Conversation:
             text = f"{self._history.pop().content} {text}"
         self._history.append(Message(role, text))
 
-    def _trim(self, system_chars: int) -> None:
-        size = system_chars + sum(_size(m) for m in self._history[self._start:])
-        if size <= self.max_chars:
+    def _trim(self, system: Message, tail: list[Message]) -> None:
+        if self.size([system, *self._history[self._start:], *tail]) <= self.budget:
             return
         turns = [i for i in range(self._start + 1, len(self._history)) if self._history[i].role == "user"]
+        if tail:  # the pending turn is the newest: every earlier one may go
+            turns.append(len(self._history))
         for i in turns:
-            if size <= self.max_chars * self.trim_to:
-                break
-            size -= sum(_size(m) for m in self._history[self._start:i])
             self._start = i
+            if self.size([system, *self._history[i:], *tail]) <= self.budget * self.trim_to:
+                break

@@ -63,6 +63,11 @@ class DialogEngines(Protocol):
     @property
     def llm_on_cpu(self) -> bool: ...
 
+    @property
+    def context_tokens(self) -> int: ...
+
+    def count_tokens(self, messages: Sequence[Message]) -> int: ...
+
     async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript: ...
 
     def reply_tokens(self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None, max_tokens: int = 96,
@@ -137,7 +142,8 @@ class CallDialog(CallFeatures):
         self.summary: str | None = None  # what a person taking the call was told
         self._transferring = False
         self._cut_off = ""  # the unheard rest of the last interrupted reply
-        self.conversation = Conversation()
+        # The history's budget is the LLM's real context minus room for a reply, in its tokens.
+        self.conversation = Conversation.for_llm(engines.context_tokens, self.config.max_reply_tokens, engines.count_tokens)
         self.turns: list[dict[str, Any]] = []  # in-memory copy of what was stored (tests, demo)
         self.events: list[tuple[float, str, dict[str, Any]]] = []
         self.outcome = "completed"
@@ -357,11 +363,7 @@ class CallDialog(CallFeatures):
             await self._record("caller", text, timing, stt_confidence=tr.confidence)
             await self._handover("the caller asked for a person")
             return
-        messages = self.conversation.messages(cfg.system_prompt)
-        if messages and messages[-1].role == "user":  # the context merges consecutive caller turns
-            messages[-1] = Message("user", f"{messages[-1].content} {text}")
-        else:
-            messages.append(Message("user", text))
+        messages = self.conversation.messages(cfg.system_prompt, pending_user=text)
 
         async def commit() -> None:
             await go.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -148,12 +149,17 @@ def test_tool_results_stay_separate_and_carry_their_name() -> None:
     assert conv.transcript()[1] == ("tool", 'lookup: {"free": 2}')
 
 
+def chars(messages: Sequence[Message]) -> int:
+    """A sizer in characters, so budgets in these tests can be counted by eye."""
+    return sum(len(m.content) + len(m.name or "") for m in messages)
+
+
 def _pad(tag: str, n: int = 20) -> str:
     return tag.ljust(n, "x")
 
 
 def test_trim_drops_oldest_turns_in_steps_and_keeps_tool_results_with_their_turn() -> None:
-    conv = Conversation(max_chars=100, trim_to=0.6)  # over 100: cut back to 60 or less
+    conv = Conversation(budget=100, size=chars, trim_to=0.6)  # over 100: cut back to 60 or less
     system = _pad("system", 10)
 
     def kept() -> list[str]:
@@ -176,7 +182,7 @@ def test_trim_drops_oldest_turns_in_steps_and_keeps_tool_results_with_their_turn
 
 
 def test_the_newest_turn_is_kept_even_over_budget() -> None:
-    conv = Conversation(max_chars=50)
+    conv = Conversation(budget=50, size=chars)
     conv.add_user("hello")
     conv.add_user("x" * 200)
     assert conv.messages("S")[1:] == [Message("user", "hello " + "x" * 200)]
@@ -186,17 +192,38 @@ def test_the_newest_turn_is_kept_even_over_budget() -> None:
 
 
 def test_a_greeting_before_the_first_caller_turn_is_trimmed_like_a_turn() -> None:
-    conv = Conversation(max_chars=60, trim_to=1.0)
+    conv = Conversation(budget=60, size=chars, trim_to=1.0)
     conv.add_agent_heard(reply([(_pad("hi", 30), 1.0)]), 1.0, interrupted=False)
     conv.add_user(_pad("u1", 30))
     assert [m.role for m in conv.messages("")] == ["system", "assistant", "user"]
     assert [m.role for m in conv.messages("S")] == ["system", "user"]  # 61 > 60
 
 
-@pytest.mark.parametrize("kwargs", [{"max_chars": 0}, {"trim_to": 0.0}, {"trim_to": 1.5}])
+@pytest.mark.parametrize("kwargs", [{"budget": 0}, {"trim_to": 0.0}, {"trim_to": 1.5}])
 def test_bad_budget_is_rejected(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="max_chars"):
+    with pytest.raises(ValueError, match="budget"):
         Conversation(**kwargs)
+    with pytest.raises(ValueError, match="cannot fit"):
+        Conversation.for_llm(64, 64, chars)
+
+
+def test_the_pending_caller_turn_counts_against_the_budget() -> None:
+    conv = Conversation(budget=100, size=chars, trim_to=0.7)
+    conv.add_user(_pad("u1", 30))
+    conv.add_agent_heard(reply([(_pad("a1", 30), 1.0)]), 1.0, interrupted=False)
+    assert [m.content[:2] for m in conv.messages("S", pending_user=_pad("u2", 30))] == ["S", "u1", "a1", "u2"]  # 91
+    conv.add_user(_pad("u2", 30))
+    conv.add_agent_heard(reply([(_pad("a2", 30), 1.0)]), 1.0, interrupted=False)
+    # history alone is 121 > 100, and the pending turn must fit too: u1/a1 go
+    assert [m.content[:2] for m in conv.messages("S", pending_user="u3")] == ["S", "u2", "a2", "u3"]
+
+
+def test_a_pending_turn_joins_an_unanswered_caller_turn() -> None:
+    conv = Conversation(budget=1000, size=chars)
+    conv.add_user("My account is")
+    assert conv.messages("S", pending_user="  four two ") == [Message("system", "S"), Message("user", "My account is four two")]
+    assert conv.history == (Message("user", "My account is"),)  # nothing committed
+    assert conv.messages("S", pending_user="") == [Message("system", "S"), Message("user", "My account is")]
 
 
 ops = st.lists(
@@ -207,7 +234,7 @@ ops = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(steps=ops, max_chars=st.integers(20, 300), trim_to=st.sampled_from([0.5, 0.75, 1.0]))
 def test_trim_properties(steps: list[tuple[str, int]], max_chars: int, trim_to: float) -> None:
-    conv = Conversation(max_chars=max_chars, trim_to=trim_to)
+    conv = Conversation(budget=max_chars, size=chars, trim_to=trim_to)
     system = "You are a phone agent."
     first_kept = 0
     for op, n in steps:
