@@ -23,6 +23,8 @@ import aiohttp
 
 from ari_app.backoff import Backoff
 from ari_app.events import AriEvent, AriEventError, parse_event
+from media.clock import Clock, MonotonicClock
+from media.clock import sleep as clock_sleep
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +82,14 @@ def basic_auth(user: str, password: str) -> str:
 
 
 class AriClient:
-    def __init__(self, config: AriConfig, *, backoff: Backoff | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(self, config: AriConfig, *, backoff: Backoff | None = None, clock: Clock | None = None,
+                 sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+        """Reconnect delays run on `clock` (the real one by default); `sleep` replaces them
+        outright (tests that hold or count the back-off)."""
         self.config = config
         self.backoff = backoff or Backoff()
-        self._sleep = sleep
+        clock = clock or MonotonicClock()
+        self._sleep: Callable[[float], Awaitable[None]] = sleep or (lambda seconds: clock_sleep(clock, seconds))
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._closed = False

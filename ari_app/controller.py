@@ -28,7 +28,7 @@ from ari_app.events import (
     StasisEnd,
     StasisStart,
 )
-from audiosocket.clock import Clock, MonotonicClock
+from media.clock import Clock, MonotonicClock, wait_any, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class AriController:
         task = asyncio.create_task(self.run())
         try:
             connected = asyncio.ensure_future(self.connected.wait())
-            await asyncio.wait({connected, task}, timeout=connect_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            await wait_any(self.clock, {connected, task}, connect_timeout_s)
             if task.done():
                 connected.cancel()
                 task.result()  # the controller failed to start: say why
@@ -110,10 +110,10 @@ class AriController:
         calls = list(self.calls.values())
         if calls:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*(self.teardown(c, "shutdown", hang_up_caller=True) for c in calls),
-                                                      return_exceptions=True), grace)
+                await wait_for(self.clock, asyncio.gather(*(self.teardown(c, "shutdown", hang_up_caller=True) for c in calls),
+                                                          return_exceptions=True), grace)
         if self._tasks:  # in-flight flows and store writes (a finished recording) get to finish
-            await asyncio.wait(list(self._tasks), timeout=grace)
+            await wait_any(self.clock, list(self._tasks), grace, return_when=asyncio.ALL_COMPLETED)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -237,7 +237,7 @@ class AriController:
         try:
             await self.client.external_media(call.media_id, cfg.audiosocket_address, call.call_id,
                                              media_format=cfg.media_format)
-            await asyncio.wait_for(asyncio.gather(started, call.attached.wait()), cfg.connect_timeout_s)
+            await wait_for(self.clock, asyncio.gather(started, call.attached.wait()), cfg.connect_timeout_s)
         finally:
             started.cancel()
         await self.client.add_to_bridge(call.bridge_id, call.media_id)

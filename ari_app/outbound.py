@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 from ari_app.call import AriCall
 from ari_app.client import AriError
+from media.clock import wait_any
 from ari_app.controller import AriController
 from ari_app.events import ChannelDestroyed, Dial, StasisEnd, StasisStart
 
@@ -121,8 +122,7 @@ class Dialer:
             await ctl.client.originate(cfg.endpoint.format(number=number), chan_id, f"outbound,{call_id}",
                                        timeout_s=cfg.ring_timeout_s, caller_id=cfg.caller_id,
                                        variables={"PHONEAGENT_CALL": call_id})
-            done, _ = await asyncio.wait({answered, gone}, timeout=cfg.ring_timeout_s + 5,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done = await wait_any(ctl.clock, {answered, gone}, cfg.ring_timeout_s + 5)
             if answered not in done:
                 status = failed.result() if failed.done() else None
                 outcome = _FAILED[status.dialstatus] if isinstance(status, Dial) else "no_answer"

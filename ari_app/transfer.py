@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ari_app.call import AriCall, Speak, TransferResult
 from ari_app.client import AriError
 from ari_app.events import ChannelDestroyed, Dial, StasisEnd, StasisStart
+from media.clock import Clock, sleep, wait_any
 
 if TYPE_CHECKING:
     from ari_app.controller import AriController
@@ -91,8 +92,7 @@ async def _offer(ctl: AriController, call: AriCall, human_id: str, summary: str,
                                timeout_s=cfg.ring_timeout_s, caller_id=cfg.caller_id,
                                originator=call.caller_id, variables={"PHONEAGENT_CALL": call.call_id})
         ringing: set[asyncio.Future[Any]] = {answered, gone, caller_gone}
-        done, _ = await asyncio.wait(ringing, timeout=cfg.ring_timeout_s + 5,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done = await wait_any(ctl.clock, ringing, cfg.ring_timeout_s + 5)
         if caller_gone in done:
             return TransferResult("caller_hangup")
         if gone in done or not done:
@@ -106,7 +106,7 @@ async def _offer(ctl: AriController, call: AriCall, human_id: str, summary: str,
         await client.add_to_bridge(call.bridge_id, human_id)
         speech: asyncio.Future[Any] = asyncio.ensure_future(speak(f"{cfg.intro} {summary} {cfg.prompt}"))
         key: asyncio.Future[Any] = asyncio.ensure_future(_accept_key(call))
-        timer: asyncio.Future[Any] = asyncio.ensure_future(_after(speech, cfg.accept_timeout_s))
+        timer: asyncio.Future[Any] = asyncio.ensure_future(_after(ctl.clock, speech, cfg.accept_timeout_s))
         offered: set[asyncio.Future[Any]] = {key, gone, caller_gone, timer}
         try:
             done, _ = await asyncio.wait(offered, return_when=asyncio.FIRST_COMPLETED)
@@ -136,11 +136,12 @@ async def _accept_key(call: AriCall) -> str:
             return digit
 
 
-async def _after(speech: asyncio.Future[Any], seconds: float) -> None:
-    """The accept timeout runs from the end of the summary (a failed speech counts as ended)."""
+async def _after(clock: Clock, speech: asyncio.Future[Any], seconds: float) -> None:
+    """The accept timeout runs from the end of the summary (a failed speech counts as ended),
+    on the controller's clock."""
     with contextlib.suppress(Exception):
         await speech
-    await asyncio.sleep(seconds)
+    await sleep(clock, seconds)
 
 
 async def _accept(ctl: AriController, call: AriCall) -> None:

@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from audiosocket.clock import Clock
-from audiosocket.pcm import duration_ms
+from media.clock import Clock
+from media.pcm import duration_ms
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from audiosocket import protocol as p
-from audiosocket.clock import Clock, MonotonicClock
-from audiosocket.pcm import duration_ms, frame_bytes
+from media.clock import Clock, MonotonicClock
+from media.pcm import duration_ms, frame_bytes
 from audiosocket.playout import Playout
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.dialog [--calls 1,2,4] [--out bench/results]
 
-Each emulated caller (bench/caller.py: Asterisk's wire format, paced 20 ms slin16 frames, voice
+Each emulated caller (devtools/caller.py: Asterisk's wire format, paced 20 ms slin16 frames, voice
 through an 8 kHz G.711 channel) waits for the greeting, asks a question, and 1 s into the answer
 talks over the agent. Measured on the caller's side of the socket:
 - v2v: caller's last voiced frame -> first agent frame with speech (endpointing included);
@@ -23,15 +23,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audiosocket.pcm import voiced_frames
+from media.pcm import voiced_frames
 from audiosocket.server import AudioSocketServer, CallSession
-from bench.caller import CallerEmulator
+from devtools.caller import CallerEmulator
 from bench.machine import machine_info, peak_rss_mb, slug
-from bench.utterances import synthesize_set
+from devtools.utterances import synthesize_set
 from models.engines import EngineConfig, Engines
-from phoneagent.dialog.session import AgentConfig, CallDialog
+from phoneagent.dialog.config import AgentConfig
+from phoneagent.dialog.session import CallDialog
 
-QUESTIONS = (8, 0, 4, 10)  # indexes into bench/utterances.py
+QUESTIONS = (8, 0, 4, 10)  # indexes into devtools/utterances.py
 INTERRUPTION = 3  # "No, I don't think so."
 
 

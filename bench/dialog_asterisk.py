@@ -30,15 +30,16 @@ from typing import Any
 from ari_app.client import AriClient
 from ari_app.config import ControllerConfig, RecordingConfig
 from ari_app.controller import AriController
-from audiosocket.pcm import resample, talk_spurts, voiced_frames
+from media.pcm import resample, talk_spurts, voiced_frames
 from audiosocket.server import AudioSocketServer, CallSession
 from bench.dialog import INTERRUPTION, QUESTIONS, pct, voiced_bounds
 from bench.machine import machine_info, slug
-from bench.utterances import synthesize_set
+from devtools.utterances import synthesize_set
 from models.engines import EngineConfig, Engines
-from phoneagent import sipcall, testbed
-from phoneagent.testbed_ari import ari_config
-from phoneagent.dialog.session import AgentConfig, CallDialog
+from devtools import sipcall, testbed
+from devtools.testbed_ari import ari_config
+from phoneagent.dialog.config import AgentConfig
+from phoneagent.dialog.session import CallDialog
 
 GREETING_WAIT_MS = 3000
 ANSWER_BEFORE_BARGE_MS = 2800  # after the question: endpoint + ~1 s of answer

@@ -3,7 +3,7 @@ clean vs telephone (8 kHz G.711) audio. Prints a table and writes JSON with the 
 
     .venv/bin/python -m bench.engines [--repeats 5] [--out bench/results]
 
-Caller utterances are synthesised with espeak-ng (bench/utterances.py), never with the Piper
+Caller utterances are synthesised with espeak-ng (devtools/utterances.py), never with the Piper
 voice we ship, so STT is not graded on its own TTS's accent.
 """
 
@@ -18,13 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from audiosocket.pcm import frame_bytes, resample, tone
+from media.pcm import frame_bytes, resample, tone
 from bench.machine import machine_info, peak_rss_mb, slug
-from bench.utterances import synthesize_set, telephone
+from devtools.utterances import synthesize_set, telephone
 from models import catalog as cat
 from models.base import LLM, STT, CancelToken, Message, ToolSpec, drain
 from models.engines import EngineConfig, Engines
 from models.normalize import wer
+from phoneagent.dialog.chunker import split_text
 
 TARGETS = {"vad_ms_per_window": 0.3, "stt_median_ms_3s": 400.0, "tts_first_audio_ms": 150.0}
 
@@ -132,11 +133,12 @@ def bench_tts(engines: Engines, repeats: int) -> dict[str, Any]:
     rtf = []
     for _ in range(repeats):
         for key, text in texts.items():
+            # As the dialog speaks: the chunker cuts clauses, TTS speaks each as it is given.
+            clauses = split_text(text)
             t0 = time.perf_counter()
-            gen = tts.synthesize(text, 8000, cancel=CancelToken())
-            chunk = next(gen)
+            chunk = next(tts.synthesize(clauses[0], 8000, cancel=CancelToken()))
             first[key].append(time.perf_counter() - t0)
-            total = len(chunk.pcm) + sum(len(c.pcm) for c in gen)
+            total = len(chunk.pcm) + sum(len(c.pcm) for clause in clauses[1:] for c in tts.synthesize(clause, 8000))
             if key == "reply_25_words":
                 rtf.append((time.perf_counter() - t0) / (total / 16000))
     return {"first_audio_ms": {k: stats_ms(v) for k, v in first.items()}, "rtf_median": round(statistics.median(rtf), 3)}

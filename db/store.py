@@ -74,16 +74,17 @@ class CallStore:
     # --- writes ---------------------------------------------------------------------------
 
     def start_call(self, call_id: str, *, direction: str, caller: str | None, agent: str,
-                   started_at: datetime, media: str | None = None,
+                   started_at: datetime | None = None, media: str | None = None,
                    metadata: dict[str, Any] | None = None) -> None:
-        """Record a new call. Fills in a placeholder row; starting a call twice is an error."""
+        """Record a new call. Fills in a placeholder row; starting a call twice is an error.
+        ``started_at`` defaults to the store's clock (callers need not read a wall clock)."""
         cid = check_call_id(call_id)
         if direction not in DIRECTIONS:
             raise ValueError(f"direction {direction!r} is not one of {sorted(DIRECTIONS)}")
         fields: dict[str, Any] = dict(
             direction=direction, caller=check_opt_text("caller", caller, 128),
             agent=check_text("agent", agent, 128),
-            started_at=check_aware("started_at", started_at),
+            started_at=check_aware("started_at", started_at) if started_at is not None else self._now(),
             media=check_opt_text("media", media, 64),
             metadata_json=check_json("metadata", metadata),
         )
@@ -156,10 +157,12 @@ class CallStore:
 
         self._run(work)
 
-    def finish_call(self, call_id: str, *, ended_at: datetime, end_reason: str,
+    def finish_call(self, call_id: str, *, end_reason: str, ended_at: datetime | None = None,
                     outcome: str | None = None, summary: str | None = None) -> None:
-        """Close the call. ``outcome``/``summary`` of None leave any stored value alone."""
-        cid, ended = check_call_id(call_id), check_aware("ended_at", ended_at)
+        """Close the call. ``outcome``/``summary`` of None leave any stored value alone;
+        ``ended_at`` defaults to the store's clock."""
+        cid = check_call_id(call_id)
+        ended = check_aware("ended_at", ended_at) if ended_at is not None else self._now()
         reason = check_text("end_reason", end_reason, 64)
         values: dict[str, Any] = dict(ended_at=ended, end_reason=reason)
         if outcome is not None:

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from audiosocket.clock import Clock, MonotonicClock
+from media.clock import Clock, MonotonicClock
 from models import catalog as cat
 from models.base import LLM, STT, TTS, VAD, AudioChunk, CancelToken, EngineInfo, Message, Token, ToolCall, ToolSpec, Transcript
 from models.scheduler import EngineScheduler, Priority

@@ -1,18 +1,17 @@
-"""Piper TTS (VITS on onnxruntime), streamed clause by clause at the call's sample rate.
+"""Piper TTS (VITS on onnxruntime) at the call's sample rate: it speaks what it is given.
 
-Piper itself synthesises one whole sentence per model run, so the first audio of a long
-sentence waits for all of it. Splitting at clause punctuation first means the caller hears the
-first clause after one short run. Piper peak-normalises each chunk by default, which makes a
-short "Sure," as loud as a long sentence's loudest syllable; we turn that off and level each
-clause to one target speech level (gated RMS) with a bounded gain and a soft limiter instead,
-so loudness is the same across clauses and replies and nothing clips.
+Piper synthesises one whole text per model run, so the first audio of a long text waits for
+all of it: the dialog's chunker (phoneagent/dialog/chunker.py, the one clause splitter) hands
+it one clause at a time. Piper peak-normalises each chunk by default, which makes a short
+"Sure," as loud as a long sentence's loudest syllable; we turn that off and level each clause
+to one target speech level (gated RMS) with a bounded gain and a soft limiter instead, so
+loudness is the same across clauses and replies and nothing clips.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import onnxruntime as ort
 from piper.config import PiperConfig, SynthesisConfig
 from piper.voice import PiperVoice
 
-from audiosocket.pcm import StreamResampler, to_array, to_bytes
+from media.pcm import StreamResampler, to_array, to_bytes
 from models import catalog
 from models.base import TTS, AudioChunk, CancelToken, EngineInfo, ModelFileError, require_file
 from models.silero import select_providers
@@ -32,91 +31,6 @@ from models.silero import select_providers
 FloatArray = npt.NDArray[np.float32]
 
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
-
-# --- clause splitting ------------------------------------------------------------------------
-
-# Abbreviations whose period never ends a sentence ("Dr. Smith", "e.g. Monday").
-_NEVER_END = frozenset(
-    "mr. mrs. ms. dr. prof. rev. hon. st. mt. sgt. capt. lt. col. gen. e.g. i.e. eg. ie. vs. cf. approx. ca. viz. fig.".split()
-)
-# Abbreviations that end a sentence only when a capitalised word follows ("... 5 p.m. Then").
-_MAYBE_END = frozenset("etc. a.m. p.m. am. pm. inc. ltd. co. corp. jr. sr. dept. est. min. max. ext. tel.".split())
-_OPEN = "\"'“‘([{«"
-_CLOSE = "\"'”’)]}»"
-_DASHES = ("—", "–", "--", "-")
-_INITIAL = re.compile(r"^[A-Z]\.$")
-_ACRONYM = re.compile(r"^(?:[A-Za-z]\.){2,}$")
-
-
-def _core(word: str) -> str:
-    """The word without surrounding quotes/brackets: what punctuation rules look at."""
-    return word.lstrip(_OPEN).rstrip(_CLOSE)
-
-
-def _ends_sentence(word: str, next_word: str | None) -> bool:
-    core = _core(word)
-    if not core.endswith((".", "!", "?", "…")) or core.endswith(("...", "…")):
-        return False  # an ellipsis is a pause, handled as a clause break
-    if core.endswith(("!", "?")) or next_word is None:
-        return True
-    low = core.lower()
-    nxt = next_word.lstrip(_OPEN)
-    if low in _NEVER_END or _INITIAL.match(core):
-        return False
-    if low == "no.":  # "No. 5" is "number"; "No. That's wrong." is the word no
-        return not nxt[:1].isdigit()
-    if low in _MAYBE_END or _ACRONYM.match(core):
-        return nxt[:1].isupper()
-    return True
-
-
-def _ends_clause(word: str) -> bool:
-    core = _core(word)
-    if core in _DASHES:
-        return True
-    return core.endswith((",", ";", ":", "...", "…", "—", "–", "--"))
-
-
-def _count_words(words: list[str]) -> int:
-    """Spoken words, not stray punctuation tokens such as a lone dash."""
-    return sum(1 for w in words if any(ch.isalnum() for ch in w))
-
-
-def split_clauses(text: str, *, min_words: int = 4, min_tail_words: int = 2) -> list[str]:
-    """Split text into sentences, and sentences into clauses small enough to speak early.
-
-    Sentences end at . ! ? (not after "Dr.", "e.g.", initials, "No. 5"); a newline also ends
-    one. Inside a sentence, a clause ends at , ; : ... or a dash when it has at least
-    `min_words` words and at least `min_tail_words` words follow it in the sentence (so "Sure,"
-    and a dangling "Bob." stay attached). Numbers like "3,500" and "10:30" have no space after
-    the mark and are never split. Whitespace is normalised; nothing else is changed.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be str, not {type(text).__name__}")
-    # An unspaced dash between letters ("wait—no") is a clause mark; "10–12" is a range.
-    text = re.sub(r"(?<=[^\W\d])(—|–|--)(?=[^\W\d])", r"\1 ", text)
-    clauses: list[str] = []
-    for line in text.splitlines():
-        words = line.split()
-        sentences: list[list[str]] = []
-        current: list[str] = []
-        for i, word in enumerate(words):
-            current.append(word)
-            if _ends_sentence(word, words[i + 1] if i + 1 < len(words) else None):
-                sentences.append(current)
-                current = []
-        if current:
-            sentences.append(current)
-        for sentence in sentences:
-            start = 0
-            for i, word in enumerate(sentence[:-1]):
-                head, tail = sentence[start : i + 1], sentence[i + 1 :]
-                if _ends_clause(word) and _count_words(head) >= min_words and _count_words(tail) >= min_tail_words:
-                    clauses.append(" ".join(head))
-                    start = i + 1
-            clauses.append(" ".join(sentence[start:]))
-    return clauses
-
 
 # --- loudness --------------------------------------------------------------------------------
 
@@ -192,7 +106,6 @@ class PiperTTS(TTS):
         intra_op_threads: int = 0,
         target_dbfs: float = -18.0,
         max_gain_db: float = 12.0,
-        min_clause_words: int = 4,
         length_scale: float | None = None,
         noise_scale: float | None = None,
         noise_w_scale: float | None = None,
@@ -205,7 +118,6 @@ class PiperTTS(TTS):
         self._loaded = _load(model_path, config_path or Path(f"{model_path}.json"), device, intra_op_threads)
         self.target_dbfs = target_dbfs
         self.max_gain_db = max_gain_db
-        self.min_clause_words = min_clause_words
         self._syn = SynthesisConfig(
             length_scale=length_scale, noise_scale=noise_scale, noise_w_scale=noise_w_scale, normalize_audio=False
         )
@@ -234,28 +146,30 @@ class PiperTTS(TTS):
         return other
 
     def synthesize(self, text: str, sample_rate: int, *, cancel: CancelToken | None = None) -> Iterator[AudioChunk]:
-        """Validate now (not at first `next`), then stream one chunk per clause."""
+        """Validate now (not at first `next`), then speak `text` as one clause: one chunk (none
+        for text with nothing to say)."""
         if not isinstance(text, str):
             raise TypeError(f"text must be str, not {type(text).__name__}")
         if sample_rate not in self.info.sample_rates:
             raise ValueError(f"piper TTS: unsupported sample rate {sample_rate!r}; use one of {self.info.sample_rates}")
-        return self._stream(split_clauses(text, min_words=self.min_clause_words), sample_rate, cancel)
+        return self._stream(" ".join(text.split()), sample_rate, cancel)
 
-    def _stream(self, clauses: list[str], sample_rate: int, cancel: CancelToken | None) -> Iterator[AudioChunk]:
-        resampler = StreamResampler(self.native_rate, sample_rate)  # one per reply: clean seams
-        for i, clause in enumerate(clauses):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            audio = self._render(clause)
-            if cancel is not None:
-                cancel.raise_if_cancelled()  # don't hand out audio for a reply already dropped
-            pcm = resampler.process(to_bytes(audio * 32767.0)) if audio.size else b""
-            if i == len(clauses) - 1:
-                pcm += resampler.flush()
-            if sample_rate != self.native_rate and pcm:
-                pcm = _catch_overshoot(pcm)
-            if pcm:
-                yield AudioChunk(pcm=pcm, sample_rate=sample_rate, text=clause)
+    def _stream(self, clause: str, sample_rate: int, cancel: CancelToken | None) -> Iterator[AudioChunk]:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        if not clause:
+            return
+        audio = self._render(clause)
+        if cancel is not None:
+            cancel.raise_if_cancelled()  # don't hand out audio for a reply already dropped
+        if not audio.size:
+            return
+        resampler = StreamResampler(self.native_rate, sample_rate)
+        pcm = resampler.process(to_bytes(audio * 32767.0)) + resampler.flush()
+        if sample_rate != self.native_rate and pcm:
+            pcm = _catch_overshoot(pcm)
+        if pcm:
+            yield AudioChunk(pcm=pcm, sample_rate=sample_rate, text=clause)
 
     def _render(self, clause: str) -> FloatArray:
         """One clause -> levelled float audio at the voice's native rate (one model run)."""

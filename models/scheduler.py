@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from audiosocket.clock import Clock, MonotonicClock
+from media.clock import Clock, MonotonicClock
 from models.base import Cancelled, CancelToken
 
 log = logging.getLogger(__name__)

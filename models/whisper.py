@@ -37,7 +37,7 @@ from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 
-from audiosocket.pcm import resample, to_array
+from media.pcm import resample, to_array
 from models.base import STT, EngineError, EngineInfo, ModelFileError, Transcript, require_file
 from models.normalize import normalize_transcript
 

@@ -12,8 +12,6 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from phoneagent import testbed, testbed_cli
-
 if TYPE_CHECKING:
     from ari_app.client import AriConfig
 
@@ -22,8 +20,6 @@ def _ari_config(args: argparse.Namespace) -> AriConfig:
     from ari_app.client import AriConfig
 
     user, password = os.environ.get("PHONEAGENT_ARI_USER", ""), os.environ.get("PHONEAGENT_ARI_PASSWORD", "")
-    if not (user and password) and args.ari_url == testbed.ARI_URL:
-        user, password = testbed.ari_credentials()  # the bundled test bed's generated user
     if not (user and password):
         raise UsageError("ARI needs PHONEAGENT_ARI_USER and PHONEAGENT_ARI_PASSWORD in the environment")
     return AriConfig(url=args.ari_url, user=user, password=password, app=args.ari_app)
@@ -76,17 +72,22 @@ def _dial(args: argparse.Namespace) -> int:
     return 0
 
 
+# What the shipped asterisk/ configs expect (extensions.conf, http.conf, ari.conf).
+AUDIOSOCKET_HOST, AUDIOSOCKET_PORT = "127.0.0.1", 9092
+ARI_URL, ARI_APP = "http://127.0.0.1:8088", "phoneagent"
+
+
 class UsageError(Exception):
     """Bad command-line input: exit 2 with the message."""
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default=testbed.AUDIOSOCKET_HOST)
-    p.add_argument("--port", type=int, default=testbed.AUDIOSOCKET_PORT)
+    p.add_argument("--host", default=AUDIOSOCKET_HOST, help="where the AudioSocket server listens")
+    p.add_argument("--port", type=int, default=AUDIOSOCKET_PORT)
     p.add_argument("--agent", choices=("dialog", "echo"), default="dialog", help="dialog: the agent with local models; echo: media-path check")
     p.add_argument("--db", default="sqlite:///phoneagent.db", help="SQLAlchemy URL for call records (PostgreSQL works too)")
-    p.add_argument("--ari-url", default=testbed.ARI_URL, help="Asterisk's HTTP/ARI base URL")
-    p.add_argument("--ari-app", default=testbed.ARI_APP, help="the Stasis application name")
+    p.add_argument("--ari-url", default=ARI_URL, help="Asterisk's HTTP/ARI base URL")
+    p.add_argument("--ari-app", default=ARI_APP, help="the Stasis application name")
     p.add_argument("--skip-preflight", action="store_true", help="do not test-run each engine in a subprocess first (not advised)")
 
 
@@ -97,17 +98,10 @@ def _preflight(args: argparse.Namespace) -> int:
     return preflight.report(preflight.checks_for(EngineConfig(), device=args.device), as_json=args.json)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from phoneagent.demo import run_demo
-
-    return asyncio.run(run_demo(as_json=args.json, agent=args.agent))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="phoneagent")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    testbed_cli.add_parser(subparsers)
 
     serve = subparsers.add_parser("serve", help="run the agent's AudioSocket service until Ctrl-C")
     _common(serve)
@@ -130,18 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     dialp.add_argument("--json", action="store_true", help="print the results as JSON")
     dialp.set_defaults(func=_dial)
 
-    demo = subparsers.add_parser("demo", help="place one real SIP call through Asterisk to the agent")
-    demo.add_argument("--json", action="store_true", help="print the call report as JSON")
-    demo.add_argument("--agent", choices=("dialog", "echo"), default="dialog", help="dialog: the real agent with the bundled models; echo: media-path check")
-    demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except testbed.TestBedError as exc:
-        print(f"phoneagent: {exc}", file=sys.stderr)
-        return 1
     except (UsageError, ValueError) as exc:  # bad input: a clear message, not a traceback
         print(f"phoneagent: {exc}", file=sys.stderr)
         return 2

@@ -1,8 +1,5 @@
-"""A placeholder agent that proves the media path: greets with tones, echoes the caller, beeps on DTMF.
-
-The real dialog loop (VAD -> STT -> LLM -> TTS) replaces it; until then this is what `phoneagent
-serve` and `phoneagent demo` answer calls with.
-"""
+"""A media-path check agent: greets with tones, echoes the caller, beeps on DTMF
+(`phoneagent serve --agent echo`, `python -m devtools demo --agent echo`)."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from audiosocket.pcm import silence, tone
+from media.pcm import silence, tone
 from audiosocket.playout import PlayoutReport
 from audiosocket.protocol import Audio, Dtmf
 from audiosocket.server import CallEnded, CallSession

@@ -37,7 +37,8 @@ async def build_handler(kind: str, db_url: str, controller: AriController | None
     if kind != "dialog":
         raise ValueError(f"unknown agent kind {kind!r}; available: dialog, echo")
     from models.engines import EngineConfig, Engines
-    from phoneagent.dialog.session import AgentConfig, CallDialog
+    from phoneagent.dialog.config import AgentConfig
+    from phoneagent.dialog.session import CallDialog
 
     engines = await asyncio.to_thread(Engines.load, EngineConfig())
     own_store = store is None

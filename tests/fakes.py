@@ -7,10 +7,24 @@ wrapper at the end injects "heard no words" on cue, around the real whisper.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
-from collections.abc import Generator, Sequence
+import uuid
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from models.base import LLM, STT, CancelToken, EngineError, EngineInfo, GenerationStats, Message, Token, ToolCall, ToolSpec, Transcript
+from ari_app.call import Speak, TransferResult
+from media.clock import ManualClock, sleep
+from audiosocket.playout import Playout
+from audiosocket.protocol import Audio, Dtmf, Kind
+from audiosocket.server import CallEnded, EndReason, InboundItem, MediaFormat
+from models.base import (
+    LLM, STT, VAD, AudioChunk, Cancelled, CancelToken, EngineError, EngineInfo, GenerationStats, Message, Token, ToolCall, ToolSpec,
+    Transcript, VADStream, estimate_tokens,
+)
+from models.scheduler import Priority
 
 
 class ScriptedLLM(LLM):
@@ -77,3 +91,247 @@ class WordlessAfterFirstSTT(STT):
             return self.real.transcribe(pcm, sample_rate, language=language, prompt=prompt)
         return Transcript(text="", normalized="", confidence=0.0, no_speech_prob=0.95, language="en",
                           audio_s=len(pcm) / 2 / sample_rate, decode_s=0.0)
+
+
+# --- virtual-time fakes: the whole dialog on ManualClock (tests/dialog/test_dialog_virtual.py) ---
+# Real engines run in threads, which virtual time cannot wait for; these stand in for them in
+# the dialog-logic tests, asyncio-only, with their delays on the call's clock. Every behaviour
+# they script also has a test through the real engines (test_session.py, the Asterisk tests).
+VOICED = 8000  # sample value of the caller's "speech": the fake VAD hears any loud window as voice
+
+
+class LoudnessVAD(VAD):
+    """Stands in for silero: a window is speech when its samples are loud (the test caller's
+    "speech" is a constant loud signal, silence is zeros). 32 ms windows, as silero's."""
+
+    info = EngineInfo("vad", "loudness-fake", "-", "cpu", streaming=True)
+
+    def stream(self, sample_rate: int) -> VADStream:
+        return _LoudnessStream(sample_rate)
+
+
+class _LoudnessStream(VADStream):
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._win = rate * 32 // 1000
+        self._buf = bytearray()
+
+    def process(self, pcm: bytes) -> list[float]:
+        self._buf += pcm
+        out = []
+        while len(self._buf) >= self._win * 2:
+            window = bytes(self._buf[: self._win * 2])
+            del self._buf[: self._win * 2]
+            loud = max(abs(int.from_bytes(window[i:i + 2], "little", signed=True)) for i in range(0, len(window), 64))
+            out.append(0.95 if loud >= VOICED // 2 else 0.02)
+        return out
+
+    def reset(self) -> None:
+        self._buf.clear()
+
+    @property
+    def window_ms(self) -> float:
+        return 32.0
+
+    @property
+    def buffered_samples(self) -> int:
+        return len(self._buf) // 2
+
+
+@dataclass
+class Heard:
+    """What the scripted STT returns for one caller turn: a text, or an error to raise, after
+    `delay_s` of the call's clock."""
+
+    text: str = ""
+    delay_s: float = 0.1
+    error: Exception | None = None
+    confidence: float = 0.9
+
+
+@dataclass
+class Said:
+    """What the scripted LLM answers: `words` one token each, the first after `first_s`, the
+    rest `token_s` apart (call clock); `error` raised instead of the first token."""
+
+    text: str
+    first_s: float = 0.1
+    token_s: float = 0.02
+    error: Exception | None = None
+
+
+@dataclass
+class VirtualEngines:
+    """Stands in for models.engines.Engines on virtual time: scripted STT and LLM (the bundled
+    models cannot be scripted, fail or stall on cue), a TTS that speaks 0.25 s of tone a word,
+    and the loudness VAD. Records what the dialog asked of it."""
+
+    clock: ManualClock
+    heard: list[Heard] = field(default_factory=list)
+    said: list[Said] = field(default_factory=list)
+    word_s: float = 0.25
+    tts_delay_s: float = 0.05
+    vad: VAD = field(default_factory=LoudnessVAD)
+    prompts: list[list[Message]] = field(default_factory=list)
+    spoken: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    llm_on_cpu: bool = False
+    context_tokens: int = 2048
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return estimate_tokens(messages)
+
+    async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript:
+        h = self.heard.pop(0) if self.heard else Heard("")
+        await sleep(self.clock, h.delay_s)
+        if h.error is not None:
+            raise h.error
+        return Transcript(text=h.text, normalized=h.text, confidence=h.confidence if h.text else 0.0,
+                          no_speech_prob=0.0 if h.text else 0.9, language="en", audio_s=len(pcm) / 2 / sample_rate, decode_s=h.delay_s)
+
+    async def reply_tokens(self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None,
+                           max_tokens: int = 96, gate: threading.Event | None = None) -> AsyncGenerator[Token, None]:
+        self.prompts.append(list(messages))
+        s = self.said.pop(0) if self.said else Said("Okay.")
+        await sleep(self.clock, s.first_s)
+        if s.error is not None:
+            raise s.error
+        words = s.text.split(" ")[:max_tokens]
+        produced = 0
+        try:
+            for i, word in enumerate(words):
+                if i:
+                    await sleep(self.clock, s.token_s)
+                if cancel.cancelled:
+                    return
+                yield Token(word if i == 0 else " " + word, i)
+                produced += 1
+        finally:
+            if produced < len(words):  # stopped early: cancelled, or the consumer closed the stream
+                self.cancelled.append(s.text)
+
+    async def speak(self, text: str, sample_rate: int, *, cancel: CancelToken,
+                    priority: Priority = Priority.TURN) -> AsyncGenerator[AudioChunk, None]:
+        await sleep(self.clock, self.tts_delay_s)
+        if cancel.cancelled:
+            raise Cancelled(cancel.reason)
+        self.spoken.append(text)
+        n = int(len(text.split()) * self.word_s * sample_rate)
+        yield AudioChunk((1000).to_bytes(2, "little", signed=True) * n, sample_rate, text)
+
+
+class VirtualCall:
+    """Stands in for an AudioSocket call from Asterisk (audiosocket.server.CallSession), in
+    memory: the caller sends a 20 ms frame every 20 ms of the call's clock (silence unless
+    speaking), and the agent's frames are kept with the time they went out."""
+
+    RATE = 16000
+    FRAME = 640
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.call_id = uuid.uuid4()
+        self.clock = clock
+        self._inbound: asyncio.Queue[InboundItem] = asyncio.Queue()
+        self.playout: Playout | None = None
+        self.sent: list[tuple[float, bool]] = []  # (time, voiced) of every agent frame
+        self.hung_up = False
+        self._ended = False
+        self._talk: list[tuple[float, float]] = []  # caller speech intervals, clock times
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- CallMedia --
+    async def media_format(self, timeout: float | None = 5.0) -> MediaFormat:
+        return MediaFormat(self.RATE, 20.0)
+
+    async def start_playout(self, timeout: float | None = 5.0) -> Playout:
+        if self.playout is None:
+            async def send(pcm: bytes) -> None:
+                self.sent.append((self.clock.now(), any(pcm)))
+
+            self.playout = Playout(self.clock, self.RATE, 20.0, send)
+            self._tasks.append(asyncio.create_task(self.playout.run()))
+        return self.playout
+
+    async def receive(self) -> InboundItem:
+        return await self._inbound.get()
+
+    async def hangup(self) -> None:
+        self.hung_up = True
+        self._end(EndReason.AGENT_HANGUP)
+
+    @property
+    def is_ended(self) -> bool:
+        return self._ended
+
+    # -- the caller --
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._frames()))
+
+    def say(self, at: float, seconds: float) -> float:
+        """Speak from `at` (clock time) for `seconds`; returns when the speech ends."""
+        self._talk.append((at, at + seconds))
+        return at + seconds
+
+    def press(self, digit: str) -> None:
+        self._inbound.put_nowait(Dtmf(digit))
+
+    def caller_hangup(self) -> None:
+        self._end(EndReason.CALLER_HANGUP)
+
+    def agent_talking(self, t0: float, t1: float) -> bool:
+        return any(v for t, v in self.sent if t0 <= t < t1)
+
+    def agent_voiced_times(self) -> list[float]:
+        return [t for t, v in self.sent if v]
+
+    def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+
+    def _end(self, reason: EndReason) -> None:
+        if not self._ended:
+            self._ended = True
+            self._inbound.put_nowait(CallEnded(reason, ""))
+
+    async def _frames(self) -> None:
+        n = 0
+        t0 = self.clock.now()
+        loud = VOICED.to_bytes(2, "little", signed=True) * (self.FRAME // 2)
+        while not self._ended:
+            now = self.clock.now()
+            voiced = any(a <= now < b for a, b in self._talk)
+            self._inbound.put_nowait(Audio(Kind.SLIN16, self.RATE, loud if voiced else bytes(self.FRAME)))
+            n += 1
+            await self.clock.sleep_until(t0 + n * 0.02)
+
+
+@dataclass
+class FakeControl:
+    """Stands in for ARI call control (ari_app.call.CallControl): transfer outcomes on cue
+    (the Asterisk tests run the real warm transfer)."""
+
+    transfer_available: bool = True
+    outcome: str = "timeout"
+    call_id: str = "virtual"
+    direction: str = "inbound"
+    caller_number: str = "+15550100"
+    recording_notice: str | None = None
+    summaries: list[str] = field(default_factory=list)
+    heard_by_person: list[str] = field(default_factory=list)
+
+    def drain_digits(self) -> list[str]:
+        return []
+
+    async def transfer(self, summary: str, speak: Speak) -> TransferResult:
+        self.summaries.append(summary)
+        await speak(summary)
+        self.heard_by_person.append(summary)
+        return TransferResult(self.outcome)
+
+    async def hangup(self) -> None:
+        return None
+
+
+def run_dialog(dialog_run: Callable[[VirtualCall], Any], call: VirtualCall) -> asyncio.Task[Any]:
+    call.start()
+    return asyncio.create_task(dialog_run(call))

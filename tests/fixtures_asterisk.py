@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from phoneagent import testbed
+from devtools import testbed
 
 
 @pytest.fixture(scope="session")

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 from audiosocket import protocol as p
-from audiosocket.pcm import dominant_frequency, rms_dbfs, to_array, tone, tone_segments
+from media.pcm import dominant_frequency, rms_dbfs, to_array, tone, tone_segments
 from audiosocket.server import AudioSocketServer, CallEnded, CallSession, EndReason
-from phoneagent import sipcall, testbed, testbed_ari
+from devtools import sipcall, testbed, testbed_ari
 
 pytestmark = pytest.mark.asterisk
 

@@ -1,4 +1,5 @@
-"""The service as a user runs it: `phoneagent serve` (signals, graceful shutdown) and `phoneagent demo`."""
+"""The service as a user runs it: `phoneagent serve` (signals, graceful shutdown), `dial`, and
+`python -m devtools demo` (the demo call through the same composition root)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from audiosocket import protocol as p
 from audiosocket.client import AudioSocketClient
-from phoneagent.demo import run_demo
+from devtools.demo import run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +91,7 @@ async def test_demo_agent_answers_a_spoken_question_through_asterisk(asterisk_be
 def test_code_is_typed() -> None:
     """mypy (disallow_untyped_defs) over every package: typed code is a project rule."""
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "audiosocket", "ari_app", "models", "db", "phoneagent", "bench"],
+        [sys.executable, "-m", "mypy", "audiosocket", "ari_app", "models", "db", "phoneagent", "bench", "media", "devtools"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "MYPY_FORCE_COLOR": "0"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -98,14 +100,14 @@ def test_code_is_typed() -> None:
 async def test_serve_with_ari_bridges_a_caller_and_cleans_up_on_sigterm(asterisk_bed, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`phoneagent serve --ari`: a caller sent to Stasis(phoneagent) is bridged to the agent;
     SIGTERM tears the call down (no channel or bridge left) and the service exits 0."""
-    from phoneagent.testbed import ari_request
+    from devtools.testbed import ari_request
     from tests.ari.harness import assert_nothing_left, call_in
 
     port = _free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "phoneagent.cli", "serve", "--agent", "echo", "--port", str(port), "--ari",
         "--db", f"sqlite:///{tmp_path}/calls.db",
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=_ari_env(asterisk_bed),
     )
     try:
         for _ in range(200):  # the controller registers the Stasis app once connected
@@ -141,7 +143,7 @@ async def test_dial_places_outbound_calls_and_reports_each(asterisk_bed, tmp_pat
         sys.executable, "-m", "phoneagent.cli", "dial", "human-busy", "human-hangup", "--agent", "echo",
         "--endpoint", "Local/{number}@phoneagent-test", "--port", str(_free_port()), "--interval", "0.2",
         "--db", f"sqlite:///{tmp_path}/calls.db", "--json",
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=_ari_env(asterisk_bed),
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()[-2000:]
@@ -149,6 +151,11 @@ async def test_dial_places_outbound_calls_and_reports_each(asterisk_bed, tmp_pat
     assert results["human-busy"]["outcome"] == "busy"
     assert results["human-hangup"]["outcome"] == "answered"
     await assert_nothing_left(asterisk_bed)
+
+
+def _ari_env(bed: Any) -> dict[str, str]:
+    """The product takes ARI credentials from the environment only (as a user deploys it)."""
+    return {**os.environ, "PHONEAGENT_ARI_USER": bed.ari_user, "PHONEAGENT_ARI_PASSWORD": bed.ari_password}
 
 
 def test_dial_rejects_a_bad_endpoint_template() -> None:

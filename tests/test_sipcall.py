@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from audiosocket.pcm import to_array, tone, ulaw_decode
-from phoneagent import sipcall
+from media.pcm import to_array, tone, ulaw_decode
+from devtools import sipcall
 
 
 def _parse_pcap(path: Path) -> list[tuple[float, bytes]]:

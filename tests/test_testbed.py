@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phoneagent import testbed, testbed_ari
-from phoneagent.testbed import AsteriskBed
+from devtools import testbed, testbed_ari
+from devtools.testbed import AsteriskBed
 
 FRAME = 640  # 20 ms of slin16
 

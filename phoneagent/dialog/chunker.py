@@ -201,3 +201,16 @@ class ClauseChunker:
         if not core or core[-1] not in _SPLIT_MARKS:
             return False
         return core[-1] != "." or not _is_abbreviation(core.split()[-1])
+
+
+
+def reply_chunker() -> ClauseChunker:
+    """How replies and prompts are cut: a short first clause (2-6 words) for the first audio."""
+    return ClauseChunker(min_words_first=2, max_words_first=6)
+
+
+def split_text(text: str) -> list[str]:
+    """A whole known text (a fixed prompt) cut into clauses exactly as a streamed reply would
+    be, so the first clause is spoken while the rest is synthesised."""
+    chunker = reply_chunker()
+    return [*chunker.push(text), *chunker.flush()]

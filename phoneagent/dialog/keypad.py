@@ -5,8 +5,8 @@ presses are collected into entries (account numbers ending in #, or a pause).
 
 from __future__ import annotations
 
-from ari_app.dtmf import DigitCollector, DigitConfig, DigitEntry, DtmfDeduper
-from audiosocket.clock import Clock
+from phoneagent.dialog.dtmf import DigitCollector, DigitConfig, DigitEntry, DtmfDeduper
+from media.clock import Clock
 
 
 class Keypad:

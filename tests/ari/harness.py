@@ -22,9 +22,9 @@ from ari_app.config import ControllerConfig
 from ari_app.controller import AriController
 from audiosocket.protocol import Dtmf
 from audiosocket.server import AudioSocketServer, CallEnded, CallSession
-from phoneagent import testbed
-from phoneagent.testbed import ari_request
-from phoneagent.testbed_ari import ari_config
+from devtools import testbed
+from devtools.testbed import ari_request
+from devtools.testbed_ari import ari_config
 
 Script = Callable[["AgentCall"], Coroutine[Any, Any, None]]
 Agent = Callable[[CallSession, AriCall | None], Awaitable[None]]  # a whole agent (the dialog)

@@ -17,10 +17,10 @@ import pytest
 
 from ari_app.backoff import Backoff
 from ari_app.config import RecordingConfig
-from audiosocket.pcm import tone
+from media.pcm import tone
 from db import AsyncCallStore
-from phoneagent import sipcall, testbed
-from phoneagent.testbed import ari_request
+from devtools import sipcall, testbed
+from devtools.testbed import ari_request
 from tests.ari.harness import (
     AgentCall,
     Stack,

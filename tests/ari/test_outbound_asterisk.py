@@ -18,13 +18,14 @@ import pytest
 from ari_app.call import AriCall
 from ari_app.config import RecordingConfig
 from ari_app.outbound import Dialer, OutboundConfig
-from audiosocket.pcm import resample, tone
+from media.pcm import resample, tone
 from audiosocket.server import CallSession
-from bench.utterances import _Spec, _espeak, _espeak_version, synthesize
+from devtools.utterances import _Spec, _espeak, _espeak_version, synthesize
 from db import AsyncCallStore
 from models.engines import EngineConfig, Engines
-from phoneagent import testbed
-from phoneagent.dialog.session import AgentConfig, CallDialog
+from devtools import testbed
+from phoneagent.dialog.config import AgentConfig
+from phoneagent.dialog.session import CallDialog
 from tests.ari.harness import ari_stack, read_wav, wait_file, wait_until
 from tests.fakes import ScriptedLLM
 

@@ -17,8 +17,8 @@ import pytest
 
 from ari_app.call import TransferResult
 from ari_app.config import RecordingConfig, TransferConfig
-from audiosocket.pcm import tone
-from phoneagent import testbed
+from media.pcm import tone
+from devtools import testbed
 from tests.ari.harness import AgentCall, ari_stack, call_in, ready_call, tones_per_second, wait_file
 
 pytestmark = pytest.mark.asterisk

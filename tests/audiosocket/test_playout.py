@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from audiosocket.clock import ManualClock
+from media.clock import ManualClock
 from audiosocket.playout import Playout, PlayoutBuffer
 
 FB = 640  # 20 ms at 16 kHz
@@ -90,7 +90,9 @@ async def test_pacer_sends_on_exact_deadlines_and_reports() -> None:
 
     pl = Playout(clock, 16000, 20.0, send)
     task = asyncio.create_task(pl.run())
-    report = await pl.play(_pcm(FB * 5))
+    play = asyncio.create_task(pl.play(_pcm(FB * 5)))
+    await clock.run(until=play.done, limit=5)
+    report = play.result()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert report.played_bytes == FB * 5 and not report.interrupted
@@ -114,8 +116,7 @@ async def test_pacer_re_anchors_after_a_stall_instead_of_bursting() -> None:
 
     pl = Playout(clock, 8000, 20.0, send)
     task = asyncio.create_task(pl.run())
-    while len(sent) < 8:
-        await asyncio.sleep(0)
+    await clock.run(until=lambda: len(sent) >= 8, limit=5)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert pl.late_resets == 1
@@ -137,8 +138,7 @@ async def test_clear_resolves_waiter_as_interrupted() -> None:
     sid = pl.flush()
     assert sid is not None
     waiter = asyncio.create_task(pl.wait(sid))
-    while pl.voiced_frames_sent < 4:
-        await asyncio.sleep(0)
+    await clock.run(until=lambda: pl.voiced_frames_sent >= 4, limit=5)
     pl.clear()
     rep = await waiter
     task.cancel()
@@ -156,9 +156,9 @@ async def test_idle_silence_can_be_disabled() -> None:
     pl = Playout(clock, 8000, 30.0, send, idle_silence=False)
     assert pl.buffer.frame_bytes == 480  # 30 ms at 8 kHz: frame size follows the call
     task = asyncio.create_task(pl.run())
-    for _ in range(10):
-        await asyncio.sleep(0)
-    await pl.play(_pcm(480))
+    await clock.run(0.3)  # idle ticks: nothing sent
+    play = asyncio.create_task(pl.play(_pcm(480)))
+    await clock.run(until=play.done, limit=5)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert sent == [_pcm(480)]

@@ -16,7 +16,7 @@ import pytest
 
 from audiosocket import protocol as p
 from audiosocket.client import AudioSocketClient
-from audiosocket.pcm import tone
+from media.pcm import tone
 from audiosocket.server import AudioSocketServer, CallEnded, CallSession, EndReason
 
 HandlerT = Callable[[CallSession], Awaitable[None]]

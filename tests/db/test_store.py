@@ -391,3 +391,14 @@ async def test_a_cancelled_caller_does_not_drop_its_write(
     with CallStore(url(db_path)) as check:
         view = check.get_call(cid())
     assert view is not None and [t.text for t in view.turns] == ["kept"]
+
+
+def test_start_and_finish_default_to_the_stores_clock(store: CallStore, clock: FakeClock) -> None:
+    """The dialog never reads a wall clock: the store stamps its calls."""
+    clock.now = T0 + timedelta(seconds=5)
+    store.start_call(cid(42), direction="inbound", caller=None, agent="a")
+    clock.now = T0 + timedelta(seconds=65)
+    store.finish_call(cid(42), end_reason="caller_hangup")
+    view = store.get_call(cid(42))
+    assert view is not None
+    assert view.started_at == T0 + timedelta(seconds=5) and view.ended_at == T0 + timedelta(seconds=65)

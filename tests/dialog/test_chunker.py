@@ -197,3 +197,15 @@ def test_first_clause_cap_cuts_a_long_unpunctuated_opening() -> None:
     assert out == ["Thanks so much for", "calling today I can help with that.", "Sure thing"]
     with pytest.raises(ValueError, match="max_words_first"):
         ClauseChunker(min_words_first=3, max_words_first=2)
+
+
+def test_split_text_cuts_a_prompt_exactly_as_a_streamed_reply() -> None:
+    """Prompts and replies go through the one splitter; TTS speaks each clause as given."""
+    from phoneagent.dialog.chunker import reply_chunker, split_text
+
+    text = "Thanks for calling Acme Dental, how can I help you today? We are open until five, etc. Goodbye."
+    clauses = split_text(text)
+    assert clauses == ["Thanks for calling Acme Dental,", "how can I help you today?", "We are open until five, etc.", "Goodbye."]
+    chunker = reply_chunker()
+    streamed = [c for i, word in enumerate(text.split(" ")) for c in chunker.push(word if i == 0 else " " + word)]
+    assert streamed + chunker.flush() == clauses

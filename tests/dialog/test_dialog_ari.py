@@ -17,13 +17,14 @@ import pytest
 
 from ari_app.call import AriCall
 from ari_app.config import RecordingConfig, TransferConfig
-from audiosocket.pcm import resample
+from media.pcm import resample
 from audiosocket.server import CallSession
-from bench.utterances import synthesize_set
+from devtools.utterances import synthesize_set
 from db import AsyncCallStore
 from models.engines import EngineConfig, Engines
-from phoneagent import sipcall, testbed
-from phoneagent.dialog.session import AgentConfig, CallDialog
+from devtools import sipcall, testbed
+from phoneagent.dialog.config import AgentConfig
+from phoneagent.dialog.session import CallDialog
 from tests.ari.harness import ari_stack, read_wav, wait_file, wait_until
 from tests.fakes import ScriptedLLM
 

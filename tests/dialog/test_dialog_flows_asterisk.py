@@ -16,13 +16,14 @@ import pytest
 from ari_app.call import AriCall
 from ari_app.config import RecordingConfig
 from audiosocket.server import CallSession
-from audiosocket.pcm import resample
-from bench.utterances import Utterance, synthesize_set
+from media.pcm import resample
+from devtools.utterances import Utterance, synthesize_set
 from db import AsyncCallStore
 from models.base import LLM
 from models.engines import EngineConfig, Engines
-from phoneagent import sipcall, testbed
-from phoneagent.dialog.session import AgentConfig, CallDialog
+from devtools import sipcall, testbed
+from phoneagent.dialog.config import AgentConfig
+from phoneagent.dialog.session import CallDialog
 from tests.ari.harness import ari_stack, wait_until
 from tests.fakes import FailingLLM, HangingLLM, ScriptedLLM
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ari_app.dtmf import DigitConfig, DigitEntry
-from audiosocket.clock import ManualClock
+from phoneagent.dialog.dtmf import DigitConfig, DigitEntry
+from media.clock import ManualClock
 from phoneagent.dialog.keypad import Keypad
 
 T0 = 1000.0  # ManualClock's default start

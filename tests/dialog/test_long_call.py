@@ -7,7 +7,8 @@ from __future__ import annotations
 from models.base import CancelToken, Message
 from models.engines import EngineConfig, Engines
 from phoneagent.dialog.context import SpokenReply
-from phoneagent.dialog.session import AgentConfig, CallDialog
+from phoneagent.dialog.config import AgentConfig
+from phoneagent.dialog.session import CallDialog
 
 CALLER = [
     "Hi, I'm calling about my electricity bill for last month, it looks much higher than usual.",

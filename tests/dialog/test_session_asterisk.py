@@ -13,15 +13,16 @@ import uuid
 
 import pytest
 
-from audiosocket.pcm import resample
+from media.pcm import resample
 from audiosocket.server import AudioSocketServer, CallSession
 from bench.dialog_asterisk import analyse, read_wav
 from bench.dialog import voiced_bounds
-from bench.utterances import synthesize_set
+from devtools.utterances import synthesize_set
 from models.engines import EngineConfig, Engines
-from phoneagent import sipcall, testbed
+from devtools import sipcall, testbed
 from phoneagent.dialog.context import CUT_MARK
-from phoneagent.dialog.session import AgentConfig, CallDialog
+from phoneagent.dialog.config import AgentConfig
+from phoneagent.dialog.session import CallDialog
 from tests.fakes import ScriptedLLM
 
 pytestmark = pytest.mark.asterisk

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from audiosocket.pcm import resample
-from bench.utterances import synthesize_set
+from media.pcm import resample
+from devtools.utterances import synthesize_set
 from models.base import CancelToken, Message
 from models.engines import EngineConfig, Engines
 from models.scheduler import EngineBusy, Priority

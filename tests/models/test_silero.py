@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiosocket import pcm
+from media import pcm
 from models.base import ModelFileError
 from models.silero import SileroStream, SileroVAD
 

@@ -1,6 +1,6 @@
 """WhisperSTT with real weights on CPU: tiny.en (bundled) and the assembled multilingual base.
 
-Speech comes from espeak-ng (bench.utterances), clean at 16 kHz and through a G.711 phone line
+Speech comes from espeak-ng (devtools.utterances), clean at 16 kHz and through a G.711 phone line
 at 8 kHz. Bounds are loose on purpose (espeak is hard for tiny.en); latency is never asserted
 by wall clock, only the decoder's own token count against its cap.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiosocket.pcm import to_bytes
-from bench.utterances import Utterance, synthesize_set, telephone
+from media.pcm import to_bytes
+from devtools.utterances import Utterance, synthesize_set, telephone
 from models.base import ModelFileError
 from models.catalog import whisper_base, whisper_tiny_en
 from models.normalize import normalize_transcript, wer

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from ari_app.amd import AmdDecision
-from audiosocket.pcm import frame_bytes, frame_levels_dbfs, resample, silence, telephone_channel, tone
+from phoneagent.dialog.amd.rules import AmdDecision
+from media.pcm import frame_bytes, frame_levels_dbfs, resample, silence, telephone_channel, tone
 from models.base import VAD, EngineError, EngineInfo, Transcript, VADStream
 from models.engines import EngineConfig, Engines
-from phoneagent.dialog.machine import ListenerTuning, MachineEngines, MachineListener, tone_block
+from phoneagent.dialog.amd.listener import ListenerTuning, MachineEngines, MachineListener, tone_block
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -237,7 +237,7 @@ async def test_a_failing_stt_leaves_the_timing_rules_to_decide(
     engines: Engines, audio: Audio, rate: int, chunk_ms: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = FailingSTTEngines(engines)
-    with caplog.at_level(logging.WARNING, logger="phoneagent.dialog.machine"):
+    with caplog.at_level(logging.WARNING, logger="phoneagent.dialog.amd.listener"):
         machine = await listen(fake, audio.greeting, rate, chunk_ms)
         human = await listen(fake, audio.hello, rate, chunk_ms)
     assert machine.decision is not None and (machine.decision.kind, machine.decision.reason) == ("machine", "long greeting")

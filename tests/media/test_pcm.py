@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audiosocket import pcm
+from media import pcm
 
 ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int16).tobytes()
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from audiosocket.pcm import frame_bytes, ulaw_encode
+from media.pcm import frame_bytes, ulaw_encode
 
 PT_PCMU = 0
 PT_EVENT = 101

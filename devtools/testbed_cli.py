@@ -1,4 +1,4 @@
-"""`phoneagent asterisk ...`: build, start, stop and inspect the Asterisk test bed."""
+"""`python -m devtools asterisk ...`: build, start, stop and inspect the Asterisk test bed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from phoneagent import testbed
+from devtools import testbed
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ari_app.dtmf import DTMF_DIGITS, DigitCollector, DigitConfig, DigitEntry, DtmfDeduper, normalize_digit
+from phoneagent.dialog.dtmf import DTMF_DIGITS, DigitCollector, DigitConfig, DigitEntry, DtmfDeduper, normalize_digit
 
 Press = tuple[str, float]  # (key, time)
 

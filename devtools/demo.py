@@ -1,4 +1,4 @@
-"""`phoneagent demo`: one real SIP call through the bundled Asterisk 22 to the agent.
+"""`python -m devtools demo`: one real SIP call through the bundled Asterisk 22 to the agent.
 
 SIPp dials the `phoneagent-test` context over UDP with G.711 mu-law; Asterisk answers, runs the
 user-facing `agent-direct` dialplan (Dial(AudioSocket/...c(slin16))) and the agent answers on
@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
 import uuid
 import wave
 
-from audiosocket.pcm import dominant_frequency, resample, rms_dbfs, talk_spurts, tone, tone_segments
-from audiosocket.server import AudioSocketServer, CallSession
-from phoneagent import sipcall, testbed
+from media.pcm import dominant_frequency, resample, rms_dbfs, talk_spurts, tone, tone_segments
+from audiosocket.server import AudioSocketServer
+from devtools import sipcall, testbed
 from phoneagent.echo_agent import EchoAgent
 
 
@@ -104,74 +105,71 @@ def _heard_by_caller(bed: testbed.AsteriskBed, rec_name: str, timeout: float = 5
     return rate, pcm
 
 
-QUESTION = 8  # bench/utterances.py: "What time do you close on Saturday?"
+QUESTION = 8  # devtools/utterances.py: "What time do you close on Saturday?"
 
 
 async def run_dialog_demo(as_json: bool = False) -> int:
-    """The agent with the bundled models answers a spoken question on a real SIP call."""
-    from bench.utterances import synthesize_set
-    from models.engines import EngineConfig, Engines
-    from phoneagent.dialog.session import AgentConfig, CallDialog
+    """The agent with the bundled models answers a spoken question on a real SIP call. The agent
+    runs exactly as `phoneagent serve` runs it (phoneagent.service.running: preflighted engines,
+    composition root, call store); the report reads the call back from the store."""
+    from devtools.utterances import synthesize_set
+    from models import catalog, preflight
+    from models.engines import EngineConfig
+    from models.whisper import WhisperSTT
+    from phoneagent.service import running
 
     bed = testbed.ensure()
-    engines = await asyncio.to_thread(Engines.load, EngineConfig())
+    cfg = EngineConfig()
+    await asyncio.to_thread(preflight.ensure, preflight.checks_for(cfg))
     question = synthesize_set()[QUESTION]
-    dialogs: list[CallDialog] = []
-
-    async def handler(session: CallSession) -> None:
-        d = CallDialog(engines, AgentConfig(greeting="Hello, thanks for calling. How can I help?"))
-        dialogs.append(d)
-        await d.run(session)
-
-    server = AudioSocketServer(handler, "127.0.0.1", 0)
-    await server.start()
     rec_name = f"demo-{uuid.uuid4().hex[:12]}"
-    try:
-        script: list[sipcall.Step] = [
-            sipcall.Pause(3500),  # the greeting
-            sipcall.Audio(resample(question.pcm16k, 16000, 8000)),
-            sipcall.Pause(12000),  # the answer (the base model rambles up to max_reply_tokens)
-        ]
-        t0 = time.monotonic()
-        result = await asyncio.to_thread(
-            sipcall.place_call, bed.sip_host, bed.sip_port, f"agent-port-{server.port}", script,
-            headers={"X-Phoneagent-Rec": rec_name},
-        )
-        deadline = time.monotonic() + 5
-        while server.sessions and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        elapsed = time.monotonic() - t0
-    finally:
-        await server.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        async with running("127.0.0.1", 0, agent="dialog", db_url=f"sqlite:///{tmp}/demo.db") as svc:
+            script: list[sipcall.Step] = [
+                sipcall.Pause(4000),  # the greeting
+                sipcall.Audio(resample(question.pcm16k, 16000, 8000)),
+                sipcall.Pause(12000),  # the answer (the base model rambles up to max_reply_tokens)
+            ]
+            t0 = time.monotonic()
+            result = await asyncio.to_thread(
+                sipcall.place_call, bed.sip_host, bed.sip_port, f"agent-port-{svc.server.port}", script,
+                headers={"X-Phoneagent-Rec": rec_name},
+            )
+            deadline = time.monotonic() + 5
+            while svc.server.sessions and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            elapsed = time.monotonic() - t0
+            calls = await svc.store.list_calls(limit=1)
+            call = await svc.store.get_call(calls[0].id) if calls else None
     heard = await asyncio.to_thread(_heard_by_caller, bed, rec_name)
     heard_text = ""
     if heard is not None:  # whisper each talk spurt: without timestamps it stops at long gaps
+        stt = WhisperSTT(catalog.whisper_tiny_en(), device="cpu")  # the demo's ear, not the agent's
         rate = heard[0]
         spurts = [(int(a * rate) * 2, int(b * rate) * 2) for a, b in talk_spurts(heard[1], rate, gap_s=0.78, min_dbfs=-45) if b - a >= 0.2 - 1e-9]
-        parts = [(await asyncio.to_thread(engines.stt.transcribe, heard[1][a:b], rate)).text for a, b in spurts]
+        parts = [(await asyncio.to_thread(stt.transcribe, heard[1][a:b], rate)).text for a, b in spurts]
         heard_text = " | ".join(p.strip() for p in parts if p.strip())
-    await engines.close()
-    if not dialogs:
+    if call is None:
         print(f"FAILED: the call never reached the agent. SIPp rc={result.returncode}\n{result.errors}\n{result.stderr}")
         return 1
-    d = dialogs[-1]
     turns = []
-    for t in d.turns:
-        tm = t["timings"]
+    for t in call.turns:
+        tm = t.timings
         v2v = None
-        if t["role"] == "agent" and tm.first_frame_ms is not None and tm.speech_end_ms is not None:
+        if t.role == "agent" and tm.first_frame_ms is not None and tm.speech_end_ms is not None:
             v2v = round(tm.first_frame_ms - tm.speech_end_ms)
-        turns.append({"role": t["role"], "text": t["text"], "voice_to_voice_ms": v2v})
-    callers = [t for t in d.turns if t["role"] == "caller"]
+        turns.append({"role": t.role, "text": t.text, "voice_to_voice_ms": v2v})
+    callers = [t for t in turns if t["role"] == "caller"]
     summary = {
         "asterisk": bed.health().version,
         "sip_call_ok": result.ok,
         "call_seconds": round(elapsed, 2),
-        "engines": ", ".join(f"{i.role}={i.name}({i.device})" for i in engines.infos),
+        "engines": f"vad={cfg.vad}, stt={cfg.stt}, llm={cfg.llm}, tts={cfg.tts} (device {cfg.device})",
         "turns": turns,
         "v2v_ms (server wire)": [t["voice_to_voice_ms"] for t in turns if t["voice_to_voice_ms"] is not None],
         "caller_heard (whisper)": heard_text,
-        "outcome": d.outcome,
+        "outcome": call.outcome,
+        "stored call": f"{call.id}: {call.end_reason}, {len(call.turns)} turns, {len(call.events)} events",
     }
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -184,7 +182,7 @@ async def run_dialog_demo(as_json: bool = False) -> int:
                     print(f"  {turn['role']:>6}: {turn['text']}{lat}")
             else:
                 print(f"  {k:22} {v}")
-    ok = result.ok and bool(callers) and bool(heard_text.strip()) and len([t for t in d.turns if t["role"] == "agent"]) >= 2
+    ok = result.ok and bool(callers) and bool(heard_text.strip()) and len([t for t in turns if t["role"] == "agent"]) >= 2
     print("RESULT:", "the agent answered a spoken question on a real call" if ok else "FAILED")
     return 0 if ok else 1
 

@@ -8,15 +8,20 @@ after its beep, or a hangup when there is no message to leave.
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ari_app.amd import AmdConfig, AmdDecision
-from audiosocket.clock import Clock
+from phoneagent.dialog.amd.rules import AmdConfig, AmdDecision
+from media.clock import Clock, wait_for
 from audiosocket.protocol import Audio
-from audiosocket.server import CallEnded, CallSession
-from phoneagent.dialog.machine import MachineEngines, MachineListener
+from audiosocket.server import CallEnded
+from phoneagent.dialog.call import CallContext
+from phoneagent.dialog.amd.listener import MachineEngines, MachineListener
+from phoneagent.dialog.media import CallMedia
+from phoneagent.dialog.voice import Voice
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,10 +38,34 @@ class Screening:
         return self.outcome not in ("human", "unknown")
 
 
-async def screen_answer(session: CallSession, engines: MachineEngines, rate: int, clock: Clock, *,
+async def screen(ctx: CallContext, voice: Voice, session: CallMedia) -> bool:
+    """Screen an answered outbound call before the greeting; True when the call is over
+    (a machine, or a hangup). Detection failing never loses the call: it counts as a person."""
+    cfg = ctx.config
+    if not cfg.amd:
+        return False
+
+    async def leave(text: str) -> None:
+        await voice.say(text, role_text="voicemail")
+
+    try:
+        result = await screen_answer(session, ctx.engines, ctx.rate, ctx.clock, say=leave, voicemail_message=cfg.voicemail_message)
+    except Exception as exc:
+        log.warning("call %s: answering-machine detection failed: %r", ctx.call_id, exc)
+        return False
+    d = result.decision
+    ctx.record.event("amd", outcome=result.outcome, verdict=d.kind if d else None, reason=d.reason if d else None,
+                     at_s=d.at_s if d else None, heard=result.transcript)
+    if result.call_over:
+        ctx.state.outcome = result.outcome
+        ctx.state.ending = result.outcome != "caller_hangup"
+    return result.call_over
+
+
+async def screen_answer(session: CallMedia, engines: MachineEngines, rate: int, clock: Clock, *,
                         say: Callable[[str], Awaitable[None]], voicemail_message: str | None,
                         amd: AmdConfig | None = None, max_greeting_s: float = 40.0) -> Screening:
-    listener = MachineListener(engines, rate, amd)
+    listener = MachineListener(engines, rate, amd, clock=clock)
     t0 = clock.now()
     try:
         decision = await _listen(session, listener, clock, t0, lambda: listener.decision is not None, 10.0)
@@ -58,12 +87,12 @@ async def screen_answer(session: CallSession, engines: MachineEngines, rate: int
         await listener.close()
 
 
-async def _listen(session: CallSession, listener: MachineListener, clock: Clock, t0: float,
+async def _listen(session: CallMedia, listener: MachineListener, clock: Clock, t0: float,
                   done: Callable[[], bool], limit_s: float) -> str:
     """Feed audio until `done()` or `limit_s` after answer; "ended" if the far end hung up."""
     while not done() and clock.now() - t0 < limit_s:
         try:
-            item = await asyncio.wait_for(session.receive(), 0.1)
+            item = await wait_for(clock, session.receive(), 0.1)
         except TimeoutError:  # no audio: time still passes (the 3 s deadline holds)
             listener.poll(clock.now() - t0)
             continue

@@ -17,7 +17,7 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-from audiosocket.pcm import resample, telephone_channel
+from media.pcm import resample, telephone_channel
 
 ESPEAK_RATE = 22050
 RATE = 16000

@@ -1,6 +1,6 @@
 """Answering-machine detection's audio front-end: the callee's first seconds -> `AmdDetector`.
 
-`ari_app.amd.AmdDetector` decides from observations stamped in seconds since the answer; this
+`phoneagent.dialog.amd.rules.AmdDetector` decides from observations stamped in seconds since the answer; this
 turns the callee's audio (slin chunks at 8 or 16 kHz, in order, as they arrive) into them:
 
 - speech start/end: silero VAD probabilities with hysteresis. A segment starts at the first
@@ -36,8 +36,9 @@ from typing import Protocol
 
 import numpy as np
 
-from ari_app.amd import AmdConfig, AmdDecision, AmdDetector
-from audiosocket.pcm import SAMPLE_WIDTH, dominant_frequency, rms_dbfs, to_array
+from phoneagent.dialog.amd.rules import AmdConfig, AmdDecision, AmdDetector
+from media.clock import Clock, MonotonicClock, wait_for
+from media.pcm import SAMPLE_WIDTH, dominant_frequency, rms_dbfs, to_array
 from models.base import VAD, Transcript
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,15 @@ class MachineListener:
     """
 
     def __init__(self, engines: MachineEngines, sample_rate: int, config: AmdConfig | None = None, *,
-                 beep_hz: tuple[float, float] = (400.0, 2600.0), tuning: ListenerTuning | None = None) -> None:
+                 beep_hz: tuple[float, float] = (400.0, 2600.0), tuning: ListenerTuning | None = None,
+                 clock: Clock | None = None) -> None:
+        """`clock` times out a hung transcription (the call's clock; the real one by default)."""
         if sample_rate not in RATES:
             raise ValueError(f"AMD takes {RATES} Hz audio, not {sample_rate!r}; resample first")
         if not 0.0 < beep_hz[0] < beep_hz[1] < sample_rate / 2:
             raise ValueError(f"beep_hz must be 0 < low < high < {sample_rate / 2:g} Hz, got {beep_hz}")
         self.engines = engines
+        self.clock: Clock = clock or MonotonicClock()
         self.sample_rate = sample_rate
         self.config = config or AmdConfig()
         self.tuning = tuning or ListenerTuning()
@@ -390,7 +394,7 @@ class MachineListener:
 
     async def _transcribe(self, pcm: bytes) -> None:
         try:
-            result = await asyncio.wait_for(self.engines.transcribe(pcm, self.sample_rate), self.tuning.stt_timeout_s)
+            result = await wait_for(self.clock, self.engines.transcribe(pcm, self.sample_rate), self.tuning.stt_timeout_s)
         except Exception as exc:  # any engine failure: the timing rules still decide
             self.stt_failures += 1
             log.warning("AMD: STT failed (%s: %s); deciding on timing alone", type(exc).__name__, exc)

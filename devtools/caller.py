@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from audiosocket import protocol as p
 from audiosocket.client import AudioSocketClient
-from audiosocket.pcm import frame_bytes, rms_dbfs, telephone_channel
+from media.pcm import frame_bytes, rms_dbfs, telephone_channel
 
 VOICED_DBFS = -45.0  # a frame louder than this carries agent speech (TTS is levelled to -18)
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ari_app.amd import AmdConfig, AmdDecision, AmdDetector, normalize_words
+from phoneagent.dialog.amd.rules import AmdConfig, AmdDecision, AmdDetector, normalize_words
 
 Obs = tuple[float, str, str]  # (seconds since answer, "start" | "end" | "text" | "beep" | "poll", text)
 

@@ -11,7 +11,7 @@ import urllib.parse
 from typing import Any
 
 from ari_app.client import AriConfig
-from phoneagent.testbed import AGENT_CONTEXT, TEST_CONTEXT, AriError, AsteriskBed, ari_request
+from devtools.testbed import AGENT_CONTEXT, TEST_CONTEXT, AriError, AsteriskBed, ari_request
 
 
 def ari_config(bed: AsteriskBed) -> AriConfig:

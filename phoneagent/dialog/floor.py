@@ -1,0 +1,40 @@
+"""Who speaks for the agent: at most one task at a time holds the floor (a reply, a prompt, a
+handover). Whatever takes it next first cancels what held it; cancelling stops every live
+generation and synthesis of the call, so nothing keeps using the engines for audio nobody hears."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from phoneagent.dialog.call import CallContext
+from phoneagent.dialog.state import let_finish, reap
+
+
+class Floor:
+    RECORD_GRACE_S = 1.0  # after a barge-in, how long the reply may take to record what was heard
+
+    def __init__(self, ctx: CallContext) -> None:
+        self.ctx = ctx
+        self.task: asyncio.Task[None] | None = None
+
+    def take(self, work: Coroutine[Any, Any, None] | asyncio.Task[None]) -> asyncio.Task[None]:
+        """Give the floor to `work` (call `cancel` first when something may hold it)."""
+        self.task = work if isinstance(work, asyncio.Task) else asyncio.create_task(work)
+        return self.task
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def cancel(self, why: str, *, record_heard: bool = False) -> None:
+        self.ctx.cancel_live(why)
+        task, self.task = self.task, None
+        if task is None or task.done() or task is asyncio.current_task():
+            return
+        if record_heard:  # playout was cleared: its waiter resolves now and the turn is recorded
+            await let_finish(self.ctx.clock, task, self.RECORD_GRACE_S)
+        if not task.done():
+            task.cancel()
+            await reap(task)

@@ -1,0 +1,233 @@
+"""One spoken reply to one caller turn: STT -> LLM tokens -> clauses -> TTS -> playout.
+
+Every stage streams into the next: the first clause is synthesised and played while the LLM is
+still generating. A reply can start before the caller's turn is known to be over (speculation):
+until `release()` it may compute but must not speak, record or touch the conversation. When it
+has played, `heard` is what the caller heard and `unheard` what a barge-in cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from media.clock import sleep, wait_for
+from models.base import Cancelled, CancelToken, Message, Transcript
+from models.scheduler import EngineBusy, Priority
+from phoneagent.dialog.call import CallContext
+from phoneagent.dialog.chunker import reply_chunker
+from phoneagent.dialog.context import SpokenReply
+from phoneagent.dialog.handover import wants_human
+from phoneagent.dialog.record import TurnTiming
+from phoneagent.dialog.state import reap
+from phoneagent.dialog.voice import Voice
+
+Handover = Callable[[str], Awaitable[None]]
+
+
+class Reply:
+    def __init__(self, ctx: CallContext, voice: Voice, utterance: bytes, timing: TurnTiming, *,
+                 handover: Handover, keys: str | None = None) -> None:
+        """`keys`: a keypad entry instead of speech (no STT). `handover`: called when the caller
+        asks for a person (on a call with call control)."""
+        self.ctx = ctx
+        self.voice = voice
+        self.utterance = utterance
+        self.timing = timing
+        self.keys = keys
+        self.handover = handover
+        self._go = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.heard: str | None = None  # what the caller heard, once played
+        self.unheard = ""  # what a barge-in cut off
+
+    def start(self) -> asyncio.Task[None]:
+        self.task = asyncio.create_task(self._respond())
+        return self.task
+
+    def release(self) -> None:
+        """The caller's turn is over: the reply may speak (and record) now."""
+        self._go.set()
+
+    @property
+    def released(self) -> bool:
+        return self._go.is_set()
+
+    async def drop(self) -> None:
+        """Throw away a speculative reply (the caller went on talking)."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await reap(self.task)
+
+    # --- the pipeline ---
+    async def _respond(self) -> None:
+        ctx, cfg, go = self.ctx, self.ctx.config, self._go
+        try:
+            if self.keys is not None:
+                said = f"(keypad) {self.keys}"
+                tr = Transcript(text=said, normalized=said, confidence=1.0, no_speech_prob=0.0, language="", audio_s=0.0, decode_s=0.0)
+            else:
+                tr = await wait_for(ctx.clock, ctx.engines.transcribe(self.utterance, ctx.rate), cfg.stt_timeout_s)
+        except EngineBusy:
+            await go.wait()
+            ctx.record.event("busy", engine="stt")
+            await self.voice.say(cfg.busy, role_text="busy")
+            return
+        except Exception as exc:
+            await go.wait()
+            await self.voice.fail("stt", exc)
+            return
+        self.timing.stt_done = ctx.clock.now()
+        text = tr.normalized.strip()
+        if not text or tr.confidence < cfg.min_confidence:
+            await go.wait()  # (a speculative turn learns only now whether it was a barge-in)
+            await self._unclear(tr, text)
+            return
+        if ctx.control is not None and wants_human(text):
+            await go.wait()
+            ctx.conversation.add_user(text)
+            await ctx.record.turn("caller", text, self.timing, stt_confidence=tr.confidence)
+            await self.handover("the caller asked for a person")
+            return
+        messages = ctx.conversation.messages(cfg.system_prompt, pending_user=text)
+
+        async def commit() -> None:
+            await go.wait()
+            ctx.state.clarifications = 0
+            ctx.state.reprompts = 0
+            ctx.state.cut_off = ""  # the caller moved on: nothing to pick up again
+            ctx.conversation.add_user(text)
+            await ctx.record.turn("caller", text, self.timing, stt_confidence=tr.confidence)
+
+        try:
+            await self._stream(messages, commit)
+        except asyncio.CancelledError:
+            raise
+        except Cancelled:  # barge-in or hangup stopped an engine mid-step: not a failure
+            return
+        except EngineBusy:
+            await go.wait()
+            ctx.record.event("busy", engine="llm/tts")
+            await self.voice.say(cfg.busy, role_text="busy")
+        except Exception as exc:
+            await go.wait()
+            await self.voice.fail("llm/tts", exc)
+
+    async def _unclear(self, tr: Transcript, text: str) -> None:
+        ctx, cfg, state = self.ctx, self.ctx.config, self.ctx.state
+        if not text and self.timing.barge_in is not None and state.cut_off:
+            # The "interruption" had no words (a cough, a door): go on where the agent was cut.
+            ctx.record.event("false_alarm_resume")
+            resume, state.cut_off = state.cut_off, ""
+            await self.voice.say(f"{cfg.resume_prefix} {resume}", role_text="resume")
+            return
+        state.clarifications += 1
+        ctx.record.event("unclear", text=tr.text, confidence=round(tr.confidence, 3))
+        if state.clarifications > cfg.max_clarifications:
+            await self.voice.fail("loop", RuntimeError("caller not understood repeatedly"))
+            return
+        await self.voice.say(cfg.clarify, role_text="clarify")
+
+    async def _stream(self, messages: list[Message], commit: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        ctx, cfg, timing = self.ctx, self.ctx.config, self.timing
+        cancel = CancelToken()
+        reply = SpokenReply()
+        chunker = reply_chunker()
+        clauses: asyncio.Queue[str | None] = asyncio.Queue()
+        seg: list[int] = []
+        committed: asyncio.Task[None] = asyncio.create_task(commit())
+        gate = threading.Event()  # set: the LLM may decode
+        gate.set()
+        tts = asyncio.create_task(self._speak_clauses(clauses, cancel, reply, seg, gate))
+        filler = asyncio.create_task(self._filler_after(cfg.filler_after_s, seg, cancel))
+        try:
+            tokens = ctx.engines.reply_tokens(messages, cancel=cancel, session_key=ctx.call_id, max_tokens=cfg.max_reply_tokens, gate=gate)
+            try:
+                first = True
+                while True:
+                    timeout = cfg.first_token_timeout_s if first else cfg.step_timeout_s
+                    try:
+                        tok = await wait_for(ctx.clock, anext(tokens), timeout)
+                    except StopAsyncIteration:
+                        break
+                    if first:
+                        timing.llm_first_token = ctx.clock.now()
+                        first = False
+                    for clause in chunker.push(tok.text):
+                        clauses.put_nowait(clause)
+                        if ctx.hold_llm and timing.tts_first_audio is None:
+                            gate.clear()  # the first clause's TTS gets the CPU; _speak_clauses reopens
+            finally:
+                await tokens.aclose()
+            if not cancel.cancelled:
+                for clause in chunker.flush():
+                    clauses.put_nowait(clause)
+            clauses.put_nowait(None)
+            await tts
+        finally:
+            ctx.live.discard(cancel)
+            filler.cancel()
+            if not committed.done():
+                committed.cancel()
+            if not tts.done():
+                tts.cancel()
+                await reap(tts)
+        await committed
+        if not seg:  # nothing was spoken (empty reply or cancelled before audio)
+            if not cancel.cancelled:
+                await self.voice.say(cfg.clarify, role_text="empty reply")
+            return
+        playout = ctx.playout
+        playout.flush()
+        report = await playout.wait(seg[0])
+        timing.first_frame = playout.first_sent_at(seg[0])
+        self.heard = ctx.conversation.add_agent_heard(reply, report.played_ms, report.interrupted)
+        self.unheard = reply.unheard_text(report.played_ms) if report.interrupted else ""
+        ctx.state.cut_off = self.unheard
+        await ctx.record.turn("agent", self.heard, timing, interrupted=report.interrupted)
+        ctx.touch()
+
+    async def _speak_clauses(self, clauses: asyncio.Queue[str | None], cancel: CancelToken, reply: SpokenReply, seg: list[int],
+                             gate: threading.Event) -> None:
+        ctx, timing = self.ctx, self.timing
+        try:
+            priority = Priority.TURN  # the first clause: the caller is waiting in silence
+            while (clause := await clauses.get()) is not None:
+                ms = 0.0
+                speech = ctx.engines.speak(clause, ctx.rate, cancel=cancel, priority=priority)
+                priority = Priority.NORMAL  # later clauses have the earlier ones' audio as slack
+                try:
+                    while True:
+                        try:
+                            chunk = await wait_for(ctx.clock, anext(speech), ctx.config.step_timeout_s)
+                        except StopAsyncIteration:
+                            break
+                        if timing.tts_first_audio is None:
+                            timing.tts_first_audio = ctx.clock.now()
+                        gate.set()
+                        if not self._go.is_set():  # speculative: hold the audio until the endpoint is final
+                            await self._go.wait()
+                            ctx.live.add(cancel)  # from now on a barge-in must stop this reply
+                        if cancel.cancelled:
+                            return
+                        sid = ctx.playout.capture(chunk.pcm)
+                        if not seg:
+                            seg.append(sid)
+                        ms += len(chunk.pcm) / 2 / ctx.rate * 1000
+                finally:
+                    await speech.aclose()
+                reply.add_clause(clause, ms)
+        finally:
+            gate.set()  # a failed or cancelled first clause never leaves the LLM held
+
+    async def _filler_after(self, delay: float, seg: list[int], cancel: CancelToken) -> None:
+        """A slow LLM prefill or tool: say something short rather than leave silence."""
+        ctx = self.ctx
+        await self._go.wait()
+        ctx.live.add(cancel)
+        await sleep(ctx.clock, delay)
+        if not seg and not cancel.cancelled and not ctx.playout.speaking:
+            ctx.record.event("filler")
+            await self.voice.say(ctx.config.filler, role_text="filler", record=False, atomic=True)

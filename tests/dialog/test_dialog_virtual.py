@@ -1,0 +1,300 @@
+"""The whole dialog (CallDialog with all its parts) on virtual time: ManualClock drives every
+timer (pacing, timeouts, filler delay, watchdog), so these calls of many seconds run in
+milliseconds and their timings are exact. Engines, the call's media and call control are the
+virtual-time fakes in tests/fakes.py; the same behaviours run through the real engines and the
+real Asterisk in test_session.py and the *_asterisk tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from media.clock import ManualClock
+from models.base import EngineError
+from models.scheduler import EngineBusy
+from phoneagent.dialog.config import AgentConfig
+from phoneagent.dialog.context import CUT_MARK
+from phoneagent.dialog.session import CallDialog
+from tests.fakes import FakeControl, Heard, Said, VirtualCall, VirtualEngines
+
+GREETING = "Hello there."  # 2 words: 0.5 s of audio
+
+
+@dataclass
+class Run:
+    clock: ManualClock
+    engines: VirtualEngines
+    call: VirtualCall
+    dialog: CallDialog
+    task: asyncio.Task[None]
+
+    def kinds(self) -> list[str]:
+        return [k for _, k, _ in self.dialog.events]
+
+    def when(self, kind: str) -> float:
+        return next(t for t, k, _ in self.dialog.events if k == kind)
+
+    def agent_texts(self) -> list[str]:
+        return [t["text"] for t in self.dialog.turns if t["role"] == "agent"]
+
+    async def until(self, cond: Callable[[], bool], limit: float = 60.0) -> None:
+        await self.clock.run(until=cond, limit=limit)
+
+    async def finish(self) -> None:
+        if not self.task.done():
+            self.call.caller_hangup()
+        await self.clock.run(until=self.task.done, limit=30.0)
+        self.call.close()
+        self.task.result()
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Callable[..., Any]]:
+    runs: list[Run] = []
+
+    async def make(heard: list[Heard] | None = None, said: list[Said] | None = None, control: FakeControl | None = None,
+                   **cfg: Any) -> Run:
+        clock = ManualClock(0.0)
+        engines = VirtualEngines(clock, heard=heard or [], said=said or [])
+        call = VirtualCall(clock)
+        dialog = CallDialog(engines, AgentConfig(**{"greeting": GREETING, **cfg}), control=control)
+        call.start()
+        run = Run(clock, engines, call, dialog, asyncio.create_task(dialog.run(call)))
+        runs.append(run)
+        await run.until(lambda: bool(dialog.turns))  # the greeting has been played
+        return run
+
+    yield make
+    for run in runs:  # a test that failed half-way: hang up, and drive the clock while it ends
+        if not run.task.done():
+            run.call.caller_hangup()
+            await run.clock.run(until=run.task.done, limit=30.0)
+        run.call.close()
+        await asyncio.gather(run.task, return_exceptions=True)
+
+
+async def test_a_turn_is_answered_with_exact_virtual_timings(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard("What time do you open?", delay_s=0.2)], said=[Said("We open at nine.", first_s=0.15)])
+    assert run.agent_texts() == [GREETING]
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=1.0)
+    await run.until(lambda: len(run.dialog.turns) == 3)
+    caller, agent = run.dialog.turns[1], run.dialog.turns[2]
+    assert caller["text"] == "What time do you open?" and agent["text"] == "We open at nine."
+    timings = agent["timings"]
+    assert timings.speech_end_ms <= timings.endpoint_ms < timings.first_frame_ms
+    first_audio = min(t for t in run.call.agent_voiced_times() if t > t_end)
+    assert first_audio - t_end < 1.0  # endpointing 0.5 s + what the fakes' delays add up to
+    assert run.engines.prompts[-1][-1].content == "What time do you open?"
+    await run.finish()
+    assert run.dialog.outcome == "completed"
+
+
+async def test_filler_after_its_delay_when_the_llm_is_slow(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard("Check my balance.")], said=[Said("Your balance is ten pounds.", first_s=4.0)],
+                      filler_after_s=1.5, speculate=False)
+    run.call.say(at=run.clock.now() + 0.5, seconds=1.0)
+    await run.until(lambda: "filler" in run.kinds())
+    stt_done = run.dialog.turns[-1]["timings"].stt_done_ms / 1000  # the caller's turn, stored at commit
+    assert run.when("filler") == pytest.approx(stt_done + 1.5, abs=0.001)  # the delay runs from the transcript
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert run.agent_texts()[-1] == "Your balance is ten pounds."
+    assert "One moment." in run.engines.spoken  # said, not stored as a turn
+    await run.finish()
+
+
+async def test_no_filler_when_the_reply_is_quick(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard("Hi.")], said=[Said("Hello, how can I help?", first_s=0.2)])
+    run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    await run.clock.run(3.0)
+    assert "filler" not in run.kinds()
+    await run.finish()
+
+
+async def test_clarify_then_fallback_after_max_clarifications(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard(""), Heard("mumble", confidence=0.1), Heard("")], max_clarifications=2)
+    t = run.clock.now() + 0.5
+    for _ in range(3):
+        t = run.call.say(at=t, seconds=0.8) + 4.0
+    await run.until(run.task.done, limit=30.0)
+    assert run.kinds().count("unclear") == 3
+    assert run.agent_texts()[1:3] == [AgentConfig().clarify] * 2
+    assert run.agent_texts()[-1] == AgentConfig().fallback
+    assert "engine_error" in run.kinds() and run.dialog.outcome == "error"
+    assert run.call.hung_up  # ended cleanly by the agent after the apology
+    await run.finish()
+
+
+async def test_engine_busy_gets_the_busy_prompt_and_the_call_goes_on(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard(error=EngineBusy("stt", "queue full", 32)), Heard("Are you there?")],
+                      said=[Said("Yes, I am here.")])
+    t = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: "busy" in run.kinds())
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert run.agent_texts()[1] == AgentConfig().busy
+    run.call.say(at=max(run.clock.now(), t) + 1.0, seconds=0.8)
+    await run.until(lambda: len(run.agent_texts()) == 3)
+    assert run.agent_texts()[2] == "Yes, I am here." and run.dialog.outcome == "completed"
+    await run.finish()
+
+
+async def test_a_hung_llm_times_out_into_the_spoken_fallback(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard("Hello?")], said=[Said("never", first_s=60.0)], first_token_timeout_s=8.0)
+    run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(run.task.done)
+    assert run.agent_texts()[-1] == AgentConfig().fallback and run.dialog.outcome == "error"
+    stt_done = run.dialog.turns[1]["timings"].stt_done_ms / 1000
+    assert run.when("engine_error") == pytest.approx(stt_done + 8.0, abs=0.001)  # the first-token timeout
+    errors = [d for _, k, d in run.dialog.events if k == "engine_error"]
+    assert len(errors) == 1 and "TimeoutError" in errors[0]["error"]
+    await run.finish()
+
+
+async def test_a_crashed_llm_ends_in_the_spoken_fallback(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard("Hello?")], said=[Said("", error=EngineError("llama.cpp crashed"))])
+    run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(run.task.done)
+    assert run.agent_texts()[-1] == AgentConfig().fallback and run.dialog.outcome == "error"
+    errors = [d for _, k, d in run.dialog.events if k == "engine_error"]
+    assert len(errors) == 1 and "llama.cpp crashed" in errors[0]["error"] and run.call.hung_up
+    await run.finish()
+
+
+async def test_transfer_unavailable_keeps_helping(start) -> None:  # type: ignore[no-untyped-def]
+    ctl = FakeControl(transfer_available=False)
+    run = await start(heard=[Heard("Can I speak to a real person?")], control=ctl)
+    run.call.say(at=run.clock.now() + 0.5, seconds=1.0)
+    await run.until(lambda: "transfer_unavailable" in run.kinds())
+    await run.until(lambda: run.agent_texts()[-1] == AgentConfig().transfer_unavailable)
+    assert ctl.summaries == [] and run.dialog.outcome == "completed"
+    await run.finish()
+
+
+async def test_transfer_failed_brings_the_caller_back_to_the_agent(start) -> None:  # type: ignore[no-untyped-def]
+    ctl = FakeControl(outcome="timeout")
+    run = await start(heard=[Heard("I want to talk to a person.")], control=ctl)
+    run.call.say(at=run.clock.now() + 0.5, seconds=1.0)
+    await run.until(lambda: "transfer" in run.kinds())
+    await run.until(lambda: run.agent_texts()[-1] == AgentConfig().transfer_failed)
+    texts = run.agent_texts()
+    assert texts[-2:] == [AgentConfig().transfer_notice, AgentConfig().transfer_failed]
+    assert ctl.heard_by_person and "talk to a person" in ctl.heard_by_person[0]  # the person heard the caller's words
+    assert run.dialog.summary == ctl.summaries[0]
+    assert not run.task.done()  # still with the agent
+    await run.finish()
+    assert run.dialog.outcome == "completed"
+
+
+async def test_transfer_accepted_ends_the_agents_part(start) -> None:  # type: ignore[no-untyped-def]
+    ctl = FakeControl(outcome="accepted")
+    run = await start(heard=[Heard("Put me through to an agent please.")], control=ctl)
+    run.call.say(at=run.clock.now() + 0.5, seconds=1.0)
+    await run.until(lambda: "transfer" in run.kinds())
+    run.call.caller_hangup()  # Asterisk hangs up the agent's leg once the caller is bridged on
+    await run.finish()
+    assert run.dialog.outcome == "transferred"
+
+
+async def test_speculation_is_used_when_the_turn_ends_at_the_pause(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard("Opening hours?")], said=[Said("Nine to five.")])
+    run.call.say(at=run.clock.now() + 0.5, seconds=1.0)
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert "speculation_used" in run.kinds() and "speculation_dropped" not in run.kinds()
+    assert len(run.engines.prompts) == 1  # the LLM ran once: the speculative run was the reply
+    await run.finish()
+
+
+async def test_speculation_is_dropped_when_the_caller_goes_on(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard("My account is"), Heard("My account is four two.")], said=[Said("thrown away"), Said("Thanks, got it.")])
+    t = run.clock.now() + 0.5
+    t = run.call.say(at=t, seconds=1.0)
+    run.call.say(at=t + 0.25, seconds=1.0)  # a pause past speculative_s (0.12), short of the endpoint
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert run.kinds().index("speculation_dropped") < run.kinds().index("speculation_used")
+    assert run.agent_texts()[1] == "Thanks, got it."
+    callers = [t["text"] for t in run.dialog.turns if t["role"] == "caller"]
+    assert callers == ["My account is four two."]  # nothing of the dropped run was committed
+    await run.finish()
+
+
+async def test_barge_in_during_the_first_clause_stops_playout_within_a_frame(start) -> None:  # type: ignore[no-untyped-def]
+    long = "Our opening hours are eight in the morning to six in the evening from Monday to Friday."
+    run = await start(heard=[Heard("Hours?"), Heard("Stop, thanks.")], said=[Said(long, token_s=0.2), Said("Sure.")])
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: run.call.agent_talking(t_end, run.clock.now()))
+    t_barge = run.clock.now() + 0.3  # the first clause is ~1.5 s of audio: still in it
+    run.call.say(at=t_barge, seconds=1.2)
+    await run.until(lambda: "barge_in" in run.kinds())
+    fired = run.when("barge_in")
+    await run.clock.run(0.2)
+    after = [t for t in run.call.agent_voiced_times() if t > fired]
+    assert len(after) <= 1  # at most the frame already on its way
+    await run.until(lambda: len(run.agent_texts()) == 3)
+    cut = run.agent_texts()[1]
+    assert cut.endswith(CUT_MARK) and len(cut) < len(long)  # only what was heard is kept
+    assert run.dialog.turns[2]["interrupted"] is True
+    assert run.engines.cancelled == [long]  # generation was cancelled, not run to its end
+    assert run.engines.prompts[-1][-2].content == cut  # the LLM saw only the heard part
+    await run.finish()
+
+
+async def test_watchdog_reprompts_then_says_goodbye(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(no_input_s=8.0, max_reprompts=1)
+    greeted = run.clock.now()
+    await run.until(lambda: "reprompt" in run.kinds())
+    assert run.when("reprompt") == pytest.approx(greeted + 8.0, abs=0.3)
+    await run.until(run.task.done, limit=60.0)
+    assert run.kinds()[-1] == "no_input_hangup" and run.dialog.outcome == "no_input"
+    assert run.agent_texts()[-2:] == [AgentConfig().reprompt, AgentConfig().goodbye_no_input]
+    assert run.call.hung_up
+    await run.finish()
+
+
+async def test_a_keypad_entry_is_a_caller_turn(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(said=[Said("Thanks, account four seven one one.")])
+    for d in "4711#":
+        run.call.press(d)
+        await run.clock.run(0.15)  # a person's key presses are >= 80 ms apart
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert [t["text"] for t in run.dialog.turns if t["role"] == "caller"] == ["(keypad) 4711"]
+    await run.finish()
+
+
+async def test_hangup_mid_reply_records_what_was_heard(start) -> None:  # type: ignore[no-untyped-def]
+    long = "Let me read you the whole list of our branches one by one starting with the north."
+    run = await start(heard=[Heard("Where are you?")], said=[Said(long)])
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: run.call.agent_talking(t_end, run.clock.now()))
+    await run.clock.run(1.0)
+    run.call.caller_hangup()
+    await run.until(run.task.done)
+    heard = run.agent_texts()[-1]
+    assert heard.endswith(CUT_MARK) and run.dialog.turns[-1]["interrupted"] is True
+    await run.finish()
+
+
+async def test_cancelling_the_dialog_still_finalises_the_record_and_is_not_swallowed(start) -> None:  # type: ignore[no-untyped-def]
+    long = "Let me read you the whole list of our branches one by one starting with the north."
+    run = await start(heard=[Heard("Where are you?")], said=[Said(long, token_s=0.2)])
+    finished: list[str] = []
+
+    async def finish_call(*_a: Any, **kw: Any) -> None:
+        finished.append(kw["end_reason"])
+
+    assert run.dialog.record is not None
+    run.dialog.record.store = type("Store", (), {"finish_call": staticmethod(finish_call), "add_turn": staticmethod(_noop),
+                                                 "add_event": staticmethod(_noop)})()
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: run.call.agent_talking(t_end, run.clock.now()))
+    run.task.cancel()  # service shutdown: the handler task is cancelled mid-reply
+    await run.clock.run(until=run.task.done, limit=10)
+    assert run.task.cancelled()  # the cancellation propagated, it was not swallowed
+    assert finished == ["interrupted"]  # and the record was still closed on the way out
+
+
+async def _noop(*_a: Any, **_k: Any) -> None:
+    return None
