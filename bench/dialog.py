@@ -9,7 +9,7 @@ talks over the agent. Measured on the caller's side of the socket:
 - barge-in stop: caller's first voiced frame over the agent -> agent's last voiced frame, and
   from the moment the dialog's VAD/endpointer fired (server event) -> agent's last voiced frame;
 - stages: the dialog's own per-turn timings (endpoint, STT, first token, first audio, wire).
-Everything is real: silero, whisper tiny.en, gemma 270M, Piper.
+Everything is real: silero, whisper tiny.en, the catalogue's LLM (gemma 270M by default), Piper.
 """
 
 from __future__ import annotations
@@ -138,10 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--calls", default="1,2,4", help="comma-separated concurrency levels")
     ap.add_argument("--repeats", type=int, default=3, help="rounds per level (samples are pooled)")
     ap.add_argument("--llm-pool", type=int, default=None, help="llama.cpp instances (default: EngineConfig's)")
+    ap.add_argument("--llm", default="", help="catalogue name of the LLM (default: EngineConfig's)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     info = machine_info()
-    config = EngineConfig() if args.llm_pool is None else EngineConfig(llm_pool=args.llm_pool)
+    config = EngineConfig(**({"llm_pool": args.llm_pool} if args.llm_pool is not None else {}),
+                          **({"llm": args.llm} if args.llm else {}))
     engines = Engines.load(config)
     utts = synthesize_set()
     levels = [asyncio.run(run_level(engines, int(n), utts, args.repeats)) for n in args.calls.split(",")]

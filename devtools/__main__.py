@@ -14,7 +14,7 @@ from devtools import testbed, testbed_cli
 def _demo(args: argparse.Namespace) -> int:
     from devtools.demo import run_demo
 
-    return asyncio.run(run_demo(as_json=args.json, agent=args.agent))
+    return asyncio.run(run_demo(as_json=args.json, agent=args.agent, llm=args.llm))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--json", action="store_true", help="print the call report as JSON")
     demo.add_argument("--agent", choices=("dialog", "echo"), default="dialog",
                       help="dialog: the real agent with the bundled models; echo: media-path check")
+    demo.add_argument("--llm", default="", help="catalogue name of the LLM, e.g. qwen2.5-coder-0.5b-instruct")
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s")

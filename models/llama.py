@@ -50,8 +50,13 @@ class PromptFormat:
     control markers (tokenised with special=True); message content never does, so a caller
     cannot inject a turn marker."""
 
-    name: str  # "gemma" or "plain"
+    name: str  # "chatml", "gemma" or "plain"
     stop: tuple[str, ...]
+
+    @classmethod
+    def chatml(cls) -> PromptFormat:
+        """Qwen's (and many others') layout: <|im_start|>role ... <|im_end|>."""
+        return cls("chatml", ("<|im_end|>", "<|im_start|>", "<|endoftext|>"))
 
     @classmethod
     def gemma(cls) -> PromptFormat:
@@ -62,17 +67,27 @@ class PromptFormat:
         return cls("plain", ("\nUser:", "\nAssistant:"))
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, str]) -> PromptFormat:
-        """The GGUF's own template decides; without one, gemma-architecture vocabularies still
-        carry the turn markers (the bundled base model is such a file)."""
+    def from_metadata(cls, metadata: Mapping[str, str], *, source: str = "the GGUF") -> PromptFormat:
+        """The GGUF's own chat template decides, never a guess: a template we do not know is an
+        error (pass `prompt_format` to choose one explicitly). Without a template, only a
+        gemma-architecture vocabulary qualifies (it carries the turn markers; the bundled base
+        model is such a file)."""
         template = metadata.get("tokenizer.chat_template")
         if template:
-            return cls.gemma() if "<start_of_turn>" in template else cls.plain()
+            if "<|im_start|>" in template:
+                return cls.chatml()
+            if "<start_of_turn>" in template:
+                return cls.gemma()
+            raise ValueError(f"llm: {source} has a chat template this engine does not know (neither ChatML nor Gemma); "
+                             "choose a prompt format explicitly (LlamaLLM(prompt_format=...))")
         if metadata.get("general.architecture", "").startswith("gemma"):
             return cls.gemma()
-        return cls.plain()
+        raise ValueError(f"llm: {source} has no chat template and is not a gemma model: its prompt layout is unknown; "
+                         "choose a prompt format explicitly (LlamaLLM(prompt_format=...))")
 
     def parts(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> list[tuple[str, bool]]:
+        if self.name == "chatml":
+            return _chatml_parts(messages, add_generation_prompt)
         if self.name == "gemma":
             return _gemma_parts(messages, add_generation_prompt)
         return _plain_parts(messages, add_generation_prompt)
@@ -83,6 +98,20 @@ class PromptFormat:
 
 def _content(m: Message) -> str:
     return f"Tool {m.name or 'result'} returned: {m.content}" if m.role == "tool" else m.content
+
+
+def _chatml_parts(messages: Sequence[Message], gen: bool) -> list[tuple[str, bool]]:
+    """ChatML as Qwen2.5's own template writes it; a tool result is a user turn holding a
+    <tool_response> (plain text here: only the turn markers are control tokens)."""
+    out: list[tuple[str, bool]] = []
+    for m in messages:
+        if m.role == "tool":
+            out += [("<|im_start|>user\n", True), (f"<tool_response>\n{m.content}\n</tool_response>", False), ("<|im_end|>\n", True)]
+        else:
+            out += [(f"<|im_start|>{m.role}\n", True), (m.content, False), ("<|im_end|>\n", True)]
+    if gen:
+        out.append(("<|im_start|>assistant\n", True))
+    return [p for p in out if p[0]]
 
 
 def _gemma_parts(messages: Sequence[Message], gen: bool) -> list[tuple[str, bool]]:
@@ -250,7 +279,12 @@ class LlamaLLM(LLM):
             t0 = time.perf_counter()
             slots = [_Slot(i, self._load_one()) for i in range(self.pool_size)]
             if self._format is None:
-                self._format = PromptFormat.from_metadata(slots[0].llm.metadata)
+                try:
+                    self._format = PromptFormat.from_metadata(slots[0].llm.metadata, source=str(self.model_path))
+                except ValueError as exc:
+                    for slot in slots:
+                        slot.llm.close()
+                    raise EngineError(str(exc)) from exc
             self.load_s = time.perf_counter() - t0
             with self._cond:
                 self._slots = slots
@@ -366,12 +400,23 @@ class LlamaLLM(LLM):
         return None if data["name"] == "none" else ToolCall(data["name"], data.get("arguments", {}))
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
+        return len(self.prompt_tokens(messages))
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
         """Exactly the tokens `stream` would prefill for `messages` (same layout, same tokeniser;
         tokenising only reads the vocabulary, so it runs beside a generation)."""
         self.load()
         with self._cond:
             llm = self._slots[0].llm
-        return len(self._tokenize(llm, self.prompt_format.parts(messages)))
+        return self._tokenize(llm, self.prompt_format.parts(messages))
+
+    def special_token(self, text: str) -> int | None:
+        """The id of a control token such as "<|im_start|>" (None: not one token here)."""
+        self.load()
+        with self._cond:
+            llm = self._slots[0].llm
+        ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+        return ids[0] if len(ids) == 1 else None
 
     def _grammar(self, schema: dict[str, Any]) -> str:
         try:
@@ -382,8 +427,10 @@ class LlamaLLM(LLM):
             raise ValueError(f"llm: cannot turn the tool schema into a grammar: {exc}") from exc
 
     def _tokenize(self, llm: Any, parts: Sequence[tuple[str, bool]]) -> list[int]:
-        """Part by part, so a part's tokens never depend on its neighbours (exact prefixes)."""
-        return [llm.token_bos(), *(t for text, sp in parts for t in llm.tokenize(text.encode(), add_bos=False, special=sp))]
+        """Part by part, so a part's tokens never depend on its neighbours (exact prefixes). A
+        BOS token only where the vocabulary asks for one (gemma does, Qwen's ChatML does not)."""
+        bos = [llm.token_bos()] if llm._model.add_bos_token() else []
+        return [*bos, *(t for text, sp in parts for t in llm.tokenize(text.encode(), add_bos=False, special=sp))]
 
     def _reuse_prefix(self, llm: Any, prompt: list[int]) -> int:
         """Keep the KV cache's longest common prefix with `prompt` (what Llama.generate does),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ari_app.client import AriConfig
+    from models.engines import EngineConfig
 
 
 def _ari_config(args: argparse.Namespace) -> AriConfig:
@@ -25,16 +26,21 @@ def _ari_config(args: argparse.Namespace) -> AriConfig:
     return AriConfig(url=args.ari_url, user=user, password=password, app=args.ari_app)
 
 
+def _engine_config(args: argparse.Namespace) -> EngineConfig:
+    from models.engines import EngineConfig
+
+    return EngineConfig(llm=args.llm) if args.llm else EngineConfig()
+
+
 def _preflight_or_refuse(args: argparse.Namespace) -> int:
     """Before any call is taken: each engine's tiny real run in a subprocess (models.preflight).
     A native library that dies on this CPU stops the start here, not a call later."""
     from models import preflight
-    from models.engines import EngineConfig
 
     if args.agent != "dialog" or args.skip_preflight:
         return 0
     try:
-        results = preflight.ensure(preflight.checks_for(EngineConfig()))
+        results = preflight.ensure(preflight.checks_for(_engine_config(args)))
     except preflight.PreflightError as exc:
         print(f"phoneagent: refusing to start: {exc}", file=sys.stderr)
         return 3
@@ -49,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
     refused = _preflight_or_refuse(args)
     if refused:
         return refused
-    asyncio.run(serve(args.host, args.port, agent=args.agent, db_url=args.db, ari=ari))
+    asyncio.run(serve(args.host, args.port, agent=args.agent, db_url=args.db, ari=ari, engine_config=_engine_config(args)))
     return 0
 
 
@@ -63,7 +69,7 @@ def _dial(args: argparse.Namespace) -> int:
     if refused:
         return refused
     results = asyncio.run(dial(args.host, args.port, args.numbers, outbound, agent=args.agent, db_url=args.db,
-                               ari=_ari_config(args)))
+                               ari=_ari_config(args), engine_config=_engine_config(args)))
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
     else:
@@ -75,6 +81,10 @@ def _dial(args: argparse.Namespace) -> int:
 # What the shipped asterisk/ configs expect (extensions.conf, http.conf, ari.conf).
 AUDIOSOCKET_HOST, AUDIOSOCKET_PORT = "127.0.0.1", 9092
 ARI_URL, ARI_APP = "http://127.0.0.1:8088", "phoneagent"
+
+
+def _llm_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--llm", default="", help="catalogue name of the LLM (default: EngineConfig's; e.g. qwen2.5-coder-0.5b-instruct)")
 
 
 class UsageError(Exception):
@@ -89,13 +99,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ari-url", default=ARI_URL, help="Asterisk's HTTP/ARI base URL")
     p.add_argument("--ari-app", default=ARI_APP, help="the Stasis application name")
     p.add_argument("--skip-preflight", action="store_true", help="do not test-run each engine in a subprocess first (not advised)")
+    _llm_option(p)
 
 
 def _preflight(args: argparse.Namespace) -> int:
     from models import preflight
-    from models.engines import EngineConfig
 
-    return preflight.report(preflight.checks_for(EngineConfig(), device=args.device), as_json=args.json)
+    return preflight.report(preflight.checks_for(_engine_config(args), device=args.device), as_json=args.json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pre = subparsers.add_parser("preflight", help="test-run each engine once in a subprocess; exit 3 if one cannot run on this machine")
     pre.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     pre.add_argument("--json", action="store_true", help="print the results as JSON")
+    _llm_option(pre)
     pre.set_defaults(func=_preflight)
 
     dialp = subparsers.add_parser("dial", help="place outbound calls through ARI (answering-machine detection), wait for them to end")

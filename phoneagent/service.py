@@ -19,13 +19,15 @@ from ari_app.controller import AriController
 from ari_app.outbound import Dialer, OutboundConfig, OutboundResult
 from audiosocket.server import AudioSocketServer, CallSession, Handler
 from db import AsyncCallStore
+from models.engines import EngineConfig
 from phoneagent.echo_agent import EchoAgent
 
 log = logging.getLogger(__name__)
 
 
 async def build_handler(kind: str, db_url: str, controller: AriController | None = None,
-                        store: AsyncCallStore | None = None) -> tuple[Handler, Callable[[], Awaitable[None]]]:
+                        store: AsyncCallStore | None = None, engine_config: EngineConfig | None = None,
+                        ) -> tuple[Handler, Callable[[], Awaitable[None]]]:
     """The per-call handler and its clean-up. "dialog" loads and warms every engine first, so
     the first caller never waits for a model load; "echo" is the media-path check. With a
     controller, each AudioSocket session is linked to its ARI call by UUID (call control)."""
@@ -36,11 +38,11 @@ async def build_handler(kind: str, db_url: str, controller: AriController | None
         return EchoAgent(), nothing
     if kind != "dialog":
         raise ValueError(f"unknown agent kind {kind!r}; available: dialog, echo")
-    from models.engines import EngineConfig, Engines
+    from models.engines import Engines
     from phoneagent.dialog.config import AgentConfig
     from phoneagent.dialog.session import CallDialog
 
-    engines = await asyncio.to_thread(Engines.load, EngineConfig())
+    engines = await asyncio.to_thread(Engines.load, engine_config or EngineConfig())
     own_store = store is None
     calls = store or AsyncCallStore(db_url)
     config = AgentConfig()
@@ -67,13 +69,14 @@ class Running:
 @contextlib.asynccontextmanager
 async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = "sqlite:///phoneagent.db",
                   shutdown_grace: float = 5.0, ari: AriConfig | None = None,
-                  controller_config: ControllerConfig | None = None) -> AsyncIterator[Running]:
+                  controller_config: ControllerConfig | None = None,
+                  engine_config: EngineConfig | None = None) -> AsyncIterator[Running]:
     """The AudioSocket service (and, with `ari`, the ARI controller, connected) while inside."""
     store = AsyncCallStore(db_url)
     client = AriClient(ari) if ari is not None else None
     controller = AriController(client, controller_config or ControllerConfig(audiosocket_address=f"{host}:{port}"),
                                store=store) if client is not None else None
-    handler, close_handler = await build_handler(agent, db_url, controller, store)
+    handler, close_handler = await build_handler(agent, db_url, controller, store, engine_config)
     if controller is not None:
         inner = handler
 

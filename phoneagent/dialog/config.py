@@ -40,7 +40,8 @@ class AgentConfig:
     """Per-agent behaviour: prompts, timers, thresholds."""
 
     name: str = "default"
-    system_prompt: str = "You are a helpful, brief phone agent. Answer in one or two short sentences."
+    system_prompt: str = ("You are a helpful, brief phone agent on a telephone call. Answer in one or two short "
+                          "spoken sentences of plain words: no lists, no markdown, no code.")
     greeting: str = "Hello, thanks for calling. How can I help you today?"
     reprompt: str = "Are you still there? How can I help?"
     goodbye_no_input: str = "I haven't heard anything, so I'll end the call now. Goodbye."

@@ -27,7 +27,7 @@ async def test_forty_turns_through_the_real_llm_never_overflow_its_context() -> 
         assert conv.budget == engines.context_tokens - 32 == 2048 - 32
         largest = 0
         for turn in range(40):
-            said = f"{CALLER[turn % len(CALLER)]} This is turn {turn + 1}."
+            said = f"{CALLER[turn % len(CALLER)]} Sorry to go on about it, this is the {turn + 1}th thing I wanted to ask you today."
             messages = conv.messages(config.system_prompt, pending_user=said)
             prompt = engines.count_tokens(messages)
             assert prompt <= conv.budget, f"turn {turn + 1}: prompt of {prompt} tokens over budget {conv.budget}"

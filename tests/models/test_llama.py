@@ -77,7 +77,7 @@ def test_plain_format() -> None:
     assert PromptFormat.plain().render(msgs) == "Be brief.\n\nUser: Hi\nAssistant: Hello!\nUser: Bye\nAssistant:"
 
 
-@pytest.mark.parametrize("fmt", [PromptFormat.gemma(), PromptFormat.plain()])
+@pytest.mark.parametrize("fmt", [PromptFormat.chatml(), PromptFormat.gemma(), PromptFormat.plain()])
 def test_formats_are_append_only(fmt: PromptFormat) -> None:
     turn1 = [Message("system", "S"), Message("user", "one")]
     turn2 = [*turn1, Message("assistant", "reply"), Message("user", "two")]
@@ -87,9 +87,13 @@ def test_formats_are_append_only(fmt: PromptFormat) -> None:
 
 def test_format_from_metadata() -> None:
     assert PromptFormat.from_metadata({"tokenizer.chat_template": "{{ '<start_of_turn>' }}"}).name == "gemma"
-    assert PromptFormat.from_metadata({"tokenizer.chat_template": "<|im_start|>"}).name == "plain"
+    assert PromptFormat.from_metadata({"tokenizer.chat_template": "{% for m in messages %}<|im_start|>"}).name == "chatml"
     assert PromptFormat.from_metadata({"general.architecture": "gemma3"}).name == "gemma"
-    assert PromptFormat.from_metadata({"general.architecture": "llama"}).name == "plain"
+    # never a silent fallback to a made-up layout
+    with pytest.raises(ValueError, match="/m.gguf has no chat template"):
+        PromptFormat.from_metadata({"general.architecture": "llama"}, source="/m.gguf")
+    with pytest.raises(ValueError, match="chat template this engine does not know"):
+        PromptFormat.from_metadata({"tokenizer.chat_template": "[INST] {{ m }} [/INST]"})
 
 
 def test_stop_matcher_holds_back_partial_stop_strings() -> None:
