@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 from media.pcm import voiced_frames
 from audiosocket.server import AudioSocketServer, CallSession
 from devtools.caller import CallerEmulator
-from bench.machine import machine_info, peak_rss_mb, slug
+from bench.machine import machine_info, peak_rss_mb, save_results
 from devtools.utterances import synthesize_set
 from models.engines import EngineConfig, Engines
 from phoneagent.dialog.config import AgentConfig
@@ -155,9 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_calls_with_p95_v2v_under_1500ms": max((lv["calls"] for lv in levels if (lv["v2v_ms"]["p95"] or 1e9) <= 1500), default=0),
         "peak_rss_mb": peak_rss_mb(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"dialog-{slug(info)}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    # a non-default LLM gets its own file, so the default's figures are never overwritten
+    path = save_results(args.out, f"dialog-{args.llm}" if args.llm else "dialog", result)
     print(f"dialog benchmark on {info['cpu']} ({info['cores']} cores), device {info['device']}")
     print(f"  {'calls':>5}  {'v2v p50/p95/max ms':>22}  {'barge-in stop p50/p95 ms (onset | VAD)':>40}  stages p50 ms (endpoint/stt/llm/tts/wire)")
     for lv in levels:

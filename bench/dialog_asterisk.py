@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 import wave
@@ -33,7 +32,7 @@ from ari_app.controller import AriController
 from media.pcm import resample, talk_spurts, voiced_frames
 from audiosocket.server import AudioSocketServer, CallSession
 from bench.dialog import INTERRUPTION, QUESTIONS, pct, voiced_bounds
-from bench.machine import machine_info, slug
+from bench.machine import machine_info, save_results
 from devtools.utterances import synthesize_set
 from models.engines import EngineConfig, Engines
 from devtools import sipcall, testbed
@@ -144,9 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     route = ("SIPp G.711 -> Asterisk 22 -> AudioSocket slin16 -> agent" if args.path == "direct" else
              "SIPp G.711 -> Asterisk 22 -> Stasis: ARI bridge + externalMedia AudioSocket slin16 -> agent")
     out = {"machine": info, "device": info["device"], "path": route, **res}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / (f"dialog-asterisk-{slug(info)}.json" if args.path == "direct" else f"dialog-asterisk-ari-{slug(info)}.json")
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    path = save_results(args.out, "dialog-asterisk" if args.path == "direct" else "dialog-asterisk-ari", out)
     v, b = res["v2v_ms"], res["barge_in_stop_ms"]
     print(f"dialog through Asterisk {res['asterisk']} on {info['cpu']} ({info['cores']} cores), device {info['device']}")
     print(f"  calls {res['calls']}: v2v p50/p95/max {v['p50']}/{v['p95']}/{v['max']} ms; barge-in stop p50/p95 {b['p50']}/{b['p95']} ms; failures {len(res['failures'])}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from media.pcm import frame_bytes, resample, tone
-from bench.machine import machine_info, peak_rss_mb, slug
+from bench.machine import machine_info, peak_rss_mb, save_results
 from devtools.utterances import synthesize_set, telephone
 from models import catalog as cat
 from models.base import LLM, STT, CancelToken, Message, ToolSpec, drain
@@ -195,9 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stt_median_ms_3s <= 400": (tiny["latency_ms_2_to_4_5s"] or {}).get("median", 1e9) <= TARGETS["stt_median_ms_3s"],
         "tts_first_audio_ms_short_clause <= 150": results["tts"]["first_audio_ms"]["short_clause"]["median"] <= TARGETS["tts_first_audio_ms"],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"engines-{slug(info)}.json"
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    path = save_results(args.out, "engines", results)
     print_table(results)
     print(f"\nwritten {path}")
     return 0

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.machine import machine_info, slug
+from bench.machine import machine_info, save_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,9 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             wheel = Path(path).expanduser()
             runs = [measure(wheel, t, args.repeats, Path(scratch)) for t in args.threads]
             results["builds"][label] = {"wheel": wheel.name, "cmake_args": flags.get(label, ""), "build_seconds": build_seconds(wheel, given, label), "runs": runs}
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"llama-build-{slug(info)}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = save_results(args.out, "llama-build", results)
     print_table(results)
     print(f"\nwritten {out}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -10,15 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from models.preflight import cpu_info
+
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return cpu_info().model
 
 
 def gpu_name() -> str | None:
@@ -67,3 +64,11 @@ def peak_rss_mb() -> float:
 def slug(info: dict[str, Any]) -> str:
     dev = str(info["device"]).lower().replace(" ", "-")
     return f"{dev}-{info['cores']}core"
+
+
+def save_results(out_dir: Path, name: str, results: dict[str, Any]) -> Path:
+    """Write a benchmark's results (with its machine) as `<out_dir>/<name>-<machine slug>.json`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}-{slug(results['machine'])}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return path

@@ -43,6 +43,8 @@ async def wait_for(clock: Clock, aw: Awaitable[T], timeout: float | None) -> T:
     """`asyncio.wait_for` on `clock`'s timeline: the awaitable's result, or TimeoutError after
     `timeout` seconds of clock time (the awaitable is then cancelled and awaited). Cancelling
     the caller cancels both."""
+    if type(clock) is MonotonicClock:  # the event loop's own timeline: its timer, no extra task
+        return await asyncio.wait_for(aw, timeout)
     task: asyncio.Future[T] = asyncio.ensure_future(aw)
     if timeout is None:
         return await task

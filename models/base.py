@@ -187,9 +187,12 @@ def estimate_tokens(messages: Sequence[Message]) -> int:
 
 class LLM(ABC):
     info: EngineInfo
-    # The context window in tokens: prompt and reply together. Engines that know their real
-    # size (llama.cpp's n_ctx) set it; the conversation budget derives from it.
-    context_tokens: int = 2048
+
+    @property
+    def context_tokens(self) -> int:
+        """The context window in tokens, prompt and reply together; the conversation budget
+        derives from it. Engines that know their real size (llama.cpp's n_ctx) override it."""
+        return 2048
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """Tokens `messages` take as a prompt in this model's own layout (generation prompt

@@ -247,7 +247,6 @@ class LlamaLLM(LLM):
         _route_llama_logs(llama_cpp)
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
         self.n_ctx = n_ctx
-        self.context_tokens = n_ctx
         self.n_threads = n_threads or default_threads()
         self.pool_size = pool_size
         self.n_gpu_layers = (-1 if gpu else 0) if n_gpu_layers is None else n_gpu_layers
@@ -399,24 +398,28 @@ class LlamaLLM(LLM):
             raise EngineError(f"llm: grammar-constrained tool call is not JSON ({exc}): {text!r}") from exc
         return None if data["name"] == "none" else ToolCall(data["name"], data.get("arguments", {}))
 
+    @property
+    def context_tokens(self) -> int:
+        return self.n_ctx
+
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return len(self.prompt_tokens(messages))
 
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
-        """Exactly the tokens `stream` would prefill for `messages` (same layout, same tokeniser;
-        tokenising only reads the vocabulary, so it runs beside a generation)."""
-        self.load()
-        with self._cond:
-            llm = self._slots[0].llm
-        return self._tokenize(llm, self.prompt_format.parts(messages))
+        """Exactly the tokens `stream` would prefill for `messages` (same layout, same tokeniser)."""
+        return self._tokenize(self._vocab_reader(), self.prompt_format.parts(messages))
 
     def special_token(self, text: str) -> int | None:
         """The id of a control token such as "<|im_start|>" (None: not one token here)."""
+        ids = self._vocab_reader().tokenize(text.encode(), add_bos=False, special=True)
+        return ids[0] if len(ids) == 1 else None
+
+    def _vocab_reader(self) -> Any:
+        """Any instance, busy or not: tokenising only reads the shared vocabulary, so it runs
+        beside a generation."""
         self.load()
         with self._cond:
-            llm = self._slots[0].llm
-        ids = llm.tokenize(text.encode(), add_bos=False, special=True)
-        return ids[0] if len(ids) == 1 else None
+            return self._slots[0].llm
 
     def _grammar(self, schema: dict[str, Any]) -> str:
         try:

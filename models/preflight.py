@@ -18,8 +18,8 @@ import platform
 import signal
 import subprocess
 import sys
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,17 +112,14 @@ class PreflightError(RuntimeError):
         self.results = list(results)
 
 
-def default_checks(*, vad: str = "silero-vad", stt: str = "whisper-tiny.en", llm: str = "gemma-3-270m",
-                   tts: str = "piper-joe-medium", device: str = "auto") -> list[EngineCheck]:
-    """The four engines a dialog service loads, by catalogue name (`EngineConfig`'s fields)."""
-    me = (sys.executable, "-m", "models.preflight", "--device", device, "--child")
+def checks_for(config: EngineConfig | None = None, *, device: str | None = None) -> list[EngineCheck]:
+    """The four engines a dialog service with this config loads (EngineConfig() by default)."""
+    from models.engines import EngineConfig
+
+    cfg = config or EngineConfig()
+    me = (sys.executable, "-m", "models.preflight", "--device", device or cfg.device, "--child")
     return [EngineCheck(engine, (*me, engine, "--model", name))
-            for engine, name in (("silero", vad), ("whisper", stt), ("piper", tts), ("llama.cpp", llm))]
-
-
-def checks_for(config: EngineConfig, *, device: str | None = None) -> list[EngineCheck]:
-    """The checks for the engines a service with this config loads."""
-    return default_checks(vad=config.vad, stt=config.stt, llm=config.llm, tts=config.tts, device=device or config.device)
+            for engine, name in (("silero", cfg.vad), ("whisper", cfg.stt), ("piper", cfg.tts), ("llama.cpp", cfg.llm))]
 
 
 def _tail(text: str, lines: int = 12) -> str:
@@ -146,17 +143,17 @@ def run_check(check: EngineCheck, *, timeout_s: float = 180.0) -> CheckResult:
 
 def run_checks(checks: Sequence[EngineCheck], *, timeout_s: float = 180.0) -> list[CheckResult]:
     """Every check at once (each child is mostly loading a model: seconds, not minutes)."""
-    results: list[CheckResult | None] = [None] * len(checks)
+    with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
+        return list(pool.map(lambda check: run_check(check, timeout_s=timeout_s), checks))
 
-    def one(i: int) -> None:
-        results[i] = run_check(checks[i], timeout_s=timeout_s)
 
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(checks))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return [r for r in results if r is not None]
+def write_build_info(path: str, version: str, cmake_args: str, build_seconds: str) -> None:
+    """./dev records how the llama-cpp-python wheel was built, next to it; `_build_info` reads
+    the copy in the venv."""
+    Path(path).write_text(json.dumps({
+        "version": version, "cmake_args": cmake_args, "build_seconds": int(build_seconds),
+        "built_on_cpu": cpu_info().model, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }, indent=2) + "\n")
 
 
 def _build_info() -> str:
@@ -198,7 +195,7 @@ def describe_failure(result: CheckResult, cpu: CpuInfo) -> str:
 def ensure(checks: Sequence[EngineCheck] | None = None, *, timeout_s: float = 180.0,
            cpu: CpuInfo | None = None) -> list[CheckResult]:
     """Run the checks; raise PreflightError naming every engine that failed."""
-    results = run_checks(default_checks() if checks is None else checks, timeout_s=timeout_s)
+    results = run_checks(checks_for() if checks is None else checks, timeout_s=timeout_s)
     failed = [r for r in results if not r.ok]
     if failed:
         cpu = cpu or cpu_info()
@@ -209,28 +206,24 @@ def ensure(checks: Sequence[EngineCheck] | None = None, *, timeout_s: float = 18
 
 # --- the child side: one tiny real run of one engine -------------------------------------------
 
-def _tone(sample_rate: int, seconds: float) -> bytes:
-    import numpy as np
-
-    t = np.arange(int(sample_rate * seconds)) / sample_rate
-    return (0.3 * 32767 * np.sin(2 * np.pi * 440.0 * t)).astype("<i2").tobytes()
-
-
+# (imports inside: ./dev calls write_build_info before numpy and the engines are installed)
 def _run_silero(model: str, device: str) -> str:
+    from media.pcm import tone
     from models import catalog as cat
     from models.silero import SileroVAD
 
     vad = SileroVAD(cat.get(cat.load_catalog(), model).path, device=device)  # type: ignore[arg-type]
-    probs = vad.stream(16000).process(_tone(16000, 0.2))
+    probs = vad.stream(16000).process(tone(440.0, 200, 16000))
     return f"{len(probs)} windows"
 
 
 def _run_whisper(model: str, device: str) -> str:
+    from media.pcm import tone
     from models import catalog as cat
     from models.whisper import WhisperSTT
 
     stt = WhisperSTT(cat.get(cat.load_catalog(), model).path, device=device, cpu_threads=2)
-    text = stt.transcribe(_tone(16000, 1.0), 16000).text
+    text = stt.transcribe(tone(440.0, 1000, 16000), 16000).text
     return f"transcribed 1 s: {text!r}"
 
 
@@ -280,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = CHILD_RUNS[args.child](args.model, args.device)
         print(f"{args.child}: ok, {summary} ({time.perf_counter() - t0:.2f} s)")
         return 0
-    return report(default_checks(device=args.device), as_json=args.json)
+    return report(checks_for(device=args.device), as_json=args.json)
 
 
 def report(checks: Sequence[EngineCheck], *, as_json: bool = False, out: Any = None) -> int:

@@ -11,9 +11,8 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Generator, Sequence
+from collections.abc import AsyncGenerator, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ari_app.call import Speak, TransferResult
 from media.clock import ManualClock, sleep
@@ -331,7 +330,3 @@ class FakeControl:
     async def hangup(self) -> None:
         return None
 
-
-def run_dialog(dialog_run: Callable[[VirtualCall], Any], call: VirtualCall) -> asyncio.Task[Any]:
-    call.start()
-    return asyncio.create_task(dialog_run(call))

@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from phoneagent.dialog.call import CallContext
-from phoneagent.dialog.state import let_finish, reap
+from phoneagent.dialog.tasks import let_finish, reap
 
 
 class Floor:

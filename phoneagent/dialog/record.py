@@ -49,9 +49,6 @@ class Recorder:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    def kinds(self) -> list[str]:
-        return [kind for _, kind, _ in self.events]
-
     async def turn(self, role: str, text: str, timing: TurnTiming, **kw: Any) -> None:
         timings = TurnTimings(
             speech_end_ms=self.ms(timing.speech_end), endpoint_ms=self.ms(timing.endpoint), stt_done_ms=self.ms(timing.stt_done),

@@ -21,7 +21,7 @@ from phoneagent.dialog.chunker import reply_chunker
 from phoneagent.dialog.context import SpokenReply
 from phoneagent.dialog.handover import wants_human
 from phoneagent.dialog.record import TurnTiming
-from phoneagent.dialog.state import reap
+from phoneagent.dialog.tasks import reap
 from phoneagent.dialog.voice import Voice
 
 Handover = Callable[[str], Awaitable[None]]
@@ -50,10 +50,6 @@ class Reply:
     def release(self) -> None:
         """The caller's turn is over: the reply may speak (and record) now."""
         self._go.set()
-
-    @property
-    def released(self) -> bool:
-        return self._go.is_set()
 
     async def drop(self) -> None:
         """Throw away a speculative reply (the caller went on talking)."""

@@ -34,7 +34,8 @@ from phoneagent.dialog.media import CallMedia
 from phoneagent.dialog.amd.screen import screen
 from phoneagent.dialog.record import Recorder, TurnTiming
 from phoneagent.dialog.reply import Reply
-from phoneagent.dialog.state import CallState, reap
+from phoneagent.dialog.state import CallState
+from phoneagent.dialog.tasks import reap
 from phoneagent.dialog.transfer import Handover
 from phoneagent.dialog.turns import CallerAudio, TurnTaking
 from phoneagent.dialog.voice import Voice
