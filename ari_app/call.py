@@ -43,6 +43,8 @@ class CallControl(Protocol):
     @property
     def recording_notice(self) -> str | None: ...
     @property
+    def agent(self) -> str: ...  # the agent the dialplan asked for ("" = the default)
+    @property
     def transfer_available(self) -> bool: ...
 
     def drain_digits(self) -> list[str]: ...
@@ -58,6 +60,7 @@ class AriCall:
     caller_id: str  # the caller's (or, outbound, the callee's) channel id
     direction: str = "inbound"
     caller_number: str = ""
+    agent: str = ""  # a name from ControllerConfig.agents, or "" for the default
     bridge_id: str = ""
     media_id: str = ""  # the externalMedia channel: the agent's leg
     human_id: str = ""  # warm transfer: the human's leg while it exists
@@ -76,7 +79,7 @@ class AriCall:
 
     @property
     def transfer_available(self) -> bool:
-        return self.controller is not None and self.controller.config.transfer.available
+        return self.controller is not None and self.controller.config.profile(self.agent).transfer.available
 
     def drain_digits(self) -> list[str]:
         out, self.digits = self.digits, []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_./{}-]+$")
@@ -81,8 +82,18 @@ class TransferConfig:
 
 
 @dataclass(frozen=True)
+class CallProfile:
+    """What one agent asks of the telephony side: its recording and where its callers go."""
+
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+
+
+@dataclass(frozen=True)
 class ControllerConfig:
-    """`audiosocket_address` is where ASTERISK reaches our AudioSocket server (host:port)."""
+    """`audiosocket_address` is where ASTERISK reaches our AudioSocket server (host:port).
+    `agents`: each agent's own profile, by the name the dialplan gives (Stasis(app,inbound,NAME));
+    a call with no or an unknown name gets `recording` and `transfer` here."""
 
     audiosocket_address: str = "127.0.0.1:9092"
     media_format: str = "slin16"
@@ -93,6 +104,10 @@ class ControllerConfig:
     id_prefix: str = "pa-"  # channels and bridges we create; the start-up sweep removes leftovers
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    agents: Mapping[str, CallProfile] = field(default_factory=dict)
+
+    def profile(self, agent: str) -> CallProfile:
+        return self.agents.get(agent) or CallProfile(self.recording, self.transfer)
 
     def __post_init__(self) -> None:
         host, sep, port = self.audiosocket_address.rpartition(":")

@@ -166,12 +166,17 @@ class AriController:
         chan = ev.channel
         if chan.id.startswith(self.config.id_prefix) or chan.id in self._by_channel:
             return  # our own externalMedia / human / outbound legs: their flows wait for this
-        if ev.args and ev.args[0] != "inbound":
+        if ev.args and ev.args[0] != "inbound" or len(ev.args) > 2:
             log.warning("ARI: StasisStart with unknown args %s on %s; hanging up", ev.args, chan.name)
             self.spawn(self.client.hangup(chan.id))
             return
+        agent = ev.args[1] if len(ev.args) == 2 else ""
+        if agent and agent not in self.config.agents:  # a dialplan typo must not drop the caller
+            log.warning("ARI: %s asked for agent %r, which is not configured (%s); the default agent takes the call",
+                        chan.name, agent, ", ".join(sorted(self.config.agents)) or "none")
+            agent = ""
         call = AriCall(call_id=str(uuid.uuid4()), caller_id=chan.id, caller_number=chan.caller_number,
-                       started_at=self.clock.now(), controller=self)
+                       started_at=self.clock.now(), controller=self, agent=agent)
         self.register(call)
         self.spawn(self._inbound(call))
 
@@ -305,7 +310,7 @@ class AriController:
 
     # --- recording ---
     async def start_recording(self, call: AriCall) -> None:
-        rec = self.config.recording
+        rec = self.config.profile(call.agent).recording
         if not rec.enabled:
             return
         name = rec.file_name(call.call_id, datetime.now(timezone.utc).strftime("%Y-%m-%d"))
@@ -324,7 +329,7 @@ class AriController:
         if ev.type == "RecordingFailed":
             await self._event(call, "recording_failed", cause=ev.cause)
             return
-        path = self.config.recording.path(ev.name)
+        path = self.config.profile(call.agent).recording.path(ev.name)
         await self._event(call, "recording_finished", path=path, duration_s=ev.duration_s)
         if self.store is not None:
             try:
@@ -336,7 +341,7 @@ class AriController:
     async def transfer(self, call: AriCall, summary: str, speak: Speak) -> TransferResult:
         from ari_app.transfer import blind_transfer, warm_transfer
 
-        cfg = self.config.transfer
+        cfg = self.config.profile(call.agent).transfer
         if not cfg.available or call.ended.is_set():
             return TransferResult("unavailable", "no transfer target configured" if not cfg.available else "call ended")
         if cfg.mode == "blind":

@@ -31,7 +31,7 @@ _CAUSES = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "declined"}
 
 async def blind_transfer(ctl: AriController, call: AriCall) -> TransferResult:
     """The caller continues in the dialplan (a queue, an operator); our legs are torn down."""
-    cfg = ctl.config.transfer
+    cfg = ctl.config.profile(call.agent).transfer
     try:
         await ctl.client.remove_from_bridge(call.bridge_id, call.caller_id)
         await ctl.client.continue_in_dialplan(call.caller_id, cfg.blind_context, cfg.blind_extension)
@@ -47,7 +47,7 @@ async def blind_transfer(ctl: AriController, call: AriCall) -> TransferResult:
 
 
 async def warm_transfer(ctl: AriController, call: AriCall, summary: str, speak: Speak) -> TransferResult:
-    cfg = ctl.config.transfer
+    cfg = ctl.config.profile(call.agent).transfer
     client = ctl.client
     hold_id = f"{ctl.config.id_prefix}hold-{call.call_id}"
     human_id = f"{ctl.config.id_prefix}human-{call.call_id}"
@@ -72,7 +72,7 @@ async def warm_transfer(ctl: AriController, call: AriCall, summary: str, speak: 
 
 async def _offer(ctl: AriController, call: AriCall, human_id: str, summary: str, speak: Speak) -> TransferResult:
     """Dial the human, speak the summary, wait for 1/2. Leaves cleanup to the caller."""
-    cfg = ctl.config.transfer
+    cfg = ctl.config.profile(call.agent).transfer
     client = ctl.client
 
     def human_gone(e: object) -> bool:

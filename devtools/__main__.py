@@ -1,4 +1,4 @@
-"""`python -m devtools`: the Asterisk test bed and the demo call (./dev runs both)."""
+"""`python -m devtools`: the Asterisk test bed, the demo call (./dev runs both), the sample backend."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from devtools import testbed, testbed_cli
+from devtools.backend import app as backend_app
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -28,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="dialog: the real agent with the bundled models; echo: media-path check")
     demo.add_argument("--llm", default="", help="catalogue name of the LLM, e.g. qwen2.5-coder-0.5b-instruct")
     demo.set_defaults(func=_demo)
+    backend_app.add_parser(subparsers)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:

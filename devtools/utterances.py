@@ -107,3 +107,11 @@ def synthesize_set(cache_dir: Path | None = None) -> list[Utterance]:
 def telephone(u: Utterance, law: str = "ulaw") -> bytes:
     """What Asterisk hands us for this utterance from a PSTN caller: G.711 round trip, slin 8 kHz."""
     return resample(telephone_channel(u.pcm16k, RATE, law), RATE, 8000)
+
+
+def say(text: str, voice: str = "en-us", speed: int = 160, cache_dir: Path | None = None) -> Utterance:
+    """Any sentence, spoken by espeak-ng (cached like the fixed set): a scripted caller."""
+    d = cache_dir or default_cache_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    exe = _espeak()
+    return Utterance(text, synthesize(_Spec(text, voice, speed), d, exe, _espeak_version(exe)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -133,10 +133,17 @@ class STT(ABC):
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Message:
     role: Literal["system", "user", "assistant", "tool"]
     content: str
     name: str | None = None  # tool name for role="tool"
+    tool_call: ToolCall | None = None  # an assistant turn that called a tool (content unused)
 
 
 @dataclass(frozen=True)
@@ -144,12 +151,6 @@ class ToolSpec:
     name: str
     description: str
     parameters: dict[str, Any]  # JSON schema of the arguments object
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    name: str
-    arguments: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,13 @@ class LLM(ABC):
         instance whose prefix cache already holds its conversation. The generator's return
         value (StopIteration.value) is a GenerationStats."""
 
+    def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False) -> int:
+        """Evaluate `messages` (without a generation prompt) into the cache that will serve
+        `session_key` next, so the next turn only evaluates what is new; `every_instance`
+        warms a prefix shared by every call (an agent's instructions). Returns the tokens
+        evaluated. Engines without a prompt cache do nothing."""
+        return 0
+
     @abstractmethod
     def tool_call(
         self,
@@ -224,6 +232,25 @@ class LLM(ABC):
         session_key: str | None = None,
     ) -> ToolCall | None:
         """Grammar-constrained choice: one of `tools` with schema-valid arguments, or None."""
+
+    def act(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        *,
+        cancel: CancelToken | None = None,
+        session_key: str | None = None,
+        on_choice: Callable[[str], None] | None = None,
+    ) -> ToolCall | None:
+        """The agent's next step for the caller's last turn: a call of one of `tools`, or None
+        to answer in words. `on_choice(name)` is told the tool as soon as it is chosen, before
+        its arguments exist (the dialog starts its filler then). Engines override this with a
+        cheaper, prefix-cached form of the same constrained choice (LlamaLLM: a token or two on
+        a plain turn)."""
+        call = self.tool_call(messages, tools, cancel=cancel, session_key=session_key)
+        if call is not None and on_choice is not None:
+            on_choice(call.name)
+        return call
 
 
 # --- TTS -------------------------------------------------------------------------------------

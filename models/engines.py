@@ -7,11 +7,12 @@ uses the async methods here; it never touches a model object directly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from media.clock import Clock, MonotonicClock
@@ -47,6 +48,32 @@ class EngineConfig:
     language: str | None = "en"
 
 
+def _load_role(role: str, name: str, config: EngineConfig, catalog: dict[str, cat.ModelEntry], times: dict[str, float]) -> Any:
+    """One engine from the catalogue, loaded and warmed."""
+    from models.llama import LlamaLLM
+    from models.piper_tts import PiperTTS
+    from models.silero import SileroVAD
+    from models.whisper import WhisperSTT
+
+    dev: Any = config.device
+    t = time.perf_counter()
+    entry = cat.get(catalog, name)
+    engine: Any
+    if role == "vad":
+        engine = SileroVAD(entry.path, device=dev)
+    elif role == "stt":
+        engine = WhisperSTT(entry.path, device=dev, cpu_threads=config.threads or 2, num_workers=config.stt_workers, language=config.language)
+        engine.warmup()
+    elif role == "llm":
+        engine = LlamaLLM(entry.path, n_ctx=config.llm_ctx, n_threads=config.threads, pool_size=config.llm_pool,
+                          n_gpu_layers=None if dev != "cpu" else 0)
+        engine.warmup()
+    else:
+        engine = PiperTTS(entry.path, entry.config_path, device=dev, intra_op_threads=config.threads or 0)
+    times[role if role not in times else f"{role}:{name}"] = time.perf_counter() - t
+    return engine
+
+
 class Engines:
     """Loaded engines plus their schedulers. Build with `Engines.load(config)` (blocking)."""
 
@@ -71,38 +98,36 @@ class Engines:
     @classmethod
     def load(cls, config: EngineConfig | None = None, catalog: dict[str, cat.ModelEntry] | None = None) -> Engines:
         """Load and warm every engine before the first call is accepted (seconds, blocking)."""
-        from models.llama import LlamaLLM
-        from models.piper_tts import PiperTTS
-        from models.silero import SileroVAD
-        from models.whisper import WhisperSTT
-
         config = config or EngineConfig()
         catalog = catalog if catalog is not None else cat.load_catalog()
-        dev: Any = config.device
         times: dict[str, float] = {}
-
-        t = time.perf_counter()
-        vad = SileroVAD(cat.get(catalog, config.vad).path, device=dev)
-        times["vad"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        stt = WhisperSTT(cat.get(catalog, config.stt).path, device=dev, cpu_threads=config.threads or 2, num_workers=config.stt_workers, language=config.language)
-        stt.warmup()
-        times["stt"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        llm = LlamaLLM(cat.get(catalog, config.llm).path, n_ctx=config.llm_ctx, n_threads=config.threads, pool_size=config.llm_pool,
-                       n_gpu_layers=None if dev != "cpu" else 0)
-        llm.warmup()
-        times["llm"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        entry = cat.get(catalog, config.tts)
-        tts = PiperTTS(entry.path, entry.config_path, device=dev, intra_op_threads=config.threads or 0)
-        times["tts"] = time.perf_counter() - t
+        loaded = {role: _load_role(role, getattr(config, "tts" if role == "tts" else role), config, catalog, times)
+                  for role in ("vad", "stt", "llm", "tts")}
         for role, secs in times.items():
             log.info("loaded %s in %.2f s", role, secs)
-        return cls(vad, stt, llm, tts, config, load_s=times)
+        return cls(loaded["vad"], loaded["stt"], loaded["llm"], loaded["tts"], config, load_s=times)
+
+    @classmethod
+    def load_variants(cls, config: EngineConfig, variants: Sequence[EngineConfig],
+                      catalog: dict[str, cat.ModelEntry] | None = None) -> list[Engines]:
+        """One Engines per config in `variants` (agents that choose another LLM, STT, voice or
+        language), each distinct model loaded once and shared; `config` gives the rest (pools,
+        threads, device) and is loaded itself only when there are no variants."""
+        catalog = catalog if catalog is not None else cat.load_catalog()
+        lead = variants[0] if variants else config
+        first = cls.load(lead, catalog)
+        models: dict[tuple[str, str], Any] = {("stt", lead.stt): first.stt, ("llm", lead.llm): first.llm, ("tts", lead.tts): first.tts}
+        made: list[Engines] = []
+        for v in variants:
+            if (v.stt, v.llm, v.tts, v.language) == (lead.stt, lead.llm, lead.tts, lead.language):
+                made.append(first)
+                continue
+            for role in ("stt", "llm", "tts"):
+                name = getattr(v, role)
+                if (role, name) not in models:
+                    models[(role, name)] = _load_role(role, name, config, catalog, first.load_s)
+            made.append(cls(first.vad, models[("stt", v.stt)], models[("llm", v.llm)], models[("tts", v.tts)], v, load_s=first.load_s))
+        return made
 
     def sharing(self, *, llm: LLM | None = None, config: EngineConfig | None = None) -> Engines:
         """The same loaded models behind fresh schedulers (queues bind to the running event
@@ -149,6 +174,28 @@ class Engines:
         llm = self.llm
         result: ToolCall | None = await self.llm_q.run(lambda: llm.tool_call(messages, tools, cancel=cancel, session_key=session_key), cancel=cancel)
         return result
+
+    async def act(self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, cancel: CancelToken, session_key: str | None = None,
+                  on_choice: Callable[[str], None] | None = None) -> ToolCall | None:
+        """The constrained next step (a tool call, or None: answer in words); see LLM.act.
+        `on_choice` runs on the event loop."""
+        llm, loop = self.llm, asyncio.get_running_loop()
+
+        def chosen(name: str) -> None:
+            if on_choice is not None:
+                loop.call_soon_threadsafe(on_choice, name)
+
+        result: ToolCall | None = await self.llm_q.run(
+            lambda: llm.act(messages, tools, cancel=cancel, session_key=session_key, on_choice=chosen), cancel=cancel)
+        return result
+
+    async def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False,
+                      priority: Priority = Priority.BACKGROUND) -> int:
+        """Evaluate a conversation into the LLM's cache ahead of the next turn (LLM.prefill)."""
+        llm = self.llm
+        done: int = await self.llm_q.run(lambda: llm.prefill(messages, session_key=session_key, every_instance=every_instance),
+                                         priority=priority)
+        return done
 
     async def speak(self, text: str, sample_rate: int, *, cancel: CancelToken, priority: Priority = Priority.TURN) -> AsyncGenerator[AudioChunk, None]:
         tts = self.tts

@@ -10,29 +10,66 @@ import os
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ari_app.client import AriConfig
     from models.engines import EngineConfig
+    from phoneagent.agents.load import Agent
+    from phoneagent.settings import ServiceConfig
 
 
-def _ari_config(args: argparse.Namespace) -> AriConfig:
+def _settings(args: argparse.Namespace) -> ServiceConfig:
+    """The service config file (if any) with the command line's explicit options on top."""
+    from phoneagent.settings import ServiceConfig, load_settings
+
+    cfg = load_settings(Path(args.config)) if getattr(args, "config", None) else ServiceConfig()
+    over = {k: getattr(args, k, None) for k in ("host", "port", "db", "advertise", "default_agent")}
+    if getattr(args, "agents", None):
+        over["agents"] = Path(args.agents)
+    cfg = cfg.model_copy(update={k: v for k, v in over.items() if v is not None})
+    ari = {k: v for k, v in (("url", getattr(args, "ari_url", None)), ("app", getattr(args, "ari_app", None))) if v}
+    return cfg.model_copy(update={"ari": cfg.ari.model_copy(update=ari)}) if ari else cfg
+
+
+def _ari_config(cfg: ServiceConfig) -> AriConfig:
     from ari_app.client import AriConfig
 
     user, password = os.environ.get("PHONEAGENT_ARI_USER", ""), os.environ.get("PHONEAGENT_ARI_PASSWORD", "")
     if not (user and password):
         raise UsageError("ARI needs PHONEAGENT_ARI_USER and PHONEAGENT_ARI_PASSWORD in the environment")
-    return AriConfig(url=args.ari_url, user=user, password=password, app=args.ari_app)
+    if cfg.host in ("0.0.0.0", "::") and not cfg.advertise:
+        raise UsageError(f"listening on {cfg.host}: set advertise (host:port Asterisk connects back to) in the config or --advertise")
+    return AriConfig(url=cfg.ari.url, user=user, password=password, app=cfg.ari.app)
 
 
-def _engine_config(args: argparse.Namespace) -> EngineConfig:
+def _engine_config(args: argparse.Namespace, cfg: ServiceConfig | None = None) -> EngineConfig:
     from models.engines import EngineConfig
 
-    return EngineConfig(llm=args.llm) if args.llm else EngineConfig()
+    base = cfg.engines.apply(EngineConfig()) if cfg is not None else EngineConfig()
+    return replace(base, llm=args.llm) if args.llm else base
 
 
-def _preflight_or_refuse(args: argparse.Namespace) -> int:
+def _agents(cfg: ServiceConfig) -> dict[str, Agent] | None:
+    """The agent files (None: the built-in default agent). Bad files stop the start here."""
+    from phoneagent.agents.load import AgentFileError, load_agents
+
+    if cfg.agents is None:
+        if cfg.default_agent:
+            raise UsageError(f"default agent {cfg.default_agent!r} given but no agent files (--agents DIR)")
+        return None
+    try:
+        agents = load_agents(cfg.agents)
+    except AgentFileError as exc:
+        raise UsageError(f"agent files:\n{exc}") from None
+    if cfg.default_agent and cfg.default_agent not in agents:
+        raise UsageError(f"default agent {cfg.default_agent!r} is not one of {', '.join(sorted(agents))}")
+    return agents
+
+
+def _preflight_or_refuse(args: argparse.Namespace, engines: EngineConfig) -> int:
     """Before any call is taken: each engine's tiny real run in a subprocess (models.preflight).
     A native library that dies on this CPU stops the start here, not a call later."""
     from models import preflight
@@ -40,7 +77,7 @@ def _preflight_or_refuse(args: argparse.Namespace) -> int:
     if args.agent != "dialog" or args.skip_preflight:
         return 0
     try:
-        results = preflight.ensure(preflight.checks_for(_engine_config(args)))
+        results = preflight.ensure(preflight.checks_for(engines))
     except preflight.PreflightError as exc:
         print(f"phoneagent: refusing to start: {exc}", file=sys.stderr)
         return 3
@@ -51,11 +88,15 @@ def _preflight_or_refuse(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from phoneagent.service import serve
 
-    ari = _ari_config(args) if args.ari else None
-    refused = _preflight_or_refuse(args)
+    cfg = _settings(args)
+    ari = _ari_config(cfg) if args.ari else None
+    agents = _agents(cfg)
+    engines = _engine_config(args, cfg)
+    refused = _preflight_or_refuse(args, engines)
     if refused:
         return refused
-    asyncio.run(serve(args.host, args.port, agent=args.agent, db_url=args.db, ari=ari, engine_config=_engine_config(args)))
+    asyncio.run(serve(cfg.host, cfg.port, agent=args.agent, db_url=cfg.db, ari=ari, engine_config=engines, agents=agents,
+                      default_agent=cfg.default_agent, advertise=cfg.advertise))
     return 0
 
 
@@ -65,11 +106,15 @@ def _dial(args: argparse.Namespace) -> int:
 
     outbound = OutboundConfig(endpoint=args.endpoint, caller_id=args.caller_id, max_concurrent=args.max_concurrent,
                               min_interval_s=args.interval, ring_timeout_s=args.ring_timeout)
-    refused = _preflight_or_refuse(args)
+    cfg = _settings(args)
+    agents = _agents(cfg)
+    engines = _engine_config(args, cfg)
+    refused = _preflight_or_refuse(args, engines)
     if refused:
         return refused
-    results = asyncio.run(dial(args.host, args.port, args.numbers, outbound, agent=args.agent, db_url=args.db,
-                               ari=_ari_config(args), engine_config=_engine_config(args)))
+    results = asyncio.run(dial(cfg.host, cfg.port, args.numbers, outbound, agent=args.agent, db_url=cfg.db,
+                               ari=_ari_config(cfg), engine_config=engines, agents=agents, default_agent=cfg.default_agent,
+                               advertise=cfg.advertise))
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
     else:
@@ -92,12 +137,16 @@ class UsageError(Exception):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default=AUDIOSOCKET_HOST, help="where the AudioSocket server listens")
-    p.add_argument("--port", type=int, default=AUDIOSOCKET_PORT)
+    p.add_argument("--config", help="service config file (YAML): listen address, advertise, db, agents, engines")
+    p.add_argument("--agents", help="directory of agent files (*.yaml), one per agent")
+    p.add_argument("--default-agent", help="the agent for calls that name none (default: the first file's)")
+    p.add_argument("--host", help=f"where the AudioSocket server listens (default {AUDIOSOCKET_HOST})")
+    p.add_argument("--port", type=int, help=f"(default {AUDIOSOCKET_PORT})")
+    p.add_argument("--advertise", help="host:port Asterisk connects back to, when --host is 0.0.0.0")
     p.add_argument("--agent", choices=("dialog", "echo"), default="dialog", help="dialog: the agent with local models; echo: media-path check")
-    p.add_argument("--db", default="sqlite:///phoneagent.db", help="SQLAlchemy URL for call records (PostgreSQL works too)")
-    p.add_argument("--ari-url", default=ARI_URL, help="Asterisk's HTTP/ARI base URL")
-    p.add_argument("--ari-app", default=ARI_APP, help="the Stasis application name")
+    p.add_argument("--db", help="SQLAlchemy URL for call records (default sqlite:///phoneagent.db; PostgreSQL works too)")
+    p.add_argument("--ari-url", help=f"Asterisk's HTTP/ARI base URL (default {ARI_URL})")
+    p.add_argument("--ari-app", help=f"the Stasis application name (default {ARI_APP})")
     p.add_argument("--skip-preflight", action="store_true", help="do not test-run each engine in a subprocess first (not advised)")
     _llm_option(p)
 
@@ -140,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except (UsageError, ValueError) as exc:  # bad input: a clear message, not a traceback
+    except (UsageError, ValueError) as exc:  # bad input (incl. config files): a clear message, not a traceback
         print(f"phoneagent: {exc}", file=sys.stderr)
         return 2
 

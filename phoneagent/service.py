@@ -9,8 +9,8 @@ import contextlib
 import logging
 import signal
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ari_app.client import AriClient, AriConfig
@@ -20,43 +20,73 @@ from ari_app.outbound import Dialer, OutboundConfig, OutboundResult
 from audiosocket.server import AudioSocketServer, CallSession, Handler
 from db import AsyncCallStore
 from models.engines import EngineConfig
+from phoneagent.agents.load import Agent, default_agent as default_agent_config
 from phoneagent.echo_agent import EchoAgent
 
 log = logging.getLogger(__name__)
 
 
-async def build_handler(kind: str, db_url: str, controller: AriController | None = None,
-                        store: AsyncCallStore | None = None, engine_config: EngineConfig | None = None,
-                        ) -> tuple[Handler, Callable[[], Awaitable[None]]]:
-    """The per-call handler and its clean-up. "dialog" loads and warms every engine first, so
-    the first caller never waits for a model load; "echo" is the media-path check. With a
-    controller, each AudioSocket session is linked to its ARI call by UUID (call control)."""
+Handlers = Callable[[str], Handler]  # agent name -> that agent's per-call handler
+
+
+async def build_handlers(kind: str, db_url: str, controller: AriController | None = None,
+                         store: AsyncCallStore | None = None, engine_config: EngineConfig | None = None,
+                         agents: Mapping[str, Agent] | None = None, default_agent: str = "",
+                         ) -> tuple[Handlers, Callable[[], Awaitable[None]]]:
+    """Per-call handlers (one per agent) and their clean-up. "dialog" loads and warms every
+    engine the agents need first, so the first caller never waits for a model load; "echo"
+    is the media-path check. With a controller, each AudioSocket session is linked to its ARI
+    call by UUID (call control), and the agent the dialplan asked for takes it."""
     if kind == "echo":
         async def nothing() -> None:
             return None
 
-        return EchoAgent(), nothing
+        echo = EchoAgent()
+        return (lambda _name: echo), nothing
     if kind != "dialog":
         raise ValueError(f"unknown agent kind {kind!r}; available: dialog, echo")
     from models.engines import Engines
-    from phoneagent.dialog.config import AgentConfig
+    from models.base import Message
+    from models.scheduler import Priority
+    from phoneagent.dialog.actions import system_prompt
     from phoneagent.dialog.session import CallDialog
+    from phoneagent.tools.webhook import ToolRunner
 
-    engines = await asyncio.to_thread(Engines.load, engine_config or EngineConfig())
+    agents = dict(agents or {"default": default_agent_config()})
+    default = default_agent or next(iter(agents))
+    if default not in agents:
+        raise ValueError(f"default agent {default!r} is not one of the agents: {', '.join(sorted(agents))}")
+    base = engine_config or EngineConfig()
+    names = list(agents)
+    variants = [replace(base, llm=a.llm or base.llm, stt=a.stt or base.stt, tts=a.voice or base.tts, language=a.config.language)
+                for a in agents.values()]
+    loaded = await asyncio.to_thread(Engines.load_variants, base, variants)
+    engines = dict(zip(names, loaded))
+    for name, agent in agents.items():  # each agent's instructions, evaluated once into every LLM instance
+        prompt = system_prompt(agent.config)
+        await engines[name].prefill([Message("system", prompt)], every_instance=True, priority=Priority.TURN)
+    runners = {a.name: ToolRunner(a.webhooks, a.allowed_hosts) for a in agents.values() if a.webhooks}
     own_store = store is None
     calls = store or AsyncCallStore(db_url)
-    config = AgentConfig()
 
-    async def handler(session: CallSession) -> None:
-        control = controller.attach(str(session.call_id)) if controller is not None else None
-        await CallDialog(engines, config, store=calls, control=control).run(session)
+    def handler_for(name: str) -> Handler:
+        async def handler(session: CallSession) -> None:
+            control = controller.attach(str(session.call_id)) if controller is not None else None
+            chosen = control.agent if control is not None and control.agent else name
+            agent = agents.get(chosen) or agents[default]
+            await CallDialog(engines[agent.name], agent.config, store=calls, control=control, tools=runners.get(agent.name)).run(session)
+
+        return handler
 
     async def close() -> None:
-        await engines.close()
+        for runner in runners.values():
+            await runner.aclose()
+        for e in {id(e): e for e in loaded}.values():
+            await e.close()
         if own_store:
             await calls.aclose()
 
-    return handler, close
+    return handler_for, close
 
 
 @dataclass
@@ -64,29 +94,46 @@ class Running:
     server: AudioSocketServer
     controller: AriController | None
     store: AsyncCallStore
+    agent_servers: dict[str, AudioSocketServer]  # direct path: an agent's own port
 
 
 @contextlib.asynccontextmanager
 async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = "sqlite:///phoneagent.db",
                   shutdown_grace: float = 5.0, ari: AriConfig | None = None,
                   controller_config: ControllerConfig | None = None,
-                  engine_config: EngineConfig | None = None) -> AsyncIterator[Running]:
-    """The AudioSocket service (and, with `ari`, the ARI controller, connected) while inside."""
+                  engine_config: EngineConfig | None = None, agents: Mapping[str, Agent] | None = None,
+                  default_agent: str = "", advertise: str = "") -> AsyncIterator[Running]:
+    """The AudioSocket service (and, with `ari`, the ARI controller, connected) while inside.
+    `agents` (from agent files) each get their own ARI profile and, where set, their own
+    AudioSocket port; `advertise` is the host:port Asterisk connects back to (when `host` is
+    0.0.0.0, the box's own address)."""
     store = AsyncCallStore(db_url)
     client = AriClient(ari) if ari is not None else None
-    controller = AriController(client, controller_config or ControllerConfig(audiosocket_address=f"{host}:{port}"),
-                               store=store) if client is not None else None
-    handler, close_handler = await build_handler(agent, db_url, controller, store, engine_config)
-    if controller is not None:
-        inner = handler
+    controller = None
+    if client is not None:
+        default = (agents or {}).get(default_agent) or next(iter((agents or {}).values()), None) or default_agent_config()
+        profiles = {name: a.profile for name, a in (agents or {}).items()}
+        cfg = controller_config or ControllerConfig(audiosocket_address=advertise or f"{host}:{port}",
+                                                    recording=default.profile.recording, transfer=default.profile.transfer)
+        controller = AriController(client, replace(cfg, agents={**cfg.agents, **profiles}), store=store)
+    handler_for, close_handler = await build_handlers(agent, db_url, controller, store, engine_config, agents, default_agent)
 
-        async def linked(session: CallSession) -> None:
+    def linked(inner: Handler) -> Handler:
+        if controller is None:
+            return inner
+
+        async def handler(session: CallSession) -> None:
             controller.attach(str(session.call_id))  # the controller bridges the caller once linked
             await inner(session)
 
-        handler = linked
-    server = AudioSocketServer(handler, host, port)
+        return handler
+
+    server = AudioSocketServer(linked(handler_for(default_agent)), host, port)
+    extra = {a.name: AudioSocketServer(linked(handler_for(a.name)), host, a.audiosocket_port)
+             for a in (agents or {}).values() if a.audiosocket_port is not None}
     await server.start()
+    for s in extra.values():
+        await s.start()
     try:
         # Order on the way out: ARI calls are torn down first (callers hear a hangup, not
         # silence), then the AudioSocket sessions end (they still use the engines), then
@@ -95,8 +142,10 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
             if controller is not None:
                 await stack.enter_async_context(controller.running(connect_timeout_s=30, must_connect=False, grace=shutdown_grace))
             stack.callback(lambda: log.info("shutting down: ending %d live call(s)", len(server.sessions)))
-            yield Running(server, controller, store)
+            yield Running(server, controller, store, extra)
     finally:
+        for s in extra.values():
+            await s.close(grace=shutdown_grace)
         await server.close(grace=shutdown_grace)
         await close_handler()
         if client is not None:

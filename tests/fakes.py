@@ -11,8 +11,9 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Generator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ari_app.call import Speak, TransferResult
 from media.clock import ManualClock, sleep
@@ -24,6 +25,7 @@ from models.base import (
     Transcript, VADStream, estimate_tokens,
 )
 from models.scheduler import Priority
+from phoneagent.tools.webhook import ToolResult
 
 
 class ScriptedLLM(LLM):
@@ -176,6 +178,25 @@ class VirtualEngines:
     cancelled: list[str] = field(default_factory=list)
     llm_on_cpu: bool = False
     context_tokens: int = 2048
+    acts: list[ToolCall | None] = field(default_factory=list)  # the LLM's scripted steps (None: reply)
+    act_s: float = 0.1
+    prefilled: list[list[Message]] = field(default_factory=list)
+
+    async def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False) -> int:
+        self.prefilled.append(list(messages))
+        return 0
+
+    async def act(self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, cancel: CancelToken, session_key: str | None = None,
+                  on_choice: Callable[[str], None] | None = None) -> ToolCall | None:
+        self.prompts.append(list(messages))
+        call = self.acts.pop(0) if self.acts else None
+        await sleep(self.clock, self.act_s / 2)
+        if call is not None and on_choice is not None:
+            on_choice(call.name)
+        await sleep(self.clock, self.act_s / 2)
+        if call is not None and call.name not in {t.name for t in tools}:
+            raise AssertionError(f"scripted step {call.name!r} was not offered: {[t.name for t in tools]}")
+        return call
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return estimate_tokens(messages)
@@ -315,6 +336,7 @@ class FakeControl:
     direction: str = "inbound"
     caller_number: str = "+15550100"
     recording_notice: str | None = None
+    agent: str = ""
     summaries: list[str] = field(default_factory=list)
     heard_by_person: list[str] = field(default_factory=list)
 
@@ -330,3 +352,64 @@ class FakeControl:
     async def hangup(self) -> None:
         return None
 
+
+
+@dataclass
+class ScriptedTools:
+    """Stands in for a business system behind the agent's webhooks (phoneagent.tools.ToolRunner):
+    results, failures and delays on cue, on the call's clock. The real webhooks run against the
+    sample backend in tests/tools and the shipments scenario."""
+
+    clock: ManualClock
+    results: dict[str, list[ToolResult]] = field(default_factory=dict)
+    delay_s: float = 0.1
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> ToolResult:
+        self.calls.append((name, dict(arguments)))
+        await sleep(self.clock, self.delay_s)
+        queue = self.results.get(name) or [ToolResult(False, error="no scripted result", kind="unavailable")]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+@dataclass
+class VirtualRun:
+    """One whole call on virtual time: the dialog's task, its fakes, and helpers to drive the
+    clock until something has happened."""
+
+    clock: ManualClock
+    engines: VirtualEngines
+    call: VirtualCall
+    dialog: Any  # phoneagent.dialog.session.CallDialog
+    task: asyncio.Task[None]
+    tools: ScriptedTools | None = None
+
+    def kinds(self) -> list[str]:
+        return [k for _, k, _ in self.dialog.events]
+
+    def when(self, kind: str) -> float:
+        return float(next(t for t, k, _ in self.dialog.events if k == kind))
+
+    def event(self, kind: str) -> dict[str, Any]:
+        return dict(next(d for _, k, d in self.dialog.events if k == kind))
+
+    def agent_texts(self) -> list[str]:
+        return [t["text"] for t in self.dialog.turns if t["role"] == "agent"]
+
+    async def until(self, cond: Callable[[], bool], limit: float = 60.0) -> None:
+        await self.clock.run(until=cond, limit=limit)
+
+    async def finish(self) -> None:
+        if not self.task.done():
+            self.call.caller_hangup()
+        await self.clock.run(until=self.task.done, limit=30.0)
+        self.call.close()
+        self.task.result()
+
+    async def abandon(self) -> None:
+        """Teardown after a test that failed half-way: hang up and drive the clock while it ends."""
+        if not self.task.done():
+            self.call.caller_hangup()
+            await self.clock.run(until=self.task.done, limit=30.0)
+        self.call.close()
+        await asyncio.gather(self.task, return_exceptions=True)

@@ -75,17 +75,24 @@ async def test_echo_demo_places_a_real_call(asterisk_bed, capsys) -> None:  # ty
 
 
 @pytest.mark.asterisk
-async def test_demo_agent_answers_a_spoken_question_through_asterisk(asterisk_bed, capsys) -> None:  # type: ignore[no-untyped-def]
-    """The README main job: real SIP call, real Asterisk, real models; the caller's heard audio
-    (Asterisk's recording of the SIP leg) is transcribed and must contain the agent's words."""
+async def test_demo_shipments_agent_answers_from_the_business_system(asterisk_bed, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The README main job, through the real parts: a SIP caller (espeak-ng over G.711) asks the
+    shipments agent file's agent (bundled Qwen instruct model, real webhook) about order 4572 in
+    the sample backend. The tool gets the right arguments, the record has the tool call, and
+    what the caller heard (Asterisk's recording of the SIP leg, transcribed by whisper) carries
+    the order's real status from the webhook; the caller's goodbye ends the call."""
     assert await run_demo(as_json=True) == 0
     out = capsys.readouterr().out
     report = json.loads(out[out.index("{") : out.rindex("}") + 1])
     roles = [t["role"] for t in report["turns"]]
     assert roles[:3] == ["agent", "caller", "agent"]
-    assert "saturday" in report["turns"][1]["text"].lower()
-    assert report["caller_heard (whisper)"].strip()
-    assert report["v2v_ms (server wire)"], "the answer's latency was measured"
+    calls = report["tool calls (stored)"]
+    assert calls and calls[0]["name"] == "order_status" and calls[0]["arguments"] == {"order_id": "4572"} and calls[0]["ok"]
+    assert calls[0]["result"]["status"] == "delayed"
+    heard = report["caller_heard (whisper)"].lower()
+    assert "delayed" in heard and "storm" in heard and "december 9" in heard
+    assert report["turns"][2]["voice_to_voice_ms"] is not None, "the answer's latency was measured"
+    assert report["outcome"] == "completed" and report["sip_call_ok"]
 
 
 def test_code_is_typed() -> None:

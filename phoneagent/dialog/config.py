@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from phoneagent.dialog.dtmf import DigitConfig
-from models.base import VAD, AudioChunk, CancelToken, Message, Token, Transcript
+from models.base import VAD, AudioChunk, CancelToken, Message, Token, ToolCall, ToolSpec, Transcript
 from models.scheduler import Priority
 from phoneagent.dialog.endpointer import EndpointerConfig
+from phoneagent.tools.answer import Answer
 
 
 class DialogEngines(Protocol):
@@ -32,7 +33,66 @@ class DialogEngines(Protocol):
     def reply_tokens(self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None, max_tokens: int = 96,
                      gate: threading.Event | None = None) -> AsyncGenerator[Token, None]: ...
 
+    async def act(self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, cancel: CancelToken,
+                  session_key: str | None = None, on_choice: Callable[[str], None] | None = None) -> ToolCall | None: ...
+
+    async def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False) -> int: ...
+
     def speak(self, text: str, sample_rate: int, *, cancel: CancelToken, priority: Priority = Priority.TURN) -> AsyncGenerator[AudioChunk, None]: ...
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """One tool as the dialog offers it to the LLM and speaks its outcome. A webhook tool is run
+    by the call's ToolRunner under the same name."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    filler: str = "Let me check that."  # said as soon as the tool is chosen ("" for none)
+    answer: Answer | None = None  # spoken verbatim from the result; None: the LLM phrases it
+    not_found: str | None = None  # a 404 from the system (fields: the arguments)
+    failed: str | None = None  # the system could not be reached; None: AgentConfig.tool_failed
+    ask: str | None = None  # the caller has not said the arguments yet; None: AgentConfig.ask_for
+
+    @property
+    def spec(self) -> ToolSpec:
+        """What the LLM sees: the parameters it fills in (not those taken from the call)."""
+        props = dict(self.parameters.get("properties") or {})
+        own = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("x-")} for k, v in props.items() if k not in self.from_call}
+        params = {**self.parameters, "properties": own}
+        if "required" in params:
+            params["required"] = [r for r in params["required"] if r in own]
+        return ToolSpec(self.name, self.description, params)
+
+    @property
+    def from_call(self) -> dict[str, str]:
+        """Parameters the dialog fills from the call ("x-from": "caller_number"), never the LLM:
+        a caller's identity comes from the network, not from what the model writes."""
+        props = self.parameters.get("properties") or {}
+        return {k: v["x-from"] for k, v in props.items() if isinstance(v, dict) and "x-from" in v}
+
+    @property
+    def unchecked(self) -> set[str]:
+        """Parameters the model derives rather than copies ("x-grounded": false, e.g. a date
+        from "next Tuesday", or a summary): exempt from the said-by-the-caller check."""
+        props = self.parameters.get("properties") or {}
+        return {k for k, v in props.items() if isinstance(v, dict) and v.get("x-grounded") is False}
+
+
+@dataclass(frozen=True)
+class CallerLookupUse:
+    tool: str
+    argument: str = "phone"
+    found_field: str = "found"
+
+
+@dataclass(frozen=True)
+class EscalationRules:
+    on_request: bool = True  # the LLM may choose transfer_to_human (besides the explicit-request rule)
+    max_failures: int = 2  # tool failures + not-understood turns in one call
+    repeated_question: bool = True  # the same question twice in a row
+    frustration: tuple[str, ...] = ("this is ridiculous", "useless", "waste of time", "fed up")
 
 
 @dataclass(frozen=True)
@@ -73,3 +133,21 @@ class AgentConfig:
     hold_llm_for_first_audio: bool | None = None
     endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
     dtmf: DigitConfig = field(default_factory=DigitConfig)
+    # --- agents that act (agent files): tools, grounding, escalation ---
+    language: str = "en"
+    greeting_known: str | None = None  # after a caller lookup found them (fields: its result)
+    goodbye: str = "Thank you for calling. Goodbye."
+    out_of_scope_prompt: str = "Sorry, I can't help with that on this line. Is there anything else I can do for you?"
+    tool_failed: str = "Sorry, I can't reach that system right now, so I can't check that for you."
+    ask_for: str = "Sure. Could you tell me the {what}?"
+    refuse_instructions: str = "Sorry, I can't share or change how I work. How can I help you today?"
+    tools: tuple[ToolUse, ...] = ()
+    out_of_scope: bool = False  # offer the LLM an explicit out-of-scope choice
+    offer_end_call: bool = False  # offer the LLM an end_call choice
+    caller_lookup: CallerLookupUse | None = None
+    escalation: EscalationRules = field(default_factory=EscalationRules)
+
+    @property
+    def acts(self) -> bool:
+        """The LLM chooses a step (tool, transfer, end, refuse) before it answers."""
+        return bool(self.tools) or self.out_of_scope or self.offer_end_call

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from models.base import Message, estimate_tokens
+from models.base import Message, ToolCall, estimate_tokens
 
 CUT_MARK = "—"  # ends a reply the caller cut off, so the LLM sees it was interrupted
 _EPS_MS = 1e-6
@@ -145,6 +145,10 @@ class Conversation:
         self._add("assistant", text)
         return text
 
+    def add_tool_call(self, call: ToolCall) -> None:
+        """The agent's constrained tool call (never merged with its spoken turns)."""
+        self._history.append(Message("assistant", "", tool_call=call))
+
     def add_tool_result(self, name: str, json_text: str) -> None:
         """A tool's result; it belongs to the current turn and is trimmed with it."""
         self._history.append(Message("tool", json_text, name=name))
@@ -167,7 +171,7 @@ class Conversation:
         """(role, text) for storage, roles as the call store names them: caller, agent, tool."""
         return [
             (_ROLES[m.role], f"{m.name}: {m.content}" if m.role == "tool" else m.content)
-            for m in self._history
+            for m in self._history if m.tool_call is None
         ]
 
     @staticmethod
@@ -179,7 +183,7 @@ class Conversation:
         text = " ".join(text.split())
         if not text:
             return
-        if self._history and self._history[-1].role == role:
+        if self._history and self._history[-1].role == role and self._history[-1].tool_call is None:
             text = f"{self._history.pop().content} {text}"
         self._history.append(Message(role, text))
 

@@ -10,13 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from phoneagent.tools.answer import spoken_digits
+
 _KEYPAD_RE = re.compile(r"\(keypad\)\s*[0-9A-D*#]*")
-_KEY_NAMES = {"*": "star", "#": "hash", "+": "plus"}
-
-
-def spoken_digits(text: str) -> str:
-    """'4711#' -> '4 7 1 1 hash': TTS reads separate digits one by one, as people do on the phone."""
-    return " ".join(_KEY_NAMES.get(ch, ch) for ch in text if ch.isalnum() or ch in _KEY_NAMES)
 
 _HUMAN_RE = re.compile(
     r"\b(?:(?:speak|talk|get|put me through|transfer me|connect me)\b.{0,20}\b"

@@ -41,7 +41,7 @@ class Recorder:
     def ms(self, t: float | None) -> float | None:
         return None if t is None else round((t - self.t0) * 1000, 1)
 
-    def event(self, kind: str, **detail: Any) -> None:
+    def event(self, kind: str, /, **detail: Any) -> None:
         """Something happened now (barge-in, filler, transfer...): recorded without waiting."""
         t = self.clock.now()
         self.events.append((t, kind, detail))

@@ -9,6 +9,7 @@ has played, `heard` is what the caller heard and `unheard` what a barge-in cut o
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from media.clock import sleep, wait_for
 from models.base import Cancelled, CancelToken, Message, Transcript
 from models.scheduler import EngineBusy, Priority
+from phoneagent.dialog.actions import Actions
 from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.chunker import reply_chunker
 from phoneagent.dialog.context import SpokenReply
@@ -27,12 +29,23 @@ from phoneagent.dialog.voice import Voice
 Handover = Callable[[str], Awaitable[None]]
 
 
+def _plain(text: str) -> str:
+    """Lower case words only: how two turns are compared ("Where's my order?" twice)."""
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+async def _nothing() -> None:
+    return None
+
+
 class Reply:
     def __init__(self, ctx: CallContext, voice: Voice, utterance: bytes, timing: TurnTiming, *,
-                 handover: Handover, keys: str | None = None) -> None:
+                 handover: Handover, keys: str | None = None, actions: Actions | None = None) -> None:
         """`keys`: a keypad entry instead of speech (no STT). `handover`: called when the caller
-        asks for a person (on a call with call control)."""
+        asks for a person (on a call with call control). `actions`: the agent's tools and
+        built-in steps, chosen before the answer (None: it only talks)."""
         self.ctx = ctx
+        self.actions = actions if actions is not None and actions.offered else None
         self.voice = voice
         self.utterance = utterance
         self.timing = timing
@@ -81,22 +94,27 @@ class Reply:
             await go.wait()  # (a speculative turn learns only now whether it was a barge-in)
             await self._unclear(tr, text)
             return
-        if ctx.control is not None and wants_human(text):
+        why = self._escalation(text)
+        if why:
             await go.wait()
             ctx.conversation.add_user(text)
             await ctx.record.turn("caller", text, self.timing, stt_confidence=tr.confidence)
-            await self.handover("the caller asked for a person")
+            await self.handover(why)
             return
-        messages = ctx.conversation.messages(cfg.system_prompt, pending_user=text)
+        messages = ctx.conversation.messages(ctx.system_prompt or cfg.system_prompt, pending_user=text)
 
         async def commit() -> None:
             await go.wait()
             ctx.state.clarifications = 0
             ctx.state.reprompts = 0
             ctx.state.cut_off = ""  # the caller moved on: nothing to pick up again
+            ctx.state.last_question = _plain(text)
             ctx.conversation.add_user(text)
             await ctx.record.turn("caller", text, self.timing, stt_confidence=tr.confidence)
 
+        if self.actions is not None:
+            if await self._act(messages, commit):
+                return
         try:
             await self._stream(messages, commit)
         except asyncio.CancelledError:
@@ -111,6 +129,58 @@ class Reply:
             await go.wait()
             await self.voice.fail("llm/tts", exc)
 
+    def _escalation(self, text: str) -> str:
+        """Why this turn goes straight to a person ("" if it does not): an explicit request, or,
+        where the agent may transfer, strong frustration or the same question twice."""
+        ctx, rules = self.ctx, self.ctx.config.escalation
+        ctl = ctx.control
+        if ctl is None:
+            return ""
+        if wants_human(text):
+            return "the caller asked for a person"
+        if not ctl.transfer_available:
+            return ""
+        plain = _plain(text)
+        if any(phrase in plain for phrase in rules.frustration):
+            return "the caller is frustrated"
+        if rules.repeated_question and len(plain.split()) >= 3 and plain == ctx.state.last_question:
+            return "the caller had to ask the same thing twice"
+        return ""
+
+    async def _act(self, messages: list[Message], commit: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """The constrained step before any words; True when it handled the turn (a tool, a
+        transfer, the end, a refusal), False when the agent should just reply."""
+        ctx, cfg, actions = self.ctx, self.ctx.config, self.actions
+        assert actions is not None
+        cancel = CancelToken()
+        try:
+            call = actions.by_rule(messages[-1].content) or await wait_for(
+                ctx.clock, actions.decide(messages, cancel, self._go), cfg.first_token_timeout_s)
+            if call is None:
+                return False
+            self.timing.llm_first_token = ctx.clock.now()
+            await commit()
+
+            async def phrase(msgs: list[Message]) -> None:
+                await self._stream(msgs, _nothing)
+
+            await actions.run(call, phrase, self.timing)
+        except asyncio.CancelledError:
+            cancel.cancel("reply dropped")
+            raise
+        except Cancelled:
+            pass
+        except EngineBusy:
+            await self._go.wait()
+            ctx.record.event("busy", engine="llm")
+            await self.voice.say(cfg.busy, role_text="busy")
+        except Exception as exc:
+            await self._go.wait()
+            await self.voice.fail("llm/tool", exc)
+        finally:
+            await actions.drop_filler()
+        return True
+
     async def _unclear(self, tr: Transcript, text: str) -> None:
         ctx, cfg, state = self.ctx, self.ctx.config, self.ctx.state
         if not text and self.timing.barge_in is not None and state.cut_off:
@@ -121,6 +191,10 @@ class Reply:
             return
         state.clarifications += 1
         ctx.record.event("unclear", text=tr.text, confidence=round(tr.confidence, 3))
+        ctl = ctx.control
+        if state.clarifications >= cfg.escalation.max_failures and ctl is not None and ctl.transfer_available:
+            await self.handover("the agent could not understand the caller")
+            return
         if state.clarifications > cfg.max_clarifications:
             await self.voice.fail("loop", RuntimeError("caller not understood repeatedly"))
             return
@@ -184,6 +258,7 @@ class Reply:
         ctx.state.cut_off = self.unheard
         await ctx.record.turn("agent", self.heard, timing, interrupted=report.interrupted)
         ctx.touch()
+        ctx.warm()
 
     async def _speak_clauses(self, clauses: asyncio.Queue[str | None], cancel: CancelToken, reply: SpokenReply, seg: list[int],
                              gate: threading.Event) -> None:

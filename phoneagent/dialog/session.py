@@ -25,6 +25,7 @@ from media.clock import Clock, sleep
 from audiosocket.protocol import Audio, Dtmf
 from audiosocket.server import CallEnded, InboundItem
 from db import AsyncCallStore
+from phoneagent.dialog.actions import Actions, ToolCaller, look_up_caller, system_prompt
 from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.config import AgentConfig, DialogEngines
 from phoneagent.dialog.context import Conversation
@@ -55,8 +56,10 @@ class CallDialog:
     TICK_S = 0.25
 
     def __init__(self, engines: DialogEngines, config: AgentConfig | None = None, *, store: AsyncCallStore | None = None,
-                 control: CallControl | None = None) -> None:
+                 control: CallControl | None = None, tools: ToolCaller | None = None) -> None:
+        """`tools`: runs the agent's declared webhooks (ToolRunner); None when it has none."""
         self.engines = engines
+        self.tools = tools
         self.config = config or AgentConfig()
         self.store = store
         self.control = control
@@ -94,15 +97,16 @@ class CallDialog:
         self.state = state = CallState(last_activity=clock.now())
         hold = cfg.hold_llm_for_first_audio
         ctx = CallContext(self.call_id, cfg, self.engines, clock, fmt.sample_rate, playout, self.conversation, record, state, ctl,
-                          hold_llm=self.engines.llm_on_cpu if hold is None else hold)
+                          system_prompt=system_prompt(cfg), hold_llm=self.engines.llm_on_cpu if hold is None else hold)
         voice = Voice(ctx)
         floor = Floor(ctx)
         audio = CallerAudio(self.engines.vad, fmt.sample_rate, cfg.preroll_s, cfg.endpointer)
         keypad = Keypad(cfg.dtmf, clock)
         handover = Handover(ctx, voice, audio, keypad)
+        actions = Actions(ctx, voice, handover.run, self.tools)
 
         def make_reply(utterance: bytes, timing: TurnTiming, keys: str | None = None) -> Reply:
-            return Reply(ctx, voice, utterance, timing, handover=handover.run, keys=keys)
+            return Reply(ctx, voice, utterance, timing, handover=handover.run, keys=keys, actions=actions)
 
         turns = TurnTaking(ctx, audio, floor, make_reply)
         if ctl is None or ctl.direction == "inbound":  # an outbound call was stored by the dialler
@@ -111,10 +115,13 @@ class CallDialog:
         opening, over = cfg.greeting, False
         if ctl is not None and ctl.direction == "outbound":
             opening, over = cfg.outbound_greeting, await screen(ctx, voice, session)
+        elif cfg.caller_lookup is not None:
+            opening = await look_up_caller(ctx, self.tools, ctl.caller_number if ctl else "") or opening
         if ctl is not None and ctl.recording_notice:
             opening = f"{ctl.recording_notice} {opening}"
         if not over:
             floor.take(voice.say(opening, role_text="greeting"))
+        preparing = asyncio.create_task(actions.prepare())  # fillers, while the greeting plays
 
         async def on_keys(entries: list[DigitEntry]) -> None:
             for entry in entries:
@@ -161,13 +168,14 @@ class CallDialog:
             end_reason = "interrupted"
             raise
         finally:
-            for pump in pumps:
+            for pump in (*pumps, preparing):
                 pump.cancel()
             # Hangup mid-sentence: stop playout first so the reply task records what was heard.
             playout.clear()
             await turns.drop_speculation("call ended")
+            await ctx.stop_warming()
             await floor.cancel("call ended", record_heard=True)
-            for pump in pumps:
+            for pump in (*pumps, preparing):
                 await reap(pump)
             await record.write("finish_call", self.call_id, end_reason=end_reason, outcome=state.outcome, summary=state.summary)
         if state.ending and not session.is_ended:

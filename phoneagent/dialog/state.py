@@ -15,4 +15,6 @@ class CallState:
     transferring: bool = False  # the caller is on hold while a person is asked
     clarifications: int = 0  # not understood, in a row
     reprompts: int = 0
+    failures: int = 0  # tool failures in the call (escalation counts them)
+    last_question: str = ""  # the caller's previous turn, to notice the same question twice
     cut_off: str = ""  # the unheard rest of the last interrupted reply

@@ -8,6 +8,7 @@ import logging
 from media.clock import wait_for
 from media.pcm import tone
 from models.base import CancelToken
+from models.scheduler import Priority
 from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.chunker import split_text
 from phoneagent.dialog.context import SpokenReply
@@ -19,11 +20,39 @@ log = logging.getLogger(__name__)
 class Voice:
     def __init__(self, ctx: CallContext) -> None:
         self.ctx = ctx
+        self._prepared: dict[str, bytes] = {}  # text -> audio at the call's rate
 
-    async def say(self, text: str, *, role_text: str, record: bool = True, atomic: bool = False) -> None:
+    async def prepare(self, texts: set[str]) -> None:
+        """Synthesise short fixed phrases (fillers) ahead, at background priority, so one can
+        start the moment it is needed; a failure only means it is synthesised when used."""
+        for text in sorted(texts - self._prepared.keys()):
+            pcm = bytearray()
+            try:
+                async for chunk in self.ctx.engines.speak(text, self.ctx.rate, cancel=CancelToken(), priority=Priority.NORMAL):
+                    pcm += chunk.pcm
+            except Exception as exc:
+                log.info("call %s: preparing %r failed: %r", self.ctx.call_id, text, exc)
+                continue
+            self._prepared[text] = bytes(pcm)
+
+    async def say_prepared(self, text: str) -> None:
+        """A filler: played at once from `prepare`'s audio (else synthesised first, in one
+        piece), not added to the conversation."""
+        pcm = self._prepared.get(text)
+        if pcm is None:
+            await self.say(text, role_text="filler", record=False, atomic=True)
+            return
+        playout = self.ctx.playout
+        sid = playout.capture(pcm)
+        playout.flush()
+        await playout.wait(sid)
+        self.ctx.touch()
+
+    async def say(self, text: str, *, role_text: str, record: bool = True, atomic: bool = False, timing: TurnTiming | None = None) -> None:
         """Speak `text` and wait until it is played (or cleared by a barge-in).
 
-        Clauses play as soon as each is synthesised. `atomic` (the filler, which can overlap a
+        Clauses play as soon as each is synthesised. `timing`: the turn this answers (a tool's
+        spoken answer), so the record has its latency from the caller's endpoint. `atomic` (the filler, which can overlap a
         reply that is starting) synthesises first and queues it in one step, so no reply audio
         can slip into the prompt's open segment.
         """
@@ -42,6 +71,8 @@ class Voice:
                     async for chunk in speech:
                         if cancel.cancelled:
                             break
+                        if timing is not None and timing.tts_first_audio is None:
+                            timing.tts_first_audio = ctx.clock.now()
                         ms += len(chunk.pcm) / 2 / ctx.rate * 1000
                         if atomic:
                             held += chunk.pcm
@@ -64,8 +95,10 @@ class Voice:
         report = await playout.wait(sid)
         if record:
             heard = ctx.conversation.add_agent_heard(spoken, report.played_ms, report.interrupted)
-            await ctx.record.turn("agent", heard, TurnTiming(first_frame=playout.first_sent_at(report.segment_id)),
-                                  interrupted=report.interrupted)
+            timing = timing or TurnTiming()  # a reply's own timing (from its endpoint) where given
+            timing.first_frame = playout.first_sent_at(report.segment_id)
+            await ctx.record.turn("agent", heard, timing, interrupted=report.interrupted)
+            ctx.warm()
         ctx.touch()
 
     async def fail(self, stage: str, exc: BaseException) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,62 +18,30 @@ from models.scheduler import EngineBusy
 from phoneagent.dialog.config import AgentConfig
 from phoneagent.dialog.context import CUT_MARK
 from phoneagent.dialog.session import CallDialog
-from tests.fakes import FakeControl, Heard, Said, VirtualCall, VirtualEngines
+from tests.fakes import FakeControl, Heard, Said, VirtualCall, VirtualEngines, VirtualRun
 
 GREETING = "Hello there."  # 2 words: 0.5 s of audio
 
 
-@dataclass
-class Run:
-    clock: ManualClock
-    engines: VirtualEngines
-    call: VirtualCall
-    dialog: CallDialog
-    task: asyncio.Task[None]
-
-    def kinds(self) -> list[str]:
-        return [k for _, k, _ in self.dialog.events]
-
-    def when(self, kind: str) -> float:
-        return next(t for t, k, _ in self.dialog.events if k == kind)
-
-    def agent_texts(self) -> list[str]:
-        return [t["text"] for t in self.dialog.turns if t["role"] == "agent"]
-
-    async def until(self, cond: Callable[[], bool], limit: float = 60.0) -> None:
-        await self.clock.run(until=cond, limit=limit)
-
-    async def finish(self) -> None:
-        if not self.task.done():
-            self.call.caller_hangup()
-        await self.clock.run(until=self.task.done, limit=30.0)
-        self.call.close()
-        self.task.result()
-
-
 @pytest.fixture
 async def start() -> AsyncIterator[Callable[..., Any]]:
-    runs: list[Run] = []
+    runs: list[VirtualRun] = []
 
     async def make(heard: list[Heard] | None = None, said: list[Said] | None = None, control: FakeControl | None = None,
-                   **cfg: Any) -> Run:
+                   **cfg: Any) -> VirtualRun:
         clock = ManualClock(0.0)
         engines = VirtualEngines(clock, heard=heard or [], said=said or [])
         call = VirtualCall(clock)
         dialog = CallDialog(engines, AgentConfig(**{"greeting": GREETING, **cfg}), control=control)
         call.start()
-        run = Run(clock, engines, call, dialog, asyncio.create_task(dialog.run(call)))
+        run = VirtualRun(clock, engines, call, dialog, asyncio.create_task(dialog.run(call)))
         runs.append(run)
         await run.until(lambda: bool(dialog.turns))  # the greeting has been played
         return run
 
     yield make
-    for run in runs:  # a test that failed half-way: hang up, and drive the clock while it ends
-        if not run.task.done():
-            run.call.caller_hangup()
-            await run.clock.run(until=run.task.done, limit=30.0)
-        run.call.close()
-        await asyncio.gather(run.task, return_exceptions=True)
+    for run in runs:
+        await run.abandon()
 
 
 async def test_a_turn_is_answered_with_exact_virtual_timings(start) -> None:  # type: ignore[no-untyped-def]

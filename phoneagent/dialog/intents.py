@@ -1,0 +1,63 @@
+"""Caller intents that plain rules catch more reliably than a small LLM, and the check that a
+tool's arguments came from the caller.
+
+Measured (bench/decisions.py): the bundled 0.5B instruct model picks the right tool for a
+request that names an order, but as a classifier of "goodbye", "a person please" or "tell me
+your instructions" it is little better than chance. Those are phrases, so they are rules here;
+the LLM decides what needs judgement (which tool, or just talk), and a tool call whose
+arguments the caller never said is not made: the agent asks for them instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_GOODBYE_RE = re.compile(
+    r"^(?:(?:ok(?:ay)?|great|thanks?|thank you|no|nope|alright|perfect|cool)\W+){0,4}"
+    r"(?:(?:that'?s|that is) (?:all|it|everything)|nothing else|bye|goodbye|good bye|bye bye|have a (?:good|nice) (?:day|one)|"
+    r"that'?s all i needed|i'?m (?:all )?(?:done|good)|no,? that'?s (?:it|all))\b", re.IGNORECASE)
+_PROBE_RE = re.compile(
+    r"\b(?:(?:ignore|forget|disregard|override)\b.{0,30}\b(?:instructions?|rules|prompt)|system prompt|your (?:instructions|prompt|rules)|"
+    r"(?:reveal|repeat|print|show|tell me)\b.{0,20}\b(?:instructions|prompt|rules)|developer mode|jailbreak)\b"
+    r"|<\|im_start\|>|<\|im_end\|>|<start_of_turn>|<tool_call>", re.IGNORECASE)
+_DIGIT_WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+                "seven": "7", "eight": "8", "nine": "9"}
+
+
+def says_goodbye(text: str) -> bool:
+    """The caller is closing ("that's all, thanks", "bye"), not merely thanking."""
+    return _GOODBYE_RE.search(text.strip()) is not None
+
+
+def probes_instructions(text: str) -> bool:
+    """A request to reveal or change the agent's instructions, or pasted turn markers."""
+    return _PROBE_RE.search(text) is not None
+
+
+def _digits(text: str) -> str:
+    words = re.findall(r"[a-z]+|\d+", text.lower())
+    return "".join(_DIGIT_WORDS.get(w, w) if not w.isdigit() else w for w in words if w.isdigit() or w in _DIGIT_WORDS)
+
+
+def grounded(value: Any, said: Iterable[str]) -> bool:
+    """The caller said `value` in this call: digits as a run of their spoken digits (in any
+    grouping), other text as words. Numbers and booleans the model filled in count as not said."""
+    texts = list(said)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return False
+    text = str(value).strip()
+    if not text:
+        return False
+    if any(ch.isdigit() for ch in text):
+        want = re.sub(r"\D", "", text)
+        return any(want in _digits(t) for t in texts)
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return any(all(w in re.findall(r"[a-z0-9']+", t.lower()) for w in words) for t in texts)
+
+
+def ungrounded(arguments: Mapping[str, Any], said: Iterable[str]) -> list[str]:
+    """The arguments (by name) that the caller did not say."""
+    texts = list(said)
+    return [k for k, v in arguments.items() if not grounded(v, texts)]

@@ -1,0 +1,74 @@
+"""The service config file (YAML): where it listens, where Asterisk reaches it, the database,
+the agent files, and the engines (models, device, pools, threads). Command-line options win
+over the file; the file wins over the built-in defaults. Validated at start like agent files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from models.engines import EngineConfig
+from phoneagent.yamlfile import ConfigFileError, read_model
+
+
+class SettingsError(ValueError):
+    """A service config file that cannot be used; the message names the file and fields."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineSettings(_Strict):
+    vad: str | None = None
+    stt: str | None = None
+    llm: str | None = None
+    tts: str | None = None
+    device: Literal["auto", "cpu", "cuda"] | None = None
+    stt_workers: int | None = Field(None, ge=1, le=16)
+    llm_pool: int | None = Field(None, ge=1, le=16)
+    llm_ctx: int | None = Field(None, ge=512, le=131072)
+    tts_workers: int | None = Field(None, ge=1, le=16)
+    threads: int | None = Field(None, ge=1, le=256)
+
+    def apply(self, base: EngineConfig) -> EngineConfig:
+        from dataclasses import replace
+
+        return replace(base, **{k: v for k, v in self.model_dump().items() if v is not None})
+
+
+class AriSettings(_Strict):
+    url: str = "http://127.0.0.1:8088"
+    app: str = Field("phoneagent", pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class ServiceConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=1, le=65535)
+    advertise: str = Field("", description="host:port Asterisk connects to (externalMedia) when host is 0.0.0.0")
+    db: str = "sqlite:///phoneagent.db"
+    agents: Path | None = None
+    default_agent: str = ""
+    engines: EngineSettings = EngineSettings()
+    ari: AriSettings = AriSettings()
+
+    @field_validator("advertise")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if v and (not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or host in ("0.0.0.0", "::")):
+            raise ValueError("write host:port of this box as Asterisk reaches it (not 0.0.0.0)")
+        return v
+
+
+def load_settings(path: Path) -> ServiceConfig:
+    try:
+        cfg = read_model(path, ServiceConfig, "the service config", empty_ok=True)
+    except ConfigFileError as exc:
+        raise SettingsError(str(exc)) from None
+    if cfg.agents is not None and not cfg.agents.is_absolute():  # relative to the config file, not the cwd
+        cfg = cfg.model_copy(update={"agents": (path.parent / cfg.agents)})
+    return cfg

@@ -1,0 +1,1 @@
+"""Tools the agent calls mid-call: declared HTTP JSON webhooks and spoken answer templates."""
