@@ -98,7 +98,7 @@ async def run_level(engines: Engines, agent: Agent, runner: ToolRunner, calls: i
         await fresh.close_schedulers()
     return {"calls": calls, "first_audio_ms": pct(out["first_audio_ms"]), "answer_ms": pct(out["answer_ms"]),
             "right_tool_and_arguments": f"{sum(right)}/{len(right)}",
-            "stages_ms": {k[6:]: pct(v) for k, v in out.items() if k.startswith("stage_")}, "webhook_ms": pct(out["webhook_ms"]),
+            "stages_ms": {k[6:-3]: pct(v) for k, v in out.items() if k.startswith("stage_")}, "webhook_ms": pct(out["webhook_ms"]),
             "samples_ms": {k: [round(x, 1) for x in v] for k, v in out.items()}, "queues": fresh.metrics()}
 
 
@@ -123,14 +123,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=4, help="rounds per level (samples are pooled)")
     ap.add_argument("--delay-ms", type=int, default=100, help="the sample backend's latency per request")
     ap.add_argument("--llm", default="qwen2.5-coder-0.5b-instruct", help="catalogue name of the LLM")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads per model call (default: each engine's)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     info = machine_info()
-    config = EngineConfig(llm=args.llm)
+    config = EngineConfig(llm=args.llm, threads=args.threads)
     levels = asyncio.run(run([int(n) for n in args.calls.split(",")], args.repeats, args.delay_ms, config))
     result = {"machine": info, "device": info["device"], "repeats": args.repeats, "webhook_delay_ms": args.delay_ms,
               "agent": "agents/shipments.yaml", "levels": levels, "engines": dataclasses.asdict(config), "peak_rss_mb": peak_rss_mb()}
-    path = save_results(args.out, f"agent-turns-{args.llm}", result)
+    path = save_results(args.out, f"agent-turns-{args.llm}" + (f"-{args.threads}threads" if args.threads else ""), result)
     print(f"tool turns (shipments agent, {args.llm}, webhook +{args.delay_ms} ms) on {info['cpu']} ({info['cores']} cores), "
           f"device {info['device']}")
     print(f"  {'calls':>5}  {'first audio p50/p95 ms':>22}  {'answer p50/p95 ms':>18}  {'right':>6}  stages p50 ms (endpoint/stt/choice+args/webhook+tts)")

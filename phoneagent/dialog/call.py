@@ -40,13 +40,16 @@ class CallContext:
         for token in list(self.live):
             token.cancel(why)
 
-    def warm(self) -> None:
-        """The agent has spoken: evaluate the conversation so far into the LLM's cache in the
-        background, so the caller's next turn costs only its own words (on a CPU, prefill is
-        most of a small model's time to first token). One at a time; failures only cost speed."""
+    def warm(self, saying: str = "") -> None:
+        """The agent has spoken (or is starting to say `saying`, e.g. the greeting): evaluate the
+        conversation so far into the LLM's cache in the background, so the caller's next turn
+        costs only its own words (on a CPU, prefill is most of a small model's time to first
+        token). One at a time; failures only cost speed."""
         if self._warming is not None and not self._warming.done():
             return
         messages = self.conversation.messages(self.system_prompt or self.config.system_prompt)
+        if saying:
+            messages.append(Message("assistant", " ".join(saying.split())))
         self._warming = asyncio.ensure_future(self._prefill(messages))
 
     async def _prefill(self, messages: list[Message]) -> None:

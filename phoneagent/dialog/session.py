@@ -121,6 +121,7 @@ class CallDialog:
             opening = f"{ctl.recording_notice} {opening}"
         if not over:
             floor.take(voice.say(opening, role_text="greeting"))
+            ctx.warm(opening)  # while it plays, not after: the caller may answer at once
         preparing = asyncio.create_task(actions.prepare())  # fillers, while the greeting plays
 
         async def on_keys(entries: list[DigitEntry]) -> None:
