@@ -177,6 +177,8 @@ class AriController:
             agent = ""
         call = AriCall(call_id=str(uuid.uuid4()), caller_id=chan.id, caller_number=chan.caller_number,
                        started_at=self.clock.now(), controller=self, agent=agent)
+        rec = self.config.profile(agent).recording
+        call.recording_notice = rec.notice if rec.enabled else None  # known before the agent's greeting is chosen
         self.register(call)
         self.spawn(self._inbound(call))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ari_app.backoff import Backoff
-from ari_app.config import RecordingConfig
+from ari_app.config import CallProfile, RecordingConfig, TransferConfig
 from media.pcm import tone
 from db import AsyncCallStore
 from devtools import sipcall, testbed
@@ -192,3 +192,26 @@ def _was_seen(stack: Stack) -> bool:
 
 def _no_recording() -> RecordingConfig:
     return RecordingConfig(enabled=False)
+
+
+@pytest.mark.parametrize(("asked", "chosen"), [("sales", "sales"), ("nosuchagent", ""), ("", "")])
+async def test_the_dialplan_picks_the_agent_and_an_unknown_name_gets_the_default(
+        asterisk_bed: testbed.AsteriskBed, asked: str, chosen: str) -> None:
+    """Set(PHONEAGENT_AGENT=...) before the [phoneagent] agent extension becomes the Stasis
+    argument; the call gets that agent's profile (here: a transfer target only "sales" has). A
+    name no agent has is logged and the default agent takes the call: never a dropped caller."""
+    async def agent(call: AgentCall) -> None:
+        assert call.control is not None
+        await call.control.ready.wait()
+        await asyncio.sleep(0.3)
+        await call.session.hangup()
+
+    sales = CallProfile(_no_recording(), TransferConfig(human_endpoint="Local/human-accept@phoneagent-test"))
+    async with ari_stack(asterisk_bed, agent, recording=_no_recording(), agents={"sales": sales}) as stack:
+        await call_in(asterisk_bed, "silence", {"PHONEAGENT_AGENT": asked} if asked else None)
+        call = await ready_call(stack)
+        assert call.control is not None
+        assert call.control.agent == chosen
+        assert call.control.transfer_available is (chosen == "sales")
+        await asyncio.wait_for(call.done.wait(), 10)
+        await wait_until(lambda: not stack.ctl.calls, 5, "tear-down")

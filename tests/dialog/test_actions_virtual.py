@@ -220,3 +220,30 @@ async def test_unknown_caller_or_failed_lookup_gets_the_usual_greeting(start) ->
         assert run.agent_texts() == [GREETING]
         assert run.event("caller_lookup")["ok"] is result.ok
         await run.finish()
+
+
+async def test_mumbling_gets_a_clarifying_question_then_a_person(start) -> None:  # type: ignore[no-untyped-def]
+    control = FakeControl(outcome="accepted")
+    run = await start([Heard("mmf", confidence=0.1), Heard("hrm", confidence=0.1)], control=control)
+    await run.turn()
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert run.agent_texts()[-1] == AgentConfig().clarify
+    await run.turn()
+    await run.clock.run(until=lambda: "transfer" in run.kinds(), limit=20.0)
+    assert "could not understand the caller" in control.summaries[0]
+    await run.finish()
+    assert run.dialog.outcome == "transferred"
+
+
+async def test_the_same_lookup_again_without_its_number_is_not_repeated(start) -> None:  # type: ignore[no-untyped-def]
+    """Small models repeat their last tool call on "okay, thanks": the caller gets words instead."""
+    call = ToolCall("order_status", {"order_id": "4572"})
+    run = await start([Heard("Is order 4572 late?"), Heard("Okay, thanks.")], acts=[call, call], said=[Said("You're welcome.")],
+                      results={"order_status": [ToolResult(True, data=ORDER)]})
+    await run.turn()
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    await run.turn()
+    await run.until(lambda: len(run.agent_texts()) == 3)
+    assert run.agent_texts()[-1] == "You're welcome."
+    assert len(run.tools.calls) == 1 and "repeat_call_skipped" in run.kinds()
+    await run.finish()
