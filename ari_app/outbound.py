@@ -36,6 +36,7 @@ class OutboundConfig:
     max_concurrent: int = 4
     min_interval_s: float = 1.0  # between two originates: trunks and carriers limit call attempts per second
     ring_timeout_s: int = 30
+    agent: str = ""  # the agent that talks to whoever answers (ControllerConfig.agents); "" = default
 
     def __post_init__(self) -> None:
         if "{number}" not in self.endpoint:
@@ -110,7 +111,9 @@ class Dialer:
         call_id = str(uuid.uuid4())
         chan_id = f"{ctl.config.id_prefix}out-{call_id}"
         call = AriCall(call_id=call_id, caller_id=chan_id, direction="outbound", caller_number=number,
-                       controller=ctl)
+                       controller=ctl, agent=cfg.agent)
+        rec = ctl.config.profile(cfg.agent).recording
+        call.recording_notice = rec.notice if rec.enabled else None
         await self._wait_pace()
         call.started_at = ctl.clock.now()
         await self._store_start(call)
@@ -155,7 +158,7 @@ class Dialer:
         if store is None:
             return
         try:
-            await store.start_call(call.call_id, direction="outbound", caller=call.caller_number, agent=self.agent,
+            await store.start_call(call.call_id, direction="outbound", caller=call.caller_number, agent=self.config.agent or self.agent,
                                    started_at=datetime.now(timezone.utc))
         except Exception:
             log.exception("outbound %s: storing the call failed", call.call_id)

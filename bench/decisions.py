@@ -6,7 +6,7 @@ Each example agent (agents/*.yaml) hears each of its requests as the first turn 
 greeting. Two columns per class of request:
 - llm: the constrained choice alone (LLM.act: "reply" or a step's name), as the model makes it;
 - agent: what the agent does, with the rules in front of the model (a person asked for,
-  frustration, a goodbye, an instructions probe: phoneagent.dialog.intents / handover) and the
+  frustration, a goodbye, small talk, an instructions probe: phoneagent.dialog.intents / handover) and the
   grounding check behind it (a tool call whose arguments the caller never said becomes a
   question for them, never a request with invented data).
 "invented" counts tool calls made with an argument the caller did not say: it must stay 0.
@@ -29,7 +29,7 @@ from models.llama import LlamaLLM
 from phoneagent.agents.load import Agent, load_agents
 from phoneagent.dialog.actions import END_CALL, OUT_OF_SCOPE, TRANSFER, builtin_specs, offered_tools, system_prompt
 from phoneagent.dialog.handover import wants_human
-from phoneagent.dialog.intents import probes_instructions, says_goodbye, ungrounded
+from phoneagent.dialog.intents import is_small_talk, probes_instructions, says_goodbye, ungrounded
 
 AGENTS = Path(__file__).resolve().parents[1] / "agents"
 ASK = "ask"  # the agent asks for what it still needs (the order number)
@@ -125,6 +125,8 @@ def decide_all(llm: LlamaLLM, agent: Agent, labelled: Sequence[tuple[str, str, s
             final = OUT_OF_SCOPE
         elif says_goodbye(text):
             final = END_CALL
+        elif is_small_talk(text):
+            final = "reply"
         elif missing:
             final = ASK
         else:

@@ -104,10 +104,12 @@ def _dial(args: argparse.Namespace) -> int:
     from ari_app.outbound import OutboundConfig
     from phoneagent.service import dial
 
-    outbound = OutboundConfig(endpoint=args.endpoint, caller_id=args.caller_id, max_concurrent=args.max_concurrent,
-                              min_interval_s=args.interval, ring_timeout_s=args.ring_timeout)
     cfg = _settings(args)
     agents = _agents(cfg)
+    if args.dial_agent and args.dial_agent not in (agents or {}):
+        raise UsageError(f"--as {args.dial_agent!r} is not one of the agents: {', '.join(sorted(agents or {})) or 'none (--agents DIR)'}")
+    outbound = OutboundConfig(endpoint=args.endpoint, caller_id=args.caller_id, max_concurrent=args.max_concurrent,
+                              min_interval_s=args.interval, ring_timeout_s=args.ring_timeout, agent=args.dial_agent or "")
     engines = _engine_config(args, cfg)
     refused = _preflight_or_refuse(args, engines)
     if refused:
@@ -181,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dialp.add_argument("--max-concurrent", type=int, default=4)
     dialp.add_argument("--interval", type=float, default=1.0, help="seconds between two call attempts")
     dialp.add_argument("--ring-timeout", type=int, default=30)
+    dialp.add_argument("--as", dest="dial_agent", default="", help="the agent file's agent that talks (its outbound greeting, AMD, voicemail)")
     dialp.add_argument("--json", action="store_true", help="print the results as JSON")
     dialp.set_defaults(func=_dial)
 

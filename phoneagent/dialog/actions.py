@@ -20,7 +20,7 @@ from models.base import CancelToken, Message, ToolCall, ToolSpec
 from models.prompt import REPLY
 from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.config import AgentConfig, ToolUse
-from phoneagent.dialog.intents import grounded, probes_instructions, says_goodbye, ungrounded
+from phoneagent.dialog.intents import grounded, is_small_talk, probes_instructions, says_goodbye, ungrounded
 from phoneagent.dialog.record import TurnTiming
 from phoneagent.dialog.tasks import reap
 from phoneagent.dialog.voice import Voice
@@ -139,11 +139,14 @@ class Actions:
             await reap(filler)
 
     def by_rule(self, text: str) -> ToolCall | None:
-        """Steps that are phrases, not judgement (see intents): taken without the LLM."""
+        """Steps that are phrases, not judgement (see intents): taken without the LLM. A
+        ToolCall named REPLY means: answer in words."""
         if probes_instructions(text):
             return ToolCall(OUT_OF_SCOPE, {"why": "instructions"})
         if self.ctx.config.offer_end_call and says_goodbye(text):
             return ToolCall(END_CALL, {})
+        if is_small_talk(text):
+            return ToolCall(REPLY, {})
         return None
 
     async def run(self, call: ToolCall, phrase: Phrase, timing: TurnTiming) -> None:

@@ -22,6 +22,11 @@ _PROBE_RE = re.compile(
     r"\b(?:(?:ignore|forget|disregard|override)\b.{0,30}\b(?:instructions?|rules|prompt)|system prompt|your (?:instructions|prompt|rules)|"
     r"(?:reveal|repeat|print|show|tell me)\b.{0,20}\b(?:instructions|prompt|rules)|developer mode|jailbreak)\b"
     r"|<\|im_start\|>|<\|im_end\|>|<start_of_turn>|<tool_call>", re.IGNORECASE)
+_SMALL_TALK_RE = re.compile(
+    r"^(?:(?:hi|hello|hey|hiya|good (?:morning|afternoon|evening)|yes|yeah|ok(?:ay)?|sorry|um+|uh+)(?: there)?\W*)*"
+    r"(?:hi|hello|hey|hiya|good (?:morning|afternoon|evening)|thanks?(?: you)?(?: (?:so|very) much)?|thank you|"
+    r"can you hear me|are you (?:still )?there|(?:one|just a) (?:second|sec|moment|minute)|hold on|sorry|pardon)(?: there)?\W*$",
+    re.IGNORECASE)
 _DIGIT_WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
                 "seven": "7", "eight": "8", "nine": "9"}
 
@@ -29,6 +34,12 @@ _DIGIT_WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "f
 def says_goodbye(text: str) -> bool:
     """The caller is closing ("that's all, thanks", "bye"), not merely thanking."""
     return _GOODBYE_RE.search(text.strip()) is not None
+
+
+def is_small_talk(text: str) -> bool:
+    """The whole turn is a greeting, thanks or "are you there": words are the answer (the small
+    model, offered a tool, calls it for "Hello?" too)."""
+    return _SMALL_TALK_RE.match(text.strip()) is not None
 
 
 def probes_instructions(text: str) -> bool:

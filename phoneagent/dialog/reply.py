@@ -17,7 +17,7 @@ from typing import Any
 from media.clock import sleep, wait_for
 from models.base import Cancelled, CancelToken, Message, Transcript
 from models.scheduler import EngineBusy, Priority
-from phoneagent.dialog.actions import Actions
+from phoneagent.dialog.actions import REPLY, Actions
 from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.chunker import reply_chunker
 from phoneagent.dialog.context import SpokenReply
@@ -156,7 +156,7 @@ class Reply:
         try:
             call = actions.by_rule(messages[-1].content) or await wait_for(
                 ctx.clock, actions.decide(messages, cancel, self._go), cfg.first_token_timeout_s)
-            if call is None:
+            if call is None or call.name == REPLY:
                 return False
             self.timing.llm_first_token = ctx.clock.now()
             await commit()

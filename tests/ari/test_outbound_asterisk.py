@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ari_app.call import AriCall
-from ari_app.config import RecordingConfig
+from ari_app.config import CallProfile, RecordingConfig
 from ari_app.outbound import Dialer, OutboundConfig
 from media.pcm import resample, tone
 from audiosocket.server import CallSession
@@ -67,15 +67,17 @@ async def test_outbound_human_and_voicemail(asterisk_bed: testbed.AsteriskBed, t
 
     async def agent(session: CallSession, control: AriCall | None) -> None:
         assert control is not None and control.direction == "outbound"
+        assert control.agent == "collections"  # the dialler's agent talks to whoever answers
         message = None if control.caller_number == "callee-machine" else MESSAGE  # None: hang up on machines
         d = CallDialog(engines, AgentConfig(voicemail_message=message, no_input_s=30), store=store, control=control)
         dialogs[control.caller_number] = d
         await d.run(session)
 
     try:
-        async with ari_stack(asterisk_bed, agent=agent, store=store, recording=RecordingConfig(enabled=False)) as stack:
+        async with ari_stack(asterisk_bed, agent=agent, store=store, recording=RecordingConfig(enabled=False),
+                             agents={"collections": CallProfile(RecordingConfig(enabled=False))}) as stack:
             dialer = Dialer(stack.ctl, OutboundConfig(endpoint=f"Local/{{number}}@{testbed.TEST_CONTEXT}",
-                                                      max_concurrent=2, min_interval_s=0.5, ring_timeout_s=10))
+                                                      max_concurrent=2, min_interval_s=0.5, ring_timeout_s=10, agent="collections"))
             human, machine, busy, hangup = await asyncio.gather(
                 dialer.call("callee-human", wait_end=False), dialer.call("callee-voicemail"),
                 dialer.call("human-busy"), dialer.call("callee-machine"))
@@ -100,6 +102,7 @@ async def test_outbound_human_and_voicemail(asterisk_bed: testbed.AsteriskBed, t
         assert views["hangup"] is not None and views["hangup"].outcome == "machine_hangup"
         assert views["machine"] is not None and views["machine"].outcome == "machine_message_left"
         assert views["machine"].direction == "outbound" and views["machine"].caller == "callee-voicemail"
+        assert views["machine"].agent == "collections"
         assert views["busy"] is not None and views["busy"].outcome == "busy"
         assert views["human"] is not None and views["human"].answered_at is not None
         message = await wait_file(asterisk_bed.host_path(f"{testbed.RECORDING_DIR}/callee-{machine.call_id}-message.wav"))

@@ -236,14 +236,14 @@ async def test_mumbling_gets_a_clarifying_question_then_a_person(start) -> None:
 
 
 async def test_the_same_lookup_again_without_its_number_is_not_repeated(start) -> None:  # type: ignore[no-untyped-def]
-    """Small models repeat their last tool call on "okay, thanks": the caller gets words instead."""
+    """Small models repeat their last tool call on a follow-up without its number: the caller gets words instead."""
     call = ToolCall("order_status", {"order_id": "4572"})
-    run = await start([Heard("Is order 4572 late?"), Heard("Okay, thanks.")], acts=[call, call], said=[Said("You're welcome.")],
+    run = await start([Heard("Is order 4572 late?"), Heard("So it comes next week?")], acts=[call, call], said=[Said("Yes, on the ninth.")],
                       results={"order_status": [ToolResult(True, data=ORDER)]})
     await run.turn()
     await run.until(lambda: len(run.agent_texts()) == 2)
     await run.turn()
     await run.until(lambda: len(run.agent_texts()) == 3)
-    assert run.agent_texts()[-1] == "You're welcome."
+    assert run.agent_texts()[-1] == "Yes, on the ninth."
     assert len(run.tools.calls) == 1 and "repeat_call_skipped" in run.kinds()
     await run.finish()

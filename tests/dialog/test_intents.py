@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from phoneagent.dialog.intents import grounded, probes_instructions, says_goodbye, ungrounded
+from phoneagent.dialog.intents import grounded, is_small_talk, probes_instructions, says_goodbye, ungrounded
 
 
 @pytest.mark.parametrize("text", ["Bye.", "Okay thanks, that's all. Bye!", "No, that's it.", "Thank you, goodbye.",
@@ -49,3 +49,15 @@ def test_grounded(value: object, said: list[str], ok: bool) -> None:
 
 def test_ungrounded_names_the_arguments() -> None:
     assert ungrounded({"order_id": "4572", "zip": "90210"}, ["order 4572"]) == ["zip"]
+
+
+@pytest.mark.parametrize("text", ["Hello?", "Hi there.", "Thank you.", "Thanks so much!", "Can you hear me?", "Sorry, one second.",
+                                  "Are you still there?", "Good morning.", "Okay, thanks."])
+def test_small_talk(text: str) -> None:
+    assert is_small_talk(text)
+
+
+@pytest.mark.parametrize("text", ["Hello, where is my order 4572?", "Thanks, and can you check my other order?", "Hi, I need help",
+                                  "Sorry, my order is late.", "hello world order"])
+def test_not_small_talk(text: str) -> None:
+    assert not is_small_talk(text)
