@@ -45,7 +45,7 @@ QUESTIONS = (("Where is my order? The number is four five seven two.", "4572"),
 
 
 async def one_caller(port: int, i: int, utts: list[tuple[Utterance, str]], dialogs: dict[str, CallDialog],
-                     out: dict[str, list[float]], right: list[bool]) -> None:
+                     out: dict[str, list[float]], right: list[bool], misses: list[dict[str, Any]]) -> None:
     utt, order = utts[i % len(utts)]
     async with CallerEmulator("127.0.0.1", port) as caller:
         if not await caller.wait_agent_done(quiet_s=0.4, timeout=30):
@@ -60,7 +60,11 @@ async def one_caller(port: int, i: int, utts: list[tuple[Utterance, str]], dialo
         if d is None:
             return
         calls = [e for _, k, e in d.events if k == "tool_call"]
-        right.append(bool(calls) and calls[0].get("arguments") == {"order_id": order} and bool(calls[0].get("ok")))
+        ok = bool(calls) and calls[0].get("arguments") == {"order_id": order} and bool(calls[0].get("ok"))
+        right.append(ok)
+        if not ok:  # why: what was heard, and what the agent did instead
+            misses.append({"want": order, "heard": [t["text"] for t in d.turns if t["role"] == "caller"],
+                           "tool_calls": [c.get("arguments") for c in calls], "events": [k for _, k, _ in d.events][-8:]})
         answer = next((t for t in d.turns if t["role"] == "agent" and spoken_digits(order) in t["text"]), None)
         if answer is not None:
             tm = answer["timings"]
@@ -90,14 +94,15 @@ async def run_level(engines: Engines, agent: Agent, runner: ToolRunner, calls: i
     out: dict[str, list[float]] = {k: [] for k in ("first_audio_ms", "answer_ms", "webhook_ms", "stage_endpoint_ms", "stage_stt_ms",
                                                    "stage_choice_and_arguments_ms", "stage_webhook_and_tts_ms")}
     right: list[bool] = []
+    misses: list[dict[str, Any]] = []
     try:
         for r in range(repeats):
-            await asyncio.gather(*(one_caller(server.port, r * calls + i, utts, dialogs, out, right) for i in range(calls)))
+            await asyncio.gather(*(one_caller(server.port, r * calls + i, utts, dialogs, out, right, misses) for i in range(calls)))
     finally:
         await server.close()
         await fresh.close_schedulers()
     return {"calls": calls, "first_audio_ms": pct(out["first_audio_ms"]), "answer_ms": pct(out["answer_ms"]),
-            "right_tool_and_arguments": f"{sum(right)}/{len(right)}",
+            "right_tool_and_arguments": f"{sum(right)}/{len(right)}", "misses": misses,
             "stages_ms": {k[6:-3]: pct(v) for k, v in out.items() if k.startswith("stage_")}, "webhook_ms": pct(out["webhook_ms"]),
             "samples_ms": {k: [round(x, 1) for x in v] for k, v in out.items()}, "queues": fresh.metrics()}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -241,15 +241,19 @@ class LLM(ABC):
         cancel: CancelToken | None = None,
         session_key: str | None = None,
         on_choice: Callable[[str], None] | None = None,
+        known: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ToolCall | None:
         """The agent's next step for the caller's last turn: a call of one of `tools`, or None
         to answer in words. `on_choice(name)` is told the tool as soon as it is chosen, before
-        its arguments exist (the dialog starts its filler then). Engines override this with a
-        cheaper, prefix-cached form of the same constrained choice (LlamaLLM: a token or two on
-        a plain turn)."""
+        its arguments exist (the dialog starts its filler then). `known[tool][argument]` is a
+        value the caller said verbatim: used as it is, not generated. Engines override this with
+        a cheaper, prefix-cached form of the same constrained choice (LlamaLLM: a token or two
+        on a plain turn)."""
         call = self.tool_call(messages, tools, cancel=cancel, session_key=session_key)
         if call is not None and on_choice is not None:
             on_choice(call.name)
+        if call is not None and known and call.name in known:
+            call = ToolCall(call.name, {**call.arguments, **known[call.name]})
         return call
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -176,7 +176,8 @@ class Engines:
         return result
 
     async def act(self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, cancel: CancelToken, session_key: str | None = None,
-                  on_choice: Callable[[str], None] | None = None) -> ToolCall | None:
+                  on_choice: Callable[[str], None] | None = None, known: Mapping[str, Mapping[str, Any]] | None = None,
+                  ) -> ToolCall | None:
         """The constrained next step (a tool call, or None: answer in words); see LLM.act.
         `on_choice` runs on the event loop."""
         llm, loop = self.llm, asyncio.get_running_loop()
@@ -186,7 +187,7 @@ class Engines:
                 loop.call_soon_threadsafe(on_choice, name)
 
         result: ToolCall | None = await self.llm_q.run(
-            lambda: llm.act(messages, tools, cancel=cancel, session_key=session_key, on_choice=chosen), cancel=cancel)
+            lambda: llm.act(messages, tools, cancel=cancel, session_key=session_key, on_choice=chosen, known=known), cancel=cancel)
         return result
 
     async def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False,

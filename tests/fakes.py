@@ -11,7 +11,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Generator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,14 +181,17 @@ class VirtualEngines:
     acts: list[ToolCall | None] = field(default_factory=list)  # the LLM's scripted steps (None: reply)
     act_s: float = 0.1
     prefilled: list[list[Message]] = field(default_factory=list)
+    known: list[dict[str, dict[str, Any]]] = field(default_factory=list)  # what act was told the caller said
 
     async def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False) -> int:
         self.prefilled.append(list(messages))
         return 0
 
     async def act(self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, cancel: CancelToken, session_key: str | None = None,
-                  on_choice: Callable[[str], None] | None = None) -> ToolCall | None:
+                  on_choice: Callable[[str], None] | None = None, known: Mapping[str, Mapping[str, Any]] | None = None,
+                  ) -> ToolCall | None:
         self.prompts.append(list(messages))
+        self.known.append({k: dict(v) for k, v in (known or {}).items()})
         call = self.acts.pop(0) if self.acts else None
         await sleep(self.clock, self.act_s / 2)
         if call is not None and on_choice is not None:

@@ -20,7 +20,7 @@ from models.base import CancelToken, Message, ToolCall, ToolSpec
 from models.prompt import REPLY
 from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.config import AgentConfig, ToolUse
-from phoneagent.dialog.intents import grounded, is_small_talk, probes_instructions, says_goodbye, ungrounded
+from phoneagent.dialog.intents import grounded, is_small_talk, probes_instructions, said_values, says_goodbye, ungrounded
 from phoneagent.dialog.record import TurnTiming
 from phoneagent.dialog.tasks import reap
 from phoneagent.dialog.voice import Voice
@@ -114,7 +114,10 @@ class Actions:
             if tool is not None and tool.filler and name not in self.called:
                 self._filler = asyncio.create_task(self._say_filler(tool.filler, released))
 
-        call = await self.ctx.engines.act(messages, self.specs, cancel=cancel, session_key=self.ctx.call_id, on_choice=chosen)
+        last = messages[-1].content if messages and messages[-1].role == "user" else ""
+        known = {name: vals for name, tool in self.tools.items() if (vals := said_values(tool.parameters, last))}
+        call = await self.ctx.engines.act(messages, self.specs, cancel=cancel, session_key=self.ctx.call_id, on_choice=chosen,
+                                          known=known)
         if call is not None and call == self.last_call and not grounded_now(call, messages):
             # The same lookup again, and nothing of it in what the caller just said ("okay,
             # thanks"): small models repeat their last call; the caller gets words instead.

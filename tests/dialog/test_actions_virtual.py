@@ -26,7 +26,8 @@ from tests.fakes import FakeControl, Heard, Said, ScriptedTools, VirtualCall, Vi
 GREETING = "Hello there."
 ORDER = {"order_id": "4572", "item": "a desk", "status": "delayed", "eta": "2026-12-09", "delay_reason": "a storm"}
 STATUS = ToolUse(
-    "order_status", "look up an order", {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
+    "order_status", "look up an order", {"type": "object", "properties": {"order_id": {"type": "string", "pattern": "^[0-9]{4}$"}},
+                                         "required": ["order_id"]},
     filler="Let me check that.",
     answer=Answer(when="status", cases={"delayed": "Order {order_id:digits} is delayed because {delay_reason}. New date {eta:date}."},
                   otherwise="Order {order_id:digits} is {status}."),
@@ -72,6 +73,7 @@ async def test_tool_answer_is_the_systems_data_verbatim_after_a_filler(start) ->
     t_end = await run.turn()
     await run.until(lambda: len(run.agent_texts()) == 2)
     assert run.tools.calls == [("order_status", {"order_id": "4572"})]
+    assert run.engines.known[-1] == {"order_status": {"order_id": "4572"}}  # said verbatim: copied, not generated
     assert run.agent_texts()[-1] == "Order 4 5 7 2 is delayed because a storm. New date Wednesday, December 9."
     assert run.engines.spoken.index("Let me check that.") < len(run.engines.spoken) - 1  # the filler came first
     filler_at = next(t for t, k, _ in run.dialog.events if k == "filler")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from phoneagent.dialog.intents import grounded, is_small_talk, probes_instructions, says_goodbye, ungrounded
+from phoneagent.dialog.intents import grounded, is_small_talk, probes_instructions, said_values, says_goodbye, ungrounded
 
 
 @pytest.mark.parametrize("text", ["Bye.", "Okay thanks, that's all. Bye!", "No, that's it.", "Thank you, goodbye.",
@@ -61,3 +61,19 @@ def test_small_talk(text: str) -> None:
                                   "Sorry, my order is late.", "hello world order"])
 def test_not_small_talk(text: str) -> None:
     assert not is_small_talk(text)
+
+
+ORDER = {"type": "object", "properties": {"order_id": {"type": "string", "pattern": "^[0-9]{4}$"},
+                                          "note": {"type": "string"},
+                                          "phone": {"type": "string", "pattern": "^[0-9]+$", "x-from": "caller_number"}}}
+
+
+@pytest.mark.parametrize(("text", "values"), [
+    ("Where is order 4572?", {"order_id": "4572"}),
+    ("Order 4572. Is it late?", {"order_id": "4572"}),
+    ("Is it 4572 or 3318?", {}),  # two candidates: the model decides
+    ("My number is 45721.", {}),  # five digits: not an order number
+    ("Where is my order?", {}),
+])
+def test_said_values_copies_one_pattern_match(text: str, values: dict[str, str]) -> None:
+    assert said_values(ORDER, text) == values

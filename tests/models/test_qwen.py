@@ -95,3 +95,9 @@ def test_act_reuses_the_prompt_prefix_for_the_reply(qwen: LlamaLLM) -> None:
     gen = qwen.stream(msgs, max_tokens=2, session_key="act-3")
     _, stats = drain(gen)
     assert stats.cached_tokens >= stats.prompt_tokens - 1
+
+
+def test_act_copies_a_value_the_caller_said_instead_of_decoding_it(qwen: LlamaLLM) -> None:
+    msgs = [Message("system", SYSTEM), Message("user", "Where is my order? The number is 4572.")]
+    call = qwen.act(msgs, [ORDER_TOOL, BOOK_TOOL], session_key="act-4", known={"order_status": {"order_id": "4572"}})
+    assert call == ToolCall("order_status", {"order_id": "4572"})
