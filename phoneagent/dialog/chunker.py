@@ -129,9 +129,12 @@ def clean_text(text: str) -> str:
 class ClauseChunker:
     """One per reply stream: `push` tokens as they arrive, `flush` when generation ends."""
 
-    def __init__(self, min_words_first: int = 3, min_words: int = 6, max_words: int = 25, max_words_first: int | None = None) -> None:
+    def __init__(self, min_words_first: int = 3, min_words: int = 6, max_words: int = 25, max_words_first: int | None = None,
+                 short_first_sentence: bool = False) -> None:
         """`max_words_first` (None = `max_words`) cuts a long unpunctuated opening at a space,
-        so the caller hears the first words while the model is still writing the sentence."""
+        so the caller hears the first words while the model is still writing the sentence.
+        `short_first_sentence`: a whole first sentence goes at once however short ("Sure."
+        "Hello!"): the caller is waiting in silence, and a complete sentence keeps its prosody."""
         if not 1 <= min_words_first <= max_words or not 1 <= min_words <= max_words:
             raise ValueError(
                 f"need 1 <= min_words_first ({min_words_first}), min_words ({min_words}) "
@@ -143,6 +146,7 @@ class ClauseChunker:
         self.min_words = min_words
         self.max_words = max_words
         self.max_words_first = max_words_first or max_words
+        self.short_first_sentence = short_first_sentence
         self.reset()
 
     def reset(self) -> None:
@@ -190,7 +194,9 @@ class ClauseChunker:
         words = _words(self._buf)
         need = self.min_words_first if self._first else self.min_words
         cap = self.max_words_first if self._first else self.max_words
-        if (words >= need and (self._newline or self._ends_clause())) or (at_space and words >= cap):
+        sentence = (self.short_first_sentence and self._first and at_space and self._ends_clause()
+                    and self._buf.rstrip(_CLOSERS)[-1:] in "!?.")
+        if (words >= need and (self._newline or self._ends_clause())) or sentence or (at_space and words >= cap):
             clause, self._buf = self._buf.strip(), ""
             self._space = self._newline = self._first = False
             return clause
@@ -205,8 +211,9 @@ class ClauseChunker:
 
 
 def reply_chunker() -> ClauseChunker:
-    """How replies and prompts are cut: a short first clause (2-6 words) for the first audio."""
-    return ClauseChunker(min_words_first=2, max_words_first=6)
+    """How replies and prompts are cut: a short first clause (a whole sentence, or 2-6 words)
+    for the first audio."""
+    return ClauseChunker(min_words_first=2, max_words_first=6, short_first_sentence=True)
 
 
 def split_text(text: str) -> list[str]:

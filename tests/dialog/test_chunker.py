@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phoneagent.dialog.chunker import ClauseChunker, _Cleaner, clean_text
+from phoneagent.dialog.chunker import ClauseChunker, _Cleaner, clean_text, reply_chunker
 
 
 def chunk(text: str, chunker: ClauseChunker | None = None) -> list[str]:
@@ -209,3 +209,14 @@ def test_split_text_cuts_a_prompt_exactly_as_a_streamed_reply() -> None:
     chunker = reply_chunker()
     streamed = [c for i, word in enumerate(text.split(" ")) for c in chunker.push(word if i == 0 else " " + word)]
     assert streamed + chunker.flush() == clauses
+
+
+@pytest.mark.parametrize(("text", "first"), [
+    ("Hello! How can I help you today?", "Hello!"),
+    ("Sure. Your order ships on Monday.", "Sure."),
+    ("Yes? What else can I do?", "Yes?"),
+    ("Mr. Smith will call you back tomorrow.", "Mr. Smith will call you back"),  # an abbreviation is no sentence end
+    ("Okay, let me see what I can do.", "Okay, let me see what I"),  # a comma is no sentence: 2-6 words as before
+])
+def test_a_reply_speaks_a_short_first_sentence_at_once(text: str, first: str) -> None:
+    assert chunk(text, reply_chunker())[0] == first
