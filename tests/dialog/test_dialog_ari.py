@@ -80,3 +80,44 @@ async def test_caller_asks_for_a_person_and_the_human_hears_the_summary(asterisk
     finally:
         await engines.close()
         await store.aclose()
+
+
+async def test_a_known_caller_is_greeted_by_name_from_the_business_system(asterisk_bed: testbed.AsteriskBed, tmp_path: Path) -> None:
+    """Caller context at call start, through the real parts: Asterisk's caller ID reaches the
+    shipments agent's caller-lookup webhook (the sample backend over HTTP) before the greeting,
+    and the greeting names the customer. (No LLM is involved; the scripted one is never asked.)"""
+    from devtools.backend import serving
+    from devtools.testbed import ari_request
+    from phoneagent.agents.load import load_agents
+    from phoneagent.tools.webhook import ToolRunner
+
+    loaded = await asyncio.to_thread(Engines.load, EngineConfig())
+    engines = loaded.sharing(llm=ScriptedLLM(["Okay."]))
+    dialogs: list[CallDialog] = []
+    try:
+        async with serving(tmp_path / "business.sqlite") as url:
+            ship = load_agents(Path(__file__).resolve().parents[2] / "agents", env={"SAMPLE_BACKEND_URL": url})["shipments"]
+            runner = ToolRunner(ship.webhooks, ship.allowed_hosts)
+
+            async def agent(session: CallSession, control: AriCall | None) -> None:
+                d = CallDialog(engines, ship.config, control=control, tools=runner)
+                dialogs.append(d)
+                await d.run(session)
+
+            try:
+                async with ari_stack(asterisk_bed, agent=agent, recording=RecordingConfig(enabled=False)) as stack:
+                    chan = await asyncio.to_thread(ari_request, asterisk_bed, "POST", "/channels", {
+                        "endpoint": f"Local/silence@{testbed.TEST_CONTEXT}", "context": testbed.TEST_CONTEXT,
+                        "extension": "agent-ari", "priority": "1", "timeout": "30", "callerId": "Maria <+1 555 123 4567>"})
+                    await wait_until(lambda: bool(dialogs) and bool(dialogs[0].turns), 30, "the greeting")
+                    await stack.client.hangup(str(chan["id"]))
+                    await wait_until(lambda: not stack.ctl.calls, 10, "the call to end")
+            finally:
+                await runner.aclose()
+    finally:
+        await engines.close()
+    d = dialogs[0]
+    assert d.turns[0]["text"] == "Hello Maria Lopez, this is Northwind Shipping. How can I help you today?"
+    lookup = next(detail for _, kind, detail in d.events if kind == "caller_lookup")
+    assert lookup["arguments"] == {"phone": "15551234567"} and lookup["ok"] and lookup["result"]["customer_id"] == "C001"
+    assert any(m.role == "tool" and "4572" in m.content for m in d.conversation.history)  # her open order, in context
