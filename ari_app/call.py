@@ -67,7 +67,6 @@ class AriCall:
     channels: set[str] = field(default_factory=set)  # created by us: hung up on tear-down
     bridges: set[str] = field(default_factory=set)
     recording_name: str = ""
-    recording_notice: str | None = None
     transferred: str = ""  # "", "warm" (caller and human bridged), "blind"
     started_at: float = 0.0  # controller clock
     attached: asyncio.Event = field(default_factory=asyncio.Event)  # AudioSocket session arrived
@@ -80,6 +79,14 @@ class AriCall:
     @property
     def transfer_available(self) -> bool:
         return self.controller is not None and self.controller.config.profile(self.agent).transfer.available
+
+    @property
+    def recording_notice(self) -> str | None:
+        """Spoken before the greeting when this call's agent records (known from the start)."""
+        if self.controller is None:
+            return None
+        rec = self.controller.config.profile(self.agent).recording
+        return rec.notice if rec.enabled else None
 
     def drain_digits(self) -> list[str]:
         out, self.digits = self.digits, []

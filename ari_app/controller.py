@@ -177,8 +177,6 @@ class AriController:
             agent = ""
         call = AriCall(call_id=str(uuid.uuid4()), caller_id=chan.id, caller_number=chan.caller_number,
                        started_at=self.clock.now(), controller=self, agent=agent)
-        rec = self.config.profile(agent).recording
-        call.recording_notice = rec.notice if rec.enabled else None  # known before the agent's greeting is chosen
         self.register(call)
         self.spawn(self._inbound(call))
 
@@ -318,7 +316,6 @@ class AriController:
         name = rec.file_name(call.call_id, datetime.now(timezone.utc).strftime("%Y-%m-%d"))
         self._recordings[name] = call
         call.recording_name = name
-        call.recording_notice = rec.notice
         try:
             await self.client.record_bridge(call.bridge_id, name, rec.media_format)
         except AriError as exc:  # a recording problem must not drop the call

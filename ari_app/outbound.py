@@ -112,8 +112,6 @@ class Dialer:
         chan_id = f"{ctl.config.id_prefix}out-{call_id}"
         call = AriCall(call_id=call_id, caller_id=chan_id, direction="outbound", caller_number=number,
                        controller=ctl, agent=cfg.agent)
-        rec = ctl.config.profile(cfg.agent).recording
-        call.recording_notice = rec.notice if rec.enabled else None
         await self._wait_pace()
         call.started_at = ctl.clock.now()
         await self._store_start(call)

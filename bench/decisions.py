@@ -5,8 +5,9 @@
 Each example agent (agents/*.yaml) hears each of its requests as the first turn after its
 greeting. Two columns per class of request:
 - llm: the constrained choice alone (LLM.act: "reply" or a step's name), as the model makes it;
-- agent: what the agent does, with the rules in front of the model (a person asked for,
-  frustration, a goodbye, small talk, an instructions probe: phoneagent.dialog.intents / handover) and the
+- agent: what the agent does, with the same rules in front of the model as a call has (a person
+  asked for, frustration, a goodbye, small talk, an instructions probe: `escalation_reason` and
+  `rule_step`) and the
   grounding check behind it (a tool call whose arguments the caller never said becomes a
   question for them, never a request with invented data).
 "invented" counts tool calls made with an argument the caller did not say: it must stay 0.
@@ -27,9 +28,8 @@ from models import catalog as cat
 from models.base import Message
 from models.llama import LlamaLLM
 from phoneagent.agents.load import Agent, load_agents
-from phoneagent.dialog.actions import END_CALL, OUT_OF_SCOPE, TRANSFER, builtin_specs, offered_tools, system_prompt
-from phoneagent.dialog.handover import wants_human
-from phoneagent.dialog.intents import is_small_talk, probes_instructions, says_goodbye, ungrounded
+from phoneagent.dialog.actions import END_CALL, OUT_OF_SCOPE, TRANSFER, builtin_specs, offered_tools, rule_step, system_prompt
+from phoneagent.dialog.intents import escalation_reason, ungrounded
 
 AGENTS = Path(__file__).resolve().parents[1] / "agents"
 ASK = "ask"  # the agent asks for what it still needs (the order number)
@@ -119,14 +119,11 @@ def decide_all(llm: LlamaLLM, agent: Agent, labelled: Sequence[tuple[str, str, s
         tool = tools.get(call.name) if call else None
         missing = ungrounded({k: v for k, v in call.arguments.items() if k not in tool.unchecked}, [text]) if call and tool else []
         # what the agent does: the rules first, then the model, then the grounding check
-        if wants_human(text) or any(p in text.lower() for p in cfg.escalation.frustration):
+        rule = rule_step(text, cfg)
+        if escalation_reason(text, cfg.escalation, transfer_available=True, last_question=""):
             final = TRANSFER
-        elif probes_instructions(text):
-            final = OUT_OF_SCOPE
-        elif says_goodbye(text):
-            final = END_CALL
-        elif is_small_talk(text):
-            final = "reply"
+        elif rule is not None:
+            final = rule.name
         elif missing:
             final = ASK
         else:

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from media.clock import Clock, MonotonicClock
@@ -101,7 +101,7 @@ class Engines:
         config = config or EngineConfig()
         catalog = catalog if catalog is not None else cat.load_catalog()
         times: dict[str, float] = {}
-        loaded = {role: _load_role(role, getattr(config, "tts" if role == "tts" else role), config, catalog, times)
+        loaded = {role: _load_role(role, getattr(config, role), config, catalog, times)
                   for role in ("vad", "stt", "llm", "tts")}
         for role, secs in times.items():
             log.info("loaded %s in %.2f s", role, secs)

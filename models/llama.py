@@ -256,13 +256,12 @@ class LlamaLLM(LLM):
         cancel: CancelToken | None = None, session_key: str | None = None, on_choice: Callable[[str], None] | None = None,
         known: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ToolCall | None:
-        """The constrained next step, cheap on a plain turn. Where the model has a native
-        tool-call token (Qwen's <tool_call>), the decision is its own first token: the prompt
-        (the same as `stream`'s, so a plain reply then reuses it in the KV cache) is evaluated
-        once and the call is taken when that token is the top pick. Otherwise the assistant
-        turn is opened with the call prefix and a grammar chooses between "reply" and the tools.
-        Then a grammar lets it write only a tool's name, ending as soon as the tokens so far fit
-        one name, and only the chosen tool's arguments are decoded, under its schema's grammar."""
+        """The constrained next step, cheap on a plain turn: the assistant turn is opened with
+        the model's tool-call prefix (prefilled, not decoded; up to there the prompt is
+        `stream`'s, so a plain reply then reuses it in the KV cache), and a grammar lets it
+        write only "reply" or a tool's name, ending as soon as the tokens so far fit one name
+        (usually the first token). Only a chosen tool's arguments are decoded, under its
+        schema's grammar (see `_arguments`)."""
         names = [t.name for t in tools]
         if len(set(names)) != len(names) or REPLY in names:
             raise ValueError(f"tool names must be unique and not {REPLY!r}: {names}")
@@ -356,9 +355,7 @@ class LlamaLLM(LLM):
             return 0
         llm = slot.llm
         try:
-            prompt = self._tokenize(llm, parts)
-            if len(prompt) >= self.n_ctx:
-                raise EngineError(f"llm: prompt of {len(prompt)} tokens does not fit n_ctx={self.n_ctx}; trim the history")
+            prompt = self._fitting_prompt(llm, parts)
             todo = prompt[self._reuse_prefix(llm, prompt):]
             llm.eval(todo)
             return len(todo)
@@ -416,6 +413,13 @@ class LlamaLLM(LLM):
         bos = [llm.token_bos()] if llm._model.add_bos_token() else []
         return [*bos, *(t for text, sp in parts for t in llm.tokenize(text.encode(), add_bos=False, special=sp))]
 
+    def _fitting_prompt(self, llm: Any, parts: Sequence[tuple[str, bool]]) -> list[int]:
+        """The prompt's tokens, with room left for at least one more in the context."""
+        prompt = self._tokenize(llm, parts)
+        if len(prompt) >= self.n_ctx:
+            raise EngineError(f"llm: prompt of {len(prompt)} tokens does not fit n_ctx={self.n_ctx}; trim the history")
+        return prompt
+
     def _reuse_prefix(self, llm: Any, prompt: list[int]) -> int:
         """Keep the KV cache's longest common prefix with `prompt` (what Llama.generate does),
         always re-evaluating at least the last prompt token so its logits are fresh."""
@@ -441,11 +445,8 @@ class LlamaLLM(LLM):
         finish = "stop"
         sampler: _Sampler | None = None
         try:
-            prompt = self._tokenize(llm, parts)
-            room = self.n_ctx - len(prompt)
-            if room <= 0:
-                raise EngineError(f"llm: prompt of {len(prompt)} tokens does not fit n_ctx={self.n_ctx}; trim the history")
-            limit = min(max_tokens, room)
+            prompt = self._fitting_prompt(llm, parts)
+            limit = min(max_tokens, self.n_ctx - len(prompt))
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             matcher = _StopMatcher(stop)
             vocab = llm._model.vocab

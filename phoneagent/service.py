@@ -50,6 +50,7 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
     from models.scheduler import Priority
     from phoneagent.dialog.actions import system_prompt
     from phoneagent.dialog.session import CallDialog
+    from phoneagent.dialog.voice import Phrases
     from phoneagent.tools.webhook import ToolRunner
 
     agents = dict(agents or {"default": default_agent_config()})
@@ -62,10 +63,16 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
                 for a in agents.values()]
     loaded = await asyncio.to_thread(Engines.load_variants, base, variants)
     engines = dict(zip(names, loaded))
-    for name, agent in agents.items():  # each agent's instructions, evaluated once into every LLM instance
-        prompt = system_prompt(agent.config)
-        await engines[name].prefill([Message("system", prompt)], every_instance=True, priority=Priority.TURN)
+    # An agent's instructions, evaluated into every instance of its LLM: once per loaded LLM
+    # (agents that share one would only overwrite each other's cache), the default agent's first.
+    warmed: set[int] = set()
+    for name in sorted(agents, key=lambda n: n != default):
+        if id(engines[name].llm) not in warmed:
+            warmed.add(id(engines[name].llm))
+            prompt = system_prompt(agents[name].config)
+            await engines[name].prefill([Message("system", prompt)], every_instance=True, priority=Priority.TURN)
     runners = {a.name: ToolRunner(a.webhooks, a.allowed_hosts) for a in agents.values() if a.webhooks}
+    phrases: dict[str, Phrases] = {name: {} for name in agents}  # fillers, synthesised once per agent
     own_store = store is None
     calls = store or AsyncCallStore(db_url)
 
@@ -74,7 +81,8 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
             control = controller.attach(str(session.call_id)) if controller is not None else None
             chosen = control.agent if control is not None and control.agent else name
             agent = agents.get(chosen) or agents[default]
-            await CallDialog(engines[agent.name], agent.config, store=calls, control=control, tools=runners.get(agent.name)).run(session)
+            await CallDialog(engines[agent.name], agent.config, store=calls, control=control, tools=runners.get(agent.name),
+                             phrases=phrases[agent.name]).run(session)
 
         return handler
 

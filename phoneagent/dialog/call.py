@@ -31,7 +31,7 @@ class CallContext:
     record: Recorder
     state: CallState
     control: CallControl | None  # ARI call control; None on a direct AudioSocket call
-    system_prompt: str = ""  # the LLM's instructions for this call (agent + steps); "" = config's
+    system_prompt: str  # the LLM's instructions for this call (actions.system_prompt: the agent's, plus its steps)
     hold_llm: bool = False  # hold LLM decoding while a reply's first clause is synthesised (CPU)
     live: set[CancelToken] = field(default_factory=set)  # every generation/synthesis a barge-in must stop
     _warming: asyncio.Future[None] | None = field(default=None, repr=False)
@@ -47,7 +47,7 @@ class CallContext:
         token). One at a time; failures only cost speed."""
         if self._warming is not None and not self._warming.done():
             return
-        messages = self.conversation.messages(self.system_prompt or self.config.system_prompt)
+        messages = self.conversation.messages(self.system_prompt)
         if saying:
             messages.append(Message("assistant", " ".join(saying.split())))
         self._warming = asyncio.ensure_future(self._prefill(messages))

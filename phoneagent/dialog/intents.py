@@ -14,6 +14,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from phoneagent.dialog.config import EscalationRules
+from phoneagent.dialog.handover import wants_human
+
 _GOODBYE_RE = re.compile(
     r"^(?:(?:ok(?:ay)?|great|thanks?|thank you|no|nope|alright|perfect|cool)\W+){0,4}"
     r"(?:(?:that'?s|that is) (?:all|it|everything)|nothing else|bye|goodbye|good bye|bye bye|have a (?:good|nice) (?:day|one)|"
@@ -29,6 +32,31 @@ _SMALL_TALK_RE = re.compile(
     re.IGNORECASE)
 _DIGIT_WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
                 "seven": "7", "eight": "8", "nine": "9"}
+
+
+def plain_words(text: str) -> str:
+    """Lower case words only: how two turns are compared ("Where's my order?" twice)."""
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def digits_only(text: str) -> str:
+    """A caller ID as the systems store it: "+1 (555) 123-4567" -> "15551234567"."""
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def escalation_reason(text: str, rules: EscalationRules, *, transfer_available: bool, last_question: str) -> str:
+    """Why this turn goes straight to a person ("" if it does not): an explicit request, or,
+    where the agent can transfer, strong frustration or the same question twice."""
+    if wants_human(text):
+        return "the caller asked for a person"
+    if not transfer_available:
+        return ""
+    plain = plain_words(text)
+    if any(phrase in plain for phrase in rules.frustration):
+        return "the caller is frustrated"
+    if rules.repeated_question and len(plain.split()) >= 3 and plain == last_question:
+        return "the caller had to ask the same thing twice"
+    return ""
 
 
 def says_goodbye(text: str) -> bool:
@@ -64,8 +92,8 @@ def grounded(value: Any, said: Iterable[str]) -> bool:
     if any(ch.isdigit() for ch in text):
         want = re.sub(r"\D", "", text)
         return any(want in _digits(t) for t in texts)
-    words = re.findall(r"[a-z0-9']+", text.lower())
-    return any(all(w in re.findall(r"[a-z0-9']+", t.lower()) for w in words) for t in texts)
+    words = plain_words(text).split()
+    return any(all(w in plain_words(t).split() for w in words) for t in texts)
 
 
 def ungrounded(arguments: Mapping[str, Any], said: Iterable[str]) -> list[str]:

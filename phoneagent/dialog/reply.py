@@ -9,7 +9,6 @@ has played, `heard` is what the caller heard and `unheard` what a barge-in cut o
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -17,21 +16,16 @@ from typing import Any
 from media.clock import sleep, wait_for
 from models.base import Cancelled, CancelToken, Message, Transcript
 from models.scheduler import EngineBusy, Priority
-from phoneagent.dialog.actions import REPLY, Actions
+from phoneagent.dialog.actions import REPLY, Actions, rule_step
 from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.chunker import reply_chunker
 from phoneagent.dialog.context import SpokenReply
-from phoneagent.dialog.handover import wants_human
+from phoneagent.dialog.intents import escalation_reason, plain_words
 from phoneagent.dialog.record import TurnTiming
 from phoneagent.dialog.tasks import reap
 from phoneagent.dialog.voice import Voice
 
 Handover = Callable[[str], Awaitable[None]]
-
-
-def _plain(text: str) -> str:
-    """Lower case words only: how two turns are compared ("Where's my order?" twice)."""
-    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
 
 async def _nothing() -> None:
@@ -101,14 +95,14 @@ class Reply:
             await ctx.record.turn("caller", text, self.timing, stt_confidence=tr.confidence)
             await self.handover(why)
             return
-        messages = ctx.conversation.messages(ctx.system_prompt or cfg.system_prompt, pending_user=text)
+        messages = ctx.conversation.messages(ctx.system_prompt, pending_user=text)
 
         async def commit() -> None:
             await go.wait()
             ctx.state.clarifications = 0
             ctx.state.reprompts = 0
             ctx.state.cut_off = ""  # the caller moved on: nothing to pick up again
-            ctx.state.last_question = _plain(text)
+            ctx.state.last_question = plain_words(text)
             ctx.conversation.add_user(text)
             await ctx.record.turn("caller", text, self.timing, stt_confidence=tr.confidence)
 
@@ -130,22 +124,12 @@ class Reply:
             await self.voice.fail("llm/tts", exc)
 
     def _escalation(self, text: str) -> str:
-        """Why this turn goes straight to a person ("" if it does not): an explicit request, or,
-        where the agent may transfer, strong frustration or the same question twice."""
-        ctx, rules = self.ctx, self.ctx.config.escalation
-        ctl = ctx.control
+        """Why this turn goes straight to a person ("" if not; only with call control)."""
+        ctl = self.ctx.control
         if ctl is None:
             return ""
-        if wants_human(text):
-            return "the caller asked for a person"
-        if not ctl.transfer_available:
-            return ""
-        plain = _plain(text)
-        if any(phrase in plain for phrase in rules.frustration):
-            return "the caller is frustrated"
-        if rules.repeated_question and len(plain.split()) >= 3 and plain == ctx.state.last_question:
-            return "the caller had to ask the same thing twice"
-        return ""
+        return escalation_reason(text, self.ctx.config.escalation, transfer_available=ctl.transfer_available,
+                                 last_question=self.ctx.state.last_question)
 
     async def _act(self, messages: list[Message], commit: Callable[[], Coroutine[Any, Any, None]]) -> bool:
         """The constrained step before any words; True when it handled the turn (a tool, a
@@ -154,7 +138,7 @@ class Reply:
         assert actions is not None
         cancel = CancelToken()
         try:
-            call = actions.by_rule(messages[-1].content) or await wait_for(
+            call = rule_step(messages[-1].content, cfg) or await wait_for(
                 ctx.clock, actions.decide(messages, cancel, self._go), cfg.first_token_timeout_s)
             if call is None or call.name == REPLY:
                 return False

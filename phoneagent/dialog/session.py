@@ -39,7 +39,7 @@ from phoneagent.dialog.state import CallState
 from phoneagent.dialog.tasks import reap
 from phoneagent.dialog.transfer import Handover
 from phoneagent.dialog.turns import CallerAudio, TurnTaking
-from phoneagent.dialog.voice import Voice
+from phoneagent.dialog.voice import Phrases, Voice
 
 __all__ = ["CallDialog"]
 
@@ -56,10 +56,12 @@ class CallDialog:
     TICK_S = 0.25
 
     def __init__(self, engines: DialogEngines, config: AgentConfig | None = None, *, store: AsyncCallStore | None = None,
-                 control: CallControl | None = None, tools: ToolCaller | None = None) -> None:
-        """`tools`: runs the agent's declared webhooks (ToolRunner); None when it has none."""
+                 control: CallControl | None = None, tools: ToolCaller | None = None, phrases: Phrases | None = None) -> None:
+        """`tools`: runs the agent's declared webhooks (ToolRunner); None when it has none.
+        `phrases`: the agent's fillers already synthesised, shared by its calls (see Voice)."""
         self.engines = engines
         self.tools = tools
+        self.phrases = phrases
         self.config = config or AgentConfig()
         self.store = store
         self.control = control
@@ -98,7 +100,7 @@ class CallDialog:
         hold = cfg.hold_llm_for_first_audio
         ctx = CallContext(self.call_id, cfg, self.engines, clock, fmt.sample_rate, playout, self.conversation, record, state, ctl,
                           system_prompt=system_prompt(cfg), hold_llm=self.engines.llm_on_cpu if hold is None else hold)
-        voice = Voice(ctx)
+        voice = Voice(ctx, self.phrases)
         floor = Floor(ctx)
         audio = CallerAudio(self.engines.vad, fmt.sample_rate, cfg.preroll_s, cfg.endpointer)
         keypad = Keypad(cfg.dtmf, clock)

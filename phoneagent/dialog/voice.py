@@ -17,15 +17,21 @@ from phoneagent.dialog.record import TurnTiming
 log = logging.getLogger(__name__)
 
 
+Phrases = dict[tuple[str, int], bytes]  # (text, sample rate) -> synthesised audio
+
+
 class Voice:
-    def __init__(self, ctx: CallContext) -> None:
+    def __init__(self, ctx: CallContext, phrases: Phrases | None = None) -> None:
+        """`phrases`: fixed phrases already synthesised, shared by an agent's calls (the same
+        voice), so each is synthesised once per service, not once per call."""
         self.ctx = ctx
-        self._prepared: dict[str, bytes] = {}  # text -> audio at the call's rate
+        self._prepared: Phrases = {} if phrases is None else phrases
 
     async def prepare(self, texts: set[str]) -> None:
         """Synthesise short fixed phrases (fillers) ahead, at background priority, so one can
         start the moment it is needed; a failure only means it is synthesised when used."""
-        for text in sorted(texts - self._prepared.keys()):
+        rate = self.ctx.rate
+        for text in sorted(t for t in texts if (t, rate) not in self._prepared):
             pcm = bytearray()
             try:
                 async for chunk in self.ctx.engines.speak(text, self.ctx.rate, cancel=CancelToken(), priority=Priority.NORMAL):
@@ -33,12 +39,12 @@ class Voice:
             except Exception as exc:
                 log.info("call %s: preparing %r failed: %r", self.ctx.call_id, text, exc)
                 continue
-            self._prepared[text] = bytes(pcm)
+            self._prepared[(text, rate)] = bytes(pcm)
 
     async def say_prepared(self, text: str) -> None:
         """A filler: played at once from `prepare`'s audio (else synthesised first, in one
         piece), not added to the conversation."""
-        pcm = self._prepared.get(text)
+        pcm = self._prepared.get((text, self.ctx.rate))
         if pcm is None:
             await self.say(text, role_text="filler", record=False, atomic=True)
             return
