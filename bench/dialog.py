@@ -100,11 +100,22 @@ def speculation(dialogs: list[CallDialog]) -> dict[str, int]:
     return {"used": kinds.count("speculation_used"), "dropped": kinds.count("speculation_dropped")}
 
 
-async def run_level(engines: Engines, calls: int, utts: list[Any], repeats: int = 1) -> dict[str, Any]:
+def turn_model(dialogs: list[CallDialog]) -> dict[str, Any]:
+    """How often the end-of-turn model ended a turn sooner, held one open, or was overruled (the
+    caller talked on after a "complete", or barged in), and its inference time."""
+    events = [(k, dt) for d in dialogs for _, k, dt in d.events]
+    ms = [float(dt["ms"]) for k, dt in events if k == "turn_model" and dt]
+    ends = [str(dt["verdict"]) for k, dt in events if k == "end_of_turn" and dt]
+    completes = sum(1 for k, dt in events if k == "turn_model" and dt and dt.get("verdict") == "complete")
+    return {"verdicts": len(ms), "ended_sooner": ends.count("complete"), "held_open": ends.count("incomplete"),
+            "complete_then_caller_went_on": completes - ends.count("complete"), "inference_ms": pct(ms)}
+
+
+async def run_level(engines: Engines, calls: int, utts: list[Any], repeats: int = 1, cfg: AgentConfig | None = None) -> dict[str, Any]:
     """`calls` callers at once, `repeats` times in a row; samples are pooled."""
     fresh = engines.sharing()
     dialogs: dict[str, CallDialog] = {}
-    cfg = AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48)
+    cfg = cfg or AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48)
 
     async def handler(session: CallSession) -> None:
         d = CallDialog(fresh, cfg)
@@ -128,6 +139,7 @@ async def run_level(engines: Engines, calls: int, utts: list[Any], repeats: int 
         "stages_ms": stages(list(dialogs.values())),
         "samples_ms": {k: [round(x, 1) for x in v] for k, v in out.items()},
         "speculation": speculation(list(dialogs.values())),
+        "end_of_turn_model": turn_model(list(dialogs.values())) if cfg.end_of_turn_model else None,
         "queues": fresh.metrics(),
     }
 
@@ -138,30 +150,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="rounds per level (samples are pooled)")
     ap.add_argument("--llm-pool", type=int, default=None, help="llama.cpp instances (default: EngineConfig's)")
     ap.add_argument("--llm", default="", help="catalogue name of the LLM (default: EngineConfig's)")
+    ap.add_argument("--end-of-turn", default="", metavar="ABOVE,BELOW[,DELAY]",
+                    help="use the end-of-turn model: P(complete) that ends a turn after DELAY s (default 0.12), that waits max_delay_s")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     info = machine_info()
+    cfg = AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48)
+    if args.end_of_turn:
+        above, below, *delay = (float(x) for x in args.end_of_turn.split(","))
+        cfg = dataclasses.replace(cfg, end_of_turn_model=True, endpointer=dataclasses.replace(
+            cfg.endpointer, complete_above=above, incomplete_below=below, complete_delay_s=delay[0] if delay else 0.12))
     config = EngineConfig(**({"llm_pool": args.llm_pool} if args.llm_pool is not None else {}),
                           **({"llm": args.llm} if args.llm else {}))
     engines = Engines.load(config)
     utts = synthesize_set()
-    levels = [asyncio.run(run_level(engines, int(n), utts, args.repeats)) for n in args.calls.split(",")]
+    levels = [asyncio.run(run_level(engines, int(n), utts, args.repeats, cfg)) for n in args.calls.split(",")]
     one = levels[0]
     result = {
         "machine": info, "device": info["device"], "repeats": args.repeats, "calls": one["calls"], "v2v_ms": one["v2v_ms"],
         "barge_in_stop_ms": one["barge_in_stop_ms"], "stages_ms": one["stages_ms"], "levels": levels,
         "engines": dataclasses.asdict(config),
+        "end_of_turn": args.end_of_turn or None,
         "max_calls_with_p95_v2v_under_1500ms": max((lv["calls"] for lv in levels if (lv["v2v_ms"]["p95"] or 1e9) <= 1500), default=0),
         "peak_rss_mb": peak_rss_mb(),
     }
     # a non-default LLM gets its own file, so the default's figures are never overwritten
-    path = save_results(args.out, f"dialog-{args.llm}" if args.llm else "dialog", result)
+    name = "dialog" + (f"-{args.llm}" if args.llm else "") + (f"-eot-{args.end_of_turn.replace(',', '-')}" if args.end_of_turn else "")
+    path = save_results(args.out, name, result)
     print(f"dialog benchmark on {info['cpu']} ({info['cores']} cores), device {info['device']}")
     print(f"  {'calls':>5}  {'v2v p50/p95/max ms':>22}  {'barge-in stop p50/p95 ms (onset | VAD)':>40}  stages p50 ms (endpoint/stt/llm/tts/wire)")
     for lv in levels:
         v, b, bv, st = lv["v2v_ms"], lv["barge_in_stop_ms"], lv["barge_in_stop_after_vad_ms"], lv["stages_ms"]
         stage_txt = "/".join(str(st[k]["p50"]) for k in ("endpoint", "stt", "llm_first_token", "tts_first_audio", "to_wire"))
         print(f"  {lv['calls']:>5}  {v['p50']!s:>7}/{v['p95']!s:>7}/{v['max']!s:>6}  {b['p50']!s:>9}/{b['p95']!s:>7} | {bv['p50']!s:>7}/{bv['p95']!s:>7}      {stage_txt}")
+        if lv["end_of_turn_model"]:
+            print(f"         end-of-turn model: {lv['end_of_turn_model']}")
     print(f"\nwritten {path}")
     return 0
 

@@ -95,6 +95,11 @@ async def run_echo_demo(port: int = 0, as_json: bool = False) -> int:
     return 0 if ok else 1
 
 
+def _brief(detail: dict[str, object] | None) -> str:
+    """An event's detail on one short line (the report shows the call's story, not its data)."""
+    return json.dumps(detail, default=str)[:120] if detail else ""
+
+
 def _heard_by_caller(bed: testbed.AsteriskBed, rec_name: str, timeout: float = 5.0) -> tuple[int, bytes] | None:
     """(rate, slin) of what the caller heard on the SIP leg (Asterisk MixMonitor recording)."""
     path = bed.host_path(f"{testbed.RECORDING_DIR}/{rec_name}-heard.wav")
@@ -163,10 +168,10 @@ async def run_dialog_demo(as_json: bool = False, llm: str = "") -> int:
                 call = await svc.store.get_call(calls[0].id) if calls else None
     heard = await asyncio.to_thread(_heard_by_caller, bed, rec_name)
     heard_text = ""
-    if heard is not None:  # whisper each talk spurt: without timestamps it stops at long gaps
+    if heard is not None:  # whisper each talk spurt: without timestamps it can stop at a pause
         stt = WhisperSTT(catalog.whisper_tiny_en(), device="cpu")  # the demo's ear, not the agent's
         rate = heard[0]
-        spurts = [(int(a * rate) * 2, int(b * rate) * 2) for a, b in talk_spurts(heard[1], rate, gap_s=0.78, min_dbfs=-45) if b - a >= 0.2 - 1e-9]
+        spurts = [(int(a * rate) * 2, int(b * rate) * 2) for a, b in talk_spurts(heard[1], rate, gap_s=0.35, min_dbfs=-45) if b - a >= 0.2 - 1e-9]
         parts = [(await asyncio.to_thread(stt.transcribe, heard[1][a:b], rate)).text for a, b in spurts]
         heard_text = " | ".join(p.strip() for p in parts if p.strip())
     if call is None:
@@ -186,6 +191,7 @@ async def run_dialog_demo(as_json: bool = False, llm: str = "") -> int:
     tools = [{k: e.detail.get(k) for k in ("name", "arguments", "ok", "status", "duration_ms", "result", "error")}
              for e in call.events if e.kind == "tool_call" and e.detail]
     fillers = [e.t_ms for e in call.events if e.kind == "filler"]
+    events = [f"{e.t_ms:.0f} {e.kind} {_brief(e.detail)}".rstrip() for e in call.events]
     summary = {
         "asterisk": bed.health().version,
         "sip_call_ok": result.ok,
@@ -195,6 +201,7 @@ async def run_dialog_demo(as_json: bool = False, llm: str = "") -> int:
         "turns": turns,
         "tool calls (stored)": tools,
         "filler at (ms into the call)": fillers,
+        "events": events,
         "caller_heard (whisper)": heard_text,
         "outcome": call.outcome,
         "stored call": f"{call.id}: {call.end_reason}, {len(call.turns)} turns, {len(call.events)} events",
@@ -209,6 +216,10 @@ async def run_dialog_demo(as_json: bool = False, llm: str = "") -> int:
                     lat = (f"  [{turn['voice_to_voice_ms']} ms after the caller stopped; {turn['stages_ms']}]"
                            if turn["voice_to_voice_ms"] is not None else "")
                     print(f"  {turn['role']:>6}: {turn['text']}{lat}")
+            elif k == "events":
+                print("  events (ms into the call):")
+                for line in events:
+                    print(f"    {line}")
             elif k == "tool calls (stored)":
                 for tc in tools:
                     print(f"  tool: {tc['name']}({json.dumps(tc['arguments'])}) -> ok={tc['ok']} {tc['duration_ms']} ms: "

@@ -87,7 +87,8 @@ def synthesize(spec: _Spec, cache_dir: Path, exe: str, version: str) -> bytes:
     wav = cache_dir / f"{key}.wav"
     if not wav.is_file():
         tmp = wav.with_suffix(f".{os.getpid()}.tmp")
-        subprocess.run([exe, "-v", spec.voice, "-s", str(spec.speed), "-w", str(tmp), spec.text], check=True, capture_output=True)
+        ssml = ["-m"] if spec.text.startswith("<speak>") else []  # SSML: <break time="800ms"/> mid-sentence
+        subprocess.run([exe, *ssml, "-v", spec.voice, "-s", str(spec.speed), "-w", str(tmp), spec.text], check=True, capture_output=True)
         tmp.replace(wav)  # atomic: parallel runs never read a half-written file
     pcm, rate = _read_wav(wav)
     if rate != ESPEAK_RATE:

@@ -55,7 +55,7 @@ Device = Literal["cpu", "cuda"]
 class EngineInfo:
     """What an engine is and can do; logged at start and written into benchmark results."""
 
-    role: Literal["vad", "stt", "llm", "tts"]
+    role: Literal["vad", "turn", "stt", "llm", "tts"]
     name: str
     model_path: str
     device: Device
@@ -101,6 +101,16 @@ class VAD(ABC):
     @abstractmethod
     def stream(self, sample_rate: int) -> VADStream:
         """A fresh per-call stream at 8000 or 16000 Hz."""
+
+
+class TurnModel(ABC):
+    """A learned end-of-turn signal: how likely the caller's turn is complete, from its audio."""
+
+    info: EngineInfo
+
+    @abstractmethod
+    def probability(self, pcm: bytes, sample_rate: int) -> float:
+        """P(turn complete) in 0..1 for the caller's audio up to the pause (blocking, ~tens of ms)."""
 
 
 # --- STT -------------------------------------------------------------------------------------

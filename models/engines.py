@@ -11,13 +11,14 @@ import asyncio
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from media.clock import Clock, MonotonicClock
 from models import catalog as cat
-from models.base import LLM, STT, TTS, VAD, AudioChunk, CancelToken, EngineInfo, Message, Token, ToolCall, ToolSpec, Transcript
+from models.base import LLM, STT, TTS, VAD, AudioChunk, CancelToken, EngineInfo, Message, Token, ToolCall, ToolSpec, Transcript, TurnModel
 from models.scheduler import EngineScheduler, Priority
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class EngineConfig:
     # answers properly but measured ~1.46 s V2V p50 here (README): tuning it is the agents issue.
     llm: str = "gemma-3-270m"
     tts: str = "piper-joe-medium"
+    turn: str = "smart-turn-v3.2"  # the end-of-turn model agents may use ("" for none)
     device: str = "auto"  # "cpu", "cuda" or "auto" (CUDA where present)
     stt_workers: int = 1
     stt_max_batch: int = 8
@@ -53,6 +55,7 @@ def _load_role(role: str, name: str, config: EngineConfig, catalog: dict[str, ca
     from models.llama import LlamaLLM
     from models.piper_tts import PiperTTS
     from models.silero import SileroVAD
+    from models.smart_turn import SmartTurn
     from models.whisper import WhisperSTT
 
     dev: Any = config.device
@@ -61,6 +64,9 @@ def _load_role(role: str, name: str, config: EngineConfig, catalog: dict[str, ca
     engine: Any
     if role == "vad":
         engine = SileroVAD(entry.path, device=dev)
+    elif role == "turn":
+        engine = SmartTurn(entry.path, threads=1)
+        engine.warmup()
     elif role == "stt":
         engine = WhisperSTT(entry.path, device=dev, cpu_threads=config.threads or 2, num_workers=config.stt_workers, language=config.language)
         engine.warmup()
@@ -77,8 +83,11 @@ def _load_role(role: str, name: str, config: EngineConfig, catalog: dict[str, ca
 class Engines:
     """Loaded engines plus their schedulers. Build with `Engines.load(config)` (blocking)."""
 
-    def __init__(self, vad: VAD, stt: STT, llm: LLM, tts: TTS, config: EngineConfig, *, clock: Clock | None = None, load_s: dict[str, float] | None = None) -> None:
-        self.vad, self.stt, self.llm, self.tts = vad, stt, llm, tts
+    def __init__(self, vad: VAD, stt: STT, llm: LLM, tts: TTS, config: EngineConfig, *, clock: Clock | None = None,
+                 load_s: dict[str, float] | None = None, turn: TurnModel | None = None) -> None:
+        self.vad, self.stt, self.llm, self.tts, self.turn = vad, stt, llm, tts, turn
+        # The end-of-turn model gets its own worker: it must never wait behind STT.
+        self._turn_pool = ThreadPoolExecutor(1, thread_name_prefix="turn-model") if turn is not None else None
         self.config = config
         self.load_s = load_s or {}
         clock = clock or MonotonicClock()
@@ -101,11 +110,11 @@ class Engines:
         config = config or EngineConfig()
         catalog = catalog if catalog is not None else cat.load_catalog()
         times: dict[str, float] = {}
-        loaded = {role: _load_role(role, getattr(config, role), config, catalog, times)
-                  for role in ("vad", "stt", "llm", "tts")}
+        roles = ("vad", "stt", "llm", "tts") + (("turn",) if config.turn else ())
+        loaded = {role: _load_role(role, getattr(config, role), config, catalog, times) for role in roles}
         for role, secs in times.items():
             log.info("loaded %s in %.2f s", role, secs)
-        return cls(loaded["vad"], loaded["stt"], loaded["llm"], loaded["tts"], config, load_s=times)
+        return cls(loaded["vad"], loaded["stt"], loaded["llm"], loaded["tts"], config, load_s=times, turn=loaded.get("turn"))
 
     @classmethod
     def load_variants(cls, config: EngineConfig, variants: Sequence[EngineConfig],
@@ -126,13 +135,14 @@ class Engines:
                 name = getattr(v, role)
                 if (role, name) not in models:
                     models[(role, name)] = _load_role(role, name, config, catalog, first.load_s)
-            made.append(cls(first.vad, models[("stt", v.stt)], models[("llm", v.llm)], models[("tts", v.tts)], v, load_s=first.load_s))
+            made.append(cls(first.vad, models[("stt", v.stt)], models[("llm", v.llm)], models[("tts", v.tts)], v, load_s=first.load_s,
+                            turn=first.turn))
         return made
 
     def sharing(self, *, llm: LLM | None = None, config: EngineConfig | None = None) -> Engines:
         """The same loaded models behind fresh schedulers (queues bind to the running event
         loop); `llm` swaps in another LLM, e.g. a scripted fake in dialog-flow tests."""
-        return Engines(self.vad, self.stt, llm or self.llm, self.tts, config or self.config, load_s=self.load_s)
+        return Engines(self.vad, self.stt, llm or self.llm, self.tts, config or self.config, load_s=self.load_s, turn=self.turn)
 
     @property
     def llm_on_cpu(self) -> bool:
@@ -150,9 +160,19 @@ class Engines:
 
     @property
     def infos(self) -> list[EngineInfo]:
-        return [self.vad.info, self.stt.info, self.llm.info, self.tts.info]
+        return [self.vad.info, self.stt.info, self.llm.info, self.tts.info] + ([self.turn.info] if self.turn is not None else [])
 
     # --- what the dialog layer calls ---
+    @property
+    def has_turn_model(self) -> bool:
+        return self.turn is not None
+
+    async def end_of_turn(self, pcm: bytes, sample_rate: int) -> float:
+        """P(the caller's turn is complete) from its audio, on the model's own worker."""
+        if self.turn is None or self._turn_pool is None:
+            raise RuntimeError("no end-of-turn model loaded (EngineConfig.turn)")
+        return await asyncio.get_running_loop().run_in_executor(self._turn_pool, self.turn.probability, pcm, sample_rate)
+
     async def transcribe(self, pcm: bytes, sample_rate: int, *, priority: Priority = Priority.TURN) -> Transcript:
         result: Transcript = await self.stt_q.submit_item((pcm, sample_rate), priority=priority)
         return result
@@ -210,6 +230,8 @@ class Engines:
         """Stop this view's queues; the models stay loaded (a `sharing()` view is done)."""
         for q in (self.stt_q, self.llm_q, self.tts_q):
             await q.close()
+        if self._turn_pool is not None:
+            self._turn_pool.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
         await self.close_schedulers()

@@ -113,13 +113,15 @@ class PreflightError(RuntimeError):
 
 
 def checks_for(config: EngineConfig | None = None, *, device: str | None = None) -> list[EngineCheck]:
-    """The four engines a dialog service with this config loads (EngineConfig() by default)."""
+    """The engines a dialog service with this config loads (EngineConfig() by default)."""
     from models.engines import EngineConfig
 
     cfg = config or EngineConfig()
     me = (sys.executable, "-m", "models.preflight", "--device", device or cfg.device, "--child")
-    return [EngineCheck(engine, (*me, engine, "--model", name))
-            for engine, name in (("silero", cfg.vad), ("whisper", cfg.stt), ("piper", cfg.tts), ("llama.cpp", cfg.llm))]
+    engines = [("silero", cfg.vad), ("whisper", cfg.stt), ("piper", cfg.tts), ("llama.cpp", cfg.llm)]
+    if cfg.turn:
+        engines.append(("smart-turn", cfg.turn))
+    return [EngineCheck(engine, (*me, engine, "--model", name)) for engine, name in engines]
 
 
 def _tail(text: str, lines: int = 12) -> str:
@@ -217,6 +219,15 @@ def _run_silero(model: str, device: str) -> str:
     return f"{len(probs)} windows"
 
 
+def _run_smart_turn(model: str, device: str) -> str:
+    from media.pcm import tone
+    from models import catalog as cat
+    from models.smart_turn import SmartTurn
+
+    p = SmartTurn(cat.get(cat.load_catalog(), model).path).probability(tone(440.0, 500, 8000), 8000)
+    return f"P(turn complete) of a tone: {p:.2f}"
+
+
 def _run_whisper(model: str, device: str) -> str:
     from media.pcm import tone
     from models import catalog as cat
@@ -257,7 +268,7 @@ def _run_llama(model: str, device: str) -> str:
 
 
 CHILD_RUNS: dict[str, Callable[[str, str], str]] = {
-    "silero": _run_silero, "whisper": _run_whisper, "piper": _run_piper, "llama.cpp": _run_llama,
+    "silero": _run_silero, "whisper": _run_whisper, "piper": _run_piper, "llama.cpp": _run_llama, "smart-turn": _run_smart_turn,
 }
 
 

@@ -182,6 +182,9 @@ class VirtualEngines:
     act_s: float = 0.1
     prefilled: list[list[Message]] = field(default_factory=list)
     known: list[dict[str, dict[str, Any]]] = field(default_factory=list)  # what act was told the caller said
+    transcriptions: int = 0
+    turn_p: list[float] = field(default_factory=list)  # the end-of-turn model's scripted verdicts
+    turn_s: float = 0.1  # its inference time on the call's clock
 
     async def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False) -> int:
         self.prefilled.append(list(messages))
@@ -204,7 +207,16 @@ class VirtualEngines:
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return estimate_tokens(messages)
 
+    @property
+    def has_turn_model(self) -> bool:
+        return bool(self.turn_p)
+
+    async def end_of_turn(self, pcm: bytes, sample_rate: int) -> float:
+        await sleep(self.clock, self.turn_s)
+        return self.turn_p.pop(0)
+
     async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript:
+        self.transcriptions += 1
         h = self.heard.pop(0) if self.heard else Heard("")
         await sleep(self.clock, h.delay_s)
         if h.error is not None:

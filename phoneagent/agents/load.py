@@ -111,12 +111,14 @@ def build(spec: AgentFile, *, source: Path | None = None, env: Mapping[str, str]
     if "out_of_scope" in prompts:
         prompts["out_of_scope_prompt"] = prompts.pop("out_of_scope")
     tt = spec.turn_taking
-    endpointer = base.endpointer
-    for name in ("min_delay_s", "max_delay_s", "barge_in_min_s"):
-        value = getattr(tt, name)
-        if value is not None:
-            endpointer = replace(endpointer, **{name: value})
-    timers: dict[str, Any] = {k: getattr(tt, k) for k in ("pause_on_onset", "no_input_s", "max_reprompts") if getattr(tt, k) is not None}
+    tuned = {name: getattr(tt, name) for name in ("min_delay_s", "max_delay_s", "barge_in_min_s", "backchannel_max_s", "complete_above",
+                                                  "incomplete_below", "complete_delay_s") if getattr(tt, name) is not None}
+    try:
+        endpointer = replace(base.endpointer, **tuned)
+    except ValueError as exc:  # settings that contradict each other (or the defaults)
+        raise AgentFileError(f"turn_taking: {exc}") from None
+    timers: dict[str, Any] = {k: getattr(tt, k) for k in ("pause_on_onset", "no_input_s", "max_reprompts", "end_of_turn_model")
+                              if getattr(tt, k) is not None}
     tools = tuple(
         ToolUse(t.name, t.description, t.parameters, filler=t.filler, answer=_answer(t.answer), not_found=t.not_found, failed=t.failed,
                 ask=t.ask)
@@ -125,6 +127,7 @@ def build(spec: AgentFile, *, source: Path | None = None, env: Mapping[str, str]
     esc = spec.escalation
     config = replace(
         base, name=spec.name, system_prompt=spec.instructions.strip(), language=spec.language, tools=tools,
+        backchannels=tuple(tt.backchannels),
         out_of_scope=spec.out_of_scope and bool(tools), offer_end_call=bool(tools), endpointer=endpointer,
         dtmf=DigitConfig(terminator=spec.keypad.terminator, inter_digit_timeout_s=spec.keypad.inter_digit_timeout_s,
                          max_digits=spec.keypad.max_digits, escape=spec.keypad.escape),

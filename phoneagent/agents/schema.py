@@ -46,6 +46,13 @@ class TurnTaking(_Strict):
     min_delay_s: float | None = Field(None, ge=0.1, le=3.0, description="silence that ends a turn that sounds complete")
     max_delay_s: float | None = Field(None, ge=0.1, le=5.0)
     barge_in_min_s: float | None = Field(None, gt=0.0, le=2.0)
+    backchannel_max_s: float | None = Field(None, gt=0.0, le=3.0, description="longer speech over the agent interrupts "
+                                            "whatever its words; up to it, acknowledgements let the agent carry on")
+    backchannels: list[str] = Field(default_factory=list, description="acknowledgements beyond the language's own")
+    end_of_turn_model: bool | None = Field(None, description="ask the end-of-turn model at each pause (off by default)")
+    complete_above: float | None = Field(None, ge=0.0, le=1.0, description="model P(complete) that ends a turn after complete_delay_s")
+    incomplete_below: float | None = Field(None, ge=0.0, le=1.0, description="model P(complete) that waits max_delay_s")
+    complete_delay_s: float | None = Field(None, ge=0.0, le=3.0)
     pause_on_onset: bool | None = None
     no_input_s: float | None = Field(None, ge=2.0, le=120.0)
     max_reprompts: int | None = Field(None, ge=0, le=5)

@@ -30,6 +30,11 @@ class DialogEngines(Protocol):
 
     async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript: ...
 
+    @property
+    def has_turn_model(self) -> bool: ...
+
+    async def end_of_turn(self, pcm: bytes, sample_rate: int) -> float: ...
+
     def reply_tokens(self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None, max_tokens: int = 96,
                      gate: threading.Event | None = None) -> AsyncGenerator[Token, None]: ...
 
@@ -129,6 +134,9 @@ class AgentConfig:
     preroll_s: float = 0.3  # audio kept before speech start (VAD onset is late by a window)
     pause_on_onset: bool = True  # hold playout at speech onset; resume if it was a backchannel
     speculate: bool = True  # start STT/LLM/TTS at a short pause, speak once the endpoint is final
+    # Ask the end-of-turn model at each pause (thresholds in `endpointer`). Off by default:
+    # bench/turn_end.py found no setting that beats the fixed silence on its sets (README).
+    end_of_turn_model: bool = False
     # Hold LLM decoding while the first clause is synthesised: on a CPU-only box the two compete
     # for cores and the first audio comes ~2x later. None: only when the LLM runs on the CPU.
     hold_llm_for_first_audio: bool | None = None
@@ -136,6 +144,7 @@ class AgentConfig:
     dtmf: DigitConfig = field(default_factory=DigitConfig)
     # --- agents that act (agent files): tools, grounding, escalation ---
     language: str = "en"
+    backchannels: tuple[str, ...] = ()  # acknowledgements beyond the language's own ("gotcha")
     greeting_known: str | None = None  # after a caller lookup found them (fields: its result)
     goodbye: str = "Thank you for calling. Goodbye."
     out_of_scope_prompt: str = "Sorry, I can't help with that on this line. Is there anything else I can do for you?"

@@ -9,6 +9,13 @@ One speech segment goes through these events (nothing else is emitted):
     SpeechStarted -> SpeechDiscarded | Backchannel          (too short: noise, or "mm-hm")
     SpeechStarted -> SpeechConfirmed [-> BargeIn]
         -> (SpeculativeEndpoint -> SpeculationCancelled)* -> [SpeculativeEndpoint ->] EndOfTurn
+    SpeechStarted -> OverlapHeld -> ... -> BargeIn | dismissed (`dismiss()`, no EndOfTurn)
+
+Over the agent, speech between `min_speech_s` and `backchannel_max_s` is held, not yet a
+barge-in: the dialog checks its words at the first pause and either `dismiss()`es it (an
+acknowledgement, or a wordless sound shorter than `barge_in_min_s`: the agent carries on) or
+`confirm()`s the barge-in; speech that reaches `backchannel_max_s` is a barge-in by its length
+alone. With `backchannel_max_s <= barge_in_min_s` nothing is held: length alone decides.
 
 Speech end is the end of the last voiced window, so `EndOfTurn.t_decided - t_speech_end` is the
 endpointing latency: the configured delay, rounded up to the next window end.
@@ -31,11 +38,18 @@ class EndpointerConfig:
     speech_threshold: float = 0.5  # a window at or above this starts speech
     release_threshold: float = 0.35  # speech goes on while windows stay at or above this
     min_speech_s: float = 0.20  # shorter runs are noise, not a turn
-    min_delay_s: float = 0.5  # silence that ends a turn that sounds complete
+    min_delay_s: float = 0.5  # silence that ends a turn when nothing says more (today's fixed silence)
     max_delay_s: float = 1.2  # silence that ends a turn that sounds unfinished / long-pause mode
+    # The end-of-turn model's verdict at a pause (`turn_probability`): at or above
+    # `complete_above` the turn ends after `complete_delay_s` of silence; below
+    # `incomplete_below` it waits `max_delay_s`; in between, `min_delay_s` as without a model.
+    complete_delay_s: float = 0.2
+    complete_above: float = 0.8
+    incomplete_below: float = 0.2
     max_turn_s: float = 30.0  # endless speech (TV, hold music) is cut into turns this long
     speculative_s: float = 0.12  # silence after which STT/LLM may start early
-    barge_in_min_s: float = 0.30  # caller speech over the agent shorter than this is a backchannel
+    barge_in_min_s: float = 0.30  # wordless speech over the agent shorter than this is a backchannel
+    backchannel_max_s: float = 1.2  # longer speech over the agent is a barge-in whatever its words
     false_alarm_s: float = 1.0  # a barge-in turn shorter than this may have been a false alarm
     window_s: float = 0.032  # VAD window length; speech starts at the start of its first window
 
@@ -45,9 +59,12 @@ class EndpointerConfig:
                 f"need 0 <= release_threshold ({self.release_threshold}) <= "
                 f"speech_threshold ({self.speech_threshold}) <= 1"
             )
-        if not 0.0 <= self.min_delay_s <= self.max_delay_s:
-            raise ValueError(f"need 0 <= min_delay_s ({self.min_delay_s}) <= max_delay_s ({self.max_delay_s})")
-        for name in ("min_speech_s", "max_turn_s", "speculative_s", "barge_in_min_s", "false_alarm_s", "window_s"):
+        if not 0.0 <= self.complete_delay_s <= self.min_delay_s <= self.max_delay_s:
+            raise ValueError(f"need 0 <= complete_delay_s ({self.complete_delay_s}) <= min_delay_s ({self.min_delay_s}) "
+                             f"<= max_delay_s ({self.max_delay_s})")
+        if not 0.0 <= self.incomplete_below <= self.complete_above:
+            raise ValueError(f"need 0 <= incomplete_below ({self.incomplete_below}) <= complete_above ({self.complete_above})")
+        for name in ("min_speech_s", "max_turn_s", "speculative_s", "barge_in_min_s", "backchannel_max_s", "false_alarm_s", "window_s"):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -79,6 +96,16 @@ class Backchannel:
 class SpeechConfirmed:
     """The speech lasted long enough to be a turn; an EndOfTurn will follow."""
 
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class OverlapHeld:
+    """Speech over the agent long enough to interrupt, short enough to be an acknowledgement:
+    keep the agent on hold and check the words at the first pause (`Endpointer.dismiss` or
+    `Endpointer.confirm`). Speech that goes on past `backchannel_max_s` becomes a BargeIn."""
+
+    t_speech_start: float
     t: float
 
 
@@ -118,6 +145,7 @@ class EndOfTurn:
     reason: Literal["silence", "max_turn"]
     barge_in: bool = False
     possible_false_alarm: bool = False
+    verdict: Literal["", "complete", "incomplete"] = ""  # the end-of-turn model's, at this pause
 
     @property
     def latency_s(self) -> float:
@@ -126,7 +154,7 @@ class EndOfTurn:
 
 
 Event: TypeAlias = (
-    SpeechStarted | SpeechDiscarded | Backchannel | SpeechConfirmed | BargeIn
+    SpeechStarted | SpeechDiscarded | Backchannel | SpeechConfirmed | OverlapHeld | BargeIn
     | SpeculativeEndpoint | SpeculationCancelled | EndOfTurn
 )
 
@@ -149,14 +177,50 @@ class Endpointer:
         self._t_speech_end = 0.0  # end of its last voiced window
         self._agent_overlap = False  # the agent spoke during the pending run
         self._barge_in = False
+        self._held = False  # an OverlapHeld awaits dismiss()/confirm()
         self._speculating = False
         self._likely_complete = True
+        self._verdict: Literal["", "complete", "incomplete"] = ""
+
+    @property
+    def held(self) -> bool:
+        """Speech over the agent waits for its words to be checked (OverlapHeld was emitted)."""
+        return self._held
+
+    def dismiss(self) -> Backchannel | None:
+        """The held speech was an acknowledgement: forget it, no EndOfTurn follows. None when
+        nothing is held (it already became a barge-in, or the turn ended)."""
+        if not self._held or self._state != "turn":
+            return None
+        event = Backchannel(self._t_start, self._t_speech_end)
+        self._state = "idle"
+        self._voiced = False
+        self._held = False
+        self._barge_in = False
+        self._speculating = False
+        return event
+
+    def confirm(self) -> BargeIn | None:
+        """The held speech interrupts the agent; its EndOfTurn follows as for any barge-in."""
+        if not self._held:
+            return None
+        self._held = False
+        return BargeIn(self._t_start, self._t_last if self._t_last is not None else self._t_speech_end)
 
     def hint(self, likely_complete: bool) -> None:
         """The dialog's guess from the partial transcript: unfinished ("...and", "my number is")
         waits up to max_delay_s. Applies to the open segment only; ignored when none is open."""
         if self._state != "idle":
             self._likely_complete = likely_complete
+
+    def turn_probability(self, p: float, t_speech_end: float) -> Literal["", "complete", "incomplete"]:
+        """The end-of-turn model's P(complete) for the open turn's audio up to `t_speech_end`.
+        Ignored (returns "") when speech went on since that pause or no turn is open."""
+        if self._state != "turn" or self._voiced or abs(self._t_speech_end - t_speech_end) > _JITTER_S:
+            return ""
+        c = self.config
+        self._verdict = "complete" if p >= c.complete_above else "incomplete" if p < c.incomplete_below else ""
+        return self._verdict
 
     def set_long_pause(self, enabled: bool) -> None:
         """While enabled every turn waits max_delay_s (e.g. the agent asked for a card number)."""
@@ -171,7 +235,9 @@ class Endpointer:
     def delay_s(self) -> float:
         """Silence that currently ends the open turn."""
         c = self.config
-        return c.max_delay_s if self._long_pause or not self._likely_complete else c.min_delay_s
+        if self._long_pause or self._verdict == "incomplete" or not self._likely_complete:
+            return c.max_delay_s
+        return c.complete_delay_s if self._verdict == "complete" else c.min_delay_s
 
     def feed(self, prob: float, t: float, *, agent_speaking: bool) -> list[Event]:
         """One VAD window (`prob`) ending at `t`. `agent_speaking`: agent audio is playing now."""
@@ -202,6 +268,7 @@ class Endpointer:
         self._barge_in = False
         self._speculating = False
         self._likely_complete = True
+        self._verdict = ""
         events: list[Event] = [SpeechStarted(self._t_start)]
         return events + self._pending_check(t, agent_speaking)
 
@@ -215,15 +282,25 @@ class Endpointer:
         self._agent_overlap = self._agent_overlap or agent_speaking
         return self._pending_check(t, agent_speaking)
 
+    @property
+    def holds(self) -> bool:
+        """Speech over the agent is held for its words (else barge-in goes by length alone)."""
+        c = self.config
+        return c.backchannel_max_s > c.barge_in_min_s + _EPS
+
     def _pending_check(self, t: float, agent_speaking: bool) -> list[Event]:
         c = self.config
-        needed = c.barge_in_min_s if agent_speaking else c.min_speech_s
+        # Held: any speech long enough to be a turn is checked, so a short "no" interrupts.
+        needed = c.barge_in_min_s if agent_speaking and not self.holds else c.min_speech_s
         if t - self._t_start < needed - _EPS:
             return []
         self._state = "turn"
         if not agent_speaking:
             return [SpeechConfirmed(t)]
         self._barge_in = True
+        if self.holds and t - self._t_start < c.backchannel_max_s - _EPS:
+            self._held = True
+            return [SpeechConfirmed(t), OverlapHeld(self._t_start, t)]
         return [SpeechConfirmed(t), BargeIn(self._t_start, t)]
 
     def _turn(self, t: float) -> list[Event]:
@@ -231,9 +308,13 @@ class Endpointer:
         events: list[Event] = []
         if self._voiced:
             self._t_speech_end = t
+            self._verdict = ""  # a verdict is about one pause
             if self._speculating:
                 self._speculating = False
                 events.append(SpeculationCancelled(t))
+            if self._held and t - self._t_start >= c.backchannel_max_s - _EPS:
+                self._held = False  # too long for an acknowledgement
+                events.append(BargeIn(self._t_start, t))
         if t - self._t_start >= c.max_turn_s - _EPS:
             return events + [self._end(t, "max_turn")]
         if self._voiced:
@@ -249,11 +330,13 @@ class Endpointer:
     def _end(self, t: float, reason: Literal["silence", "max_turn"]) -> EndOfTurn:
         c = self.config
         short = self._t_speech_end - self._t_start < c.false_alarm_s - _EPS
-        event = EndOfTurn(self._t_start, self._t_speech_end, t, reason, self._barge_in, self._barge_in and short)
+        event = EndOfTurn(self._t_start, self._t_speech_end, t, reason, self._barge_in, self._barge_in and short, self._verdict)
         self._state = "idle"
+        self._held = False
         # After a forced cut, speech that goes on must cross the speech threshold again to
         # open the next turn, like any new turn.
         self._voiced = False
         self._speculating = False
         self._likely_complete = True
+        self._verdict = ""
         return event

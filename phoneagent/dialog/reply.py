@@ -34,8 +34,10 @@ async def _nothing() -> None:
 
 class Reply:
     def __init__(self, ctx: CallContext, voice: Voice, utterance: bytes, timing: TurnTiming, *,
-                 handover: Handover, keys: str | None = None, actions: Actions | None = None) -> None:
-        """`keys`: a keypad entry instead of speech (no STT). `handover`: called when the caller
+                 handover: Handover, keys: str | None = None, actions: Actions | None = None,
+                 transcript: Transcript | None = None) -> None:
+        """`keys`: a keypad entry instead of speech (no STT). `transcript`: the utterance was
+        already transcribed (the backchannel check did it). `handover`: called when the caller
         asks for a person (on a call with call control). `actions`: the agent's tools and
         built-in steps, chosen before the answer (None: it only talks)."""
         self.ctx = ctx
@@ -44,6 +46,7 @@ class Reply:
         self.utterance = utterance
         self.timing = timing
         self.keys = keys
+        self.transcript = transcript
         self.handover = handover
         self._go = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -71,6 +74,8 @@ class Reply:
             if self.keys is not None:
                 said = f"(keypad) {self.keys}"
                 tr = Transcript(text=said, normalized=said, confidence=1.0, no_speech_prob=0.0, language="", audio_s=0.0, decode_s=0.0)
+            elif self.transcript is not None:
+                tr = self.transcript
             else:
                 tr = await wait_for(ctx.clock, ctx.engines.transcribe(self.utterance, ctx.rate), cfg.stt_timeout_s)
         except EngineBusy:

@@ -22,6 +22,7 @@ from typing import Any
 from ari_app.call import CallControl
 from phoneagent.dialog.dtmf import DigitEntry
 from media.clock import Clock, sleep
+from models.base import Transcript
 from audiosocket.protocol import Audio, Dtmf
 from audiosocket.server import CallEnded, InboundItem
 from db import AsyncCallStore
@@ -107,8 +108,8 @@ class CallDialog:
         handover = Handover(ctx, voice, audio, keypad)
         actions = Actions(ctx, voice, handover.run, self.tools)
 
-        def make_reply(utterance: bytes, timing: TurnTiming, keys: str | None = None) -> Reply:
-            return Reply(ctx, voice, utterance, timing, handover=handover.run, keys=keys, actions=actions)
+        def make_reply(utterance: bytes, timing: TurnTiming, keys: str | None = None, transcript: Transcript | None = None) -> Reply:
+            return Reply(ctx, voice, utterance, timing, handover=handover.run, keys=keys, actions=actions, transcript=transcript)
 
         turns = TurnTaking(ctx, audio, floor, make_reply)
         if ctl is None or ctl.direction == "inbound":  # an outbound call was stored by the dialler
@@ -175,7 +176,7 @@ class CallDialog:
                 pump.cancel()
             # Hangup mid-sentence: stop playout first so the reply task records what was heard.
             playout.clear()
-            await turns.drop_speculation("call ended")
+            await turns.close()
             await ctx.stop_warming()
             await floor.cancel("call ended", record_heard=True)
             for pump in (*pumps, preparing):

@@ -2,18 +2,26 @@
 event makes the agent do.
 
 - speech onset while the agent talks: hold playout (~one frame); a backchannel resumes it;
+- speech over the agent long enough to interrupt but short enough to be an acknowledgement:
+  still on hold; its words, transcribed at the first pause, decide: "mm-hmm", "yeah", "okay"
+  resume the agent where it stopped (no turn), anything else is a barge-in;
 - barge-in: playout cleared at once, the reply cancelled, the context keeps what was heard;
-- a short pause: a speculative reply starts (STT, LLM, first clause) but waits to speak;
+- a short pause: a speculative reply starts (STT, LLM, first clause) but waits to speak, and
+  the end-of-turn model (where the agent uses it) scores the turn so far on its own worker;
 - end of turn: the speculation is used if it heard exactly this turn, else a fresh reply.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
+from media.clock import wait_for
 from media.pcm import StreamResampler
-from models.base import VAD, VADStream
+from models.base import VAD, Transcript, VADStream
+from phoneagent.dialog.backchannel import is_backchannel
 from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.endpointer import (
     Backchannel,
@@ -21,6 +29,7 @@ from phoneagent.dialog.endpointer import (
     Endpointer,
     EndpointerConfig,
     EndOfTurn,
+    OverlapHeld,
     SpeculationCancelled,
     SpeculativeEndpoint,
     SpeechDiscarded,
@@ -29,6 +38,7 @@ from phoneagent.dialog.endpointer import (
 from phoneagent.dialog.floor import Floor
 from phoneagent.dialog.record import TurnTiming
 from phoneagent.dialog.reply import Reply
+from phoneagent.dialog.tasks import reap
 
 VAD_RATES = (8000, 16000)
 
@@ -110,7 +120,18 @@ class Speculation:
     t_speech_end: float  # the pause it started at; used only if the turn ends exactly there
 
 
-ReplyFactory = Callable[[bytes, TurnTiming], Reply]
+class ReplyFactory(Protocol):
+    def __call__(self, utterance: bytes, timing: TurnTiming, keys: str | None = None,
+                 transcript: Transcript | None = None) -> Reply: ...
+
+
+@dataclass
+class Heard:
+    """The transcript of the open turn's audio up to `t_speech_end` (the backchannel check's),
+    so the reply to that turn does not transcribe it again."""
+
+    t_speech_end: float
+    transcript: Transcript
 
 
 class TurnTaking:
@@ -120,6 +141,9 @@ class TurnTaking:
         self.floor = floor
         self.make_reply = make_reply
         self.speculation: Speculation | None = None
+        self.check: asyncio.Task[Transcript | None] | None = None  # the words of held speech
+        self.scoring: asyncio.Task[None] | None = None  # the end-of-turn model at the last pause
+        self.heard: Heard | None = None
         self._barge_in_at: float | None = None
 
     async def on_audio(self, pcm: bytes) -> None:
@@ -134,6 +158,7 @@ class TurnTaking:
         ctx, cfg, playout = self.ctx, self.ctx.config, self.ctx.playout
         if isinstance(ev, SpeechStarted):
             ctx.touch()
+            self.heard = None
             if cfg.pause_on_onset and playout.speaking:
                 # Hold the agent at the first voiced window (~one frame): stop fast if this
                 # becomes a barge-in, lose nothing if it was a cough or an "mm-hm".
@@ -142,27 +167,142 @@ class TurnTaking:
             if playout.paused:
                 playout.resume()
                 ctx.record.event("resumed", after=type(ev).__name__)
+        elif isinstance(ev, OverlapHeld):
+            ctx.record.event("overlap_held", t_speech_start=ev.t_speech_start)
         elif isinstance(ev, BargeIn):
-            if playout.speaking or self.floor.task is not None:
-                ctx.record.event("barge_in", t_speech_start=ev.t_speech_start)
-                self._barge_in_at = ctx.clock.now()
-                playout.clear()  # stop within one frame
-                await self.floor.cancel("barge-in", record_heard=True)
+            await self._drop_check()
+            await self._barge_in(ev.t_speech_start)
         elif isinstance(ev, SpeculativeEndpoint):
-            if cfg.speculate:
+            await self._drop_scoring()
+            if cfg.end_of_turn_model and ctx.engines.has_turn_model and not self.audio.endpointer.held:
+                self.scoring = asyncio.create_task(self._score(self.audio.utterance(ev.t_speech_end), ev.t_speech_end))
+            if self.audio.endpointer.held:
+                # Speech over the agent paused: are these words an acknowledgement?
+                await self._drop_check()
+                self.check = asyncio.create_task(self._check_held(ev.t_speech_end))
+            elif cfg.speculate:
                 # A short pause: run STT, the LLM and TTS now, but hold the audio until the
                 # endpoint is final. Speech resuming throws the work away.
                 await self.drop_speculation("speech resumed")
-                reply = self.make_reply(self.audio.utterance(ev.t_speech_end), TurnTiming())
-                reply.start()
-                self.speculation = Speculation(reply, ev.t_speech_end)
+                self._speculate(ev.t_speech_end)
         elif isinstance(ev, SpeculationCancelled):
+            await self._drop_scoring()
+            await self._drop_check()
             await self.drop_speculation("speech resumed")
         elif isinstance(ev, EndOfTurn):
             await self._end_of_turn(ev)
 
+    async def _score(self, pcm: bytes, t_speech_end: float) -> None:
+        """The end-of-turn model on the turn so far; its verdict moves this pause's endpoint."""
+        ctx = self.ctx
+        t0 = ctx.clock.now()
+        try:
+            p = await ctx.engines.end_of_turn(pcm, ctx.rate)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the silence rule still ends the turn
+            ctx.record.event("turn_model_failed", error=repr(exc))
+            return
+        verdict = self.audio.endpointer.turn_probability(p, t_speech_end)
+        ctx.record.event("turn_model", p=round(p, 3), verdict=verdict or "unsure", ms=round((ctx.clock.now() - t0) * 1000))
+
+    async def _drop_scoring(self) -> None:
+        scoring, self.scoring = self.scoring, None
+        if scoring is not None and not scoring.done():
+            scoring.cancel()
+            await reap(scoring)
+
+    async def _barge_in(self, t_speech_start: float) -> None:
+        ctx, playout = self.ctx, self.ctx.playout
+        if playout.speaking or self.floor.task is not None:
+            ctx.record.event("barge_in", t_speech_start=t_speech_start)
+            self._barge_in_at = ctx.clock.now()
+            playout.clear()  # stop within one frame
+            await self.floor.cancel("barge-in", record_heard=True)
+
+    def _speculate(self, t_speech_end: float) -> None:
+        reply = self.make_reply(self.audio.utterance(t_speech_end), TurnTiming(), transcript=self._transcript(t_speech_end))
+        reply.start()
+        self.speculation = Speculation(reply, t_speech_end)
+
+    def _transcript(self, t_speech_end: float) -> Transcript | None:
+        heard = self.heard
+        return heard.transcript if heard is not None and heard.t_speech_end == t_speech_end else None
+
+    # --- speech held over the agent: acknowledgement or interruption ---
+    async def _check_held(self, t_speech_end: float) -> Transcript | None:
+        """Transcribe the held speech and act on its words if it is still held: resume the agent
+        (an acknowledgement is no turn) or let the barge-in go ahead. None: STT failed."""
+        ctx, cfg = self.ctx, self.ctx.config
+        try:
+            tr: Transcript | None = await wait_for(ctx.clock, ctx.engines.transcribe(self.audio.utterance(t_speech_end), ctx.rate),
+                                                   cfg.stt_timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # no words to judge by: the caller did talk over the agent
+            ctx.record.event("backchannel_check_failed", error=repr(exc))
+            tr = None
+        if tr is not None:
+            self.heard = Heard(t_speech_end, tr)
+        if not self.audio.endpointer.held:
+            return tr  # the turn ended first: _end_of_turn decides
+        self.check = None  # (done: nothing to cancel from here on)
+        if self._acknowledged(tr, t_speech_end - (self.audio.turn_start or t_speech_end)):
+            dismissed = self.audio.endpointer.dismiss()
+            assert dismissed is not None
+            self._resume(tr, dismissed.t_end - dismissed.t_start)
+        else:
+            barge = self.audio.endpointer.confirm()
+            assert barge is not None
+            await self._barge_in(barge.t_speech_start)
+            if cfg.speculate and self.speculation is None and self.audio.endpointer.in_turn:
+                self._speculate(t_speech_end)
+        return tr
+
+    def _acknowledged(self, tr: Transcript | None, seconds: float) -> bool:
+        """Only acknowledgements, or a wordless sound too short to interrupt (`barge_in_min_s`).
+        A longer one with no words interrupts: whisper hears some short "no"s and "sorry"s as
+        nothing (bench/backchannels.py), and a cough that did is resumed by the false-alarm path."""
+        cfg = self.ctx.config
+        if tr is None:
+            return False
+        if not tr.normalized.strip():
+            return seconds < cfg.endpointer.barge_in_min_s
+        return is_backchannel(tr.normalized, cfg.language, cfg.backchannels)
+
+    def _resume(self, tr: Transcript | None, seconds: float) -> None:
+        ctx = self.ctx
+        ctx.record.event("backchannel", text=tr.normalized.strip() if tr is not None else "", seconds=round(seconds, 2))
+        self.heard = None
+        self.audio.turn_taken()
+        if ctx.playout.paused:
+            ctx.playout.resume()
+
+    async def _drop_check(self) -> None:
+        check, self.check = self.check, None
+        if check is not None and not check.done():
+            check.cancel()
+            await reap(check)
+
+    async def close(self) -> None:
+        """The call is over: no check, no scoring, no speculation outlives it."""
+        await self._drop_scoring()
+        await self._drop_check()
+        await self.drop_speculation("call ended")
+
     async def _end_of_turn(self, ev: EndOfTurn) -> None:
         ctx = self.ctx
+        await self._drop_scoring()
+        if ev.verdict:  # the model ended this turn sooner ("complete") or held it open ("incomplete")
+            ctx.record.event("end_of_turn", verdict=ev.verdict, silence_ms=round(ev.latency_s * 1000))
+        check, self.check = self.check, None
+        if check is not None:
+            # Held speech ended before its words were known: they decide whether it is a turn.
+            tr = await check
+            if self._acknowledged(tr, ev.t_speech_end - ev.t_speech_start):
+                self._resume(tr, ev.t_speech_end - ev.t_speech_start)
+                return
+            await self._barge_in(ev.t_speech_start)
         now = ctx.clock.now()
         barge = self._barge_in_at if ev.barge_in else None
         spec, self.speculation = self.speculation, None
@@ -177,8 +317,10 @@ class TurnTaking:
             if spec is not None:
                 await spec.reply.drop()
                 ctx.record.event("speculation_dropped", why="stale")
-            reply = self.make_reply(self.audio.utterance(ev.t_speech_end), TurnTiming(speech_end=now - ev.latency_s, endpoint=now, barge_in=barge))
+            reply = self.make_reply(self.audio.utterance(ev.t_speech_end), TurnTiming(speech_end=now - ev.latency_s, endpoint=now, barge_in=barge),
+                                    transcript=self._transcript(ev.t_speech_end))
             reply.start()
+        self.heard = None
         reply.release()
         assert reply.task is not None
         self.floor.take(reply.task)

@@ -17,7 +17,7 @@ from ari_app.call import AriCall
 from ari_app.config import RecordingConfig
 from audiosocket.server import CallSession
 from media.pcm import resample
-from devtools.utterances import Utterance, synthesize_set
+from devtools.utterances import Utterance, say, synthesize_set
 from db import AsyncCallStore
 from models.base import LLM
 from models.engines import EngineConfig, Engines
@@ -81,6 +81,42 @@ async def test_backchannel_does_not_stop_the_agent(asterisk_bed: testbed.Asteris
     assert not any(kind == "barge_in" for _, kind, _ in d.events), d.events
     answer = [t for t in d.turns if t["role"] == "agent"][-1]
     assert not answer["interrupted"] and "direct debit" in answer["text"], d.turns
+
+
+ANSWER = ("Your balance is forty two pounds, due on the third of May. You can pay by card, by direct debit, "
+          "or at any post office, and a receipt comes by email within a day.")
+
+
+@pytest.mark.parametrize(("words", "voice", "speed", "acknowledgement"), [
+    # Acknowledgements whisper tiny.en hears as words on every voice and channel of
+    # bench/backchannels.py (espeak's "mm hmm" and "uh huh" often come out as "and" or nothing).
+    ("okay", "en-us", 160, True), ("all right", "en-us+f3", 180, True), ("okay sure", "en-gb", 140, True),
+    ("right", "en-us+m7", 150, True), ("no", "en-us", 160, False), ("stop", "en-gb", 140, False),
+    ("wait", "en-us+f3", 180, False),
+], ids=lambda v: str(v).replace(" ", "-"))
+async def test_acknowledgements_let_the_agent_go_on_and_short_interruptions_stop_it(
+        asterisk_bed: testbed.AsteriskBed, engines: Engines, utts: list[Utterance], tmp_path: Path,
+        words: str, voice: str, speed: int, acknowledgement: bool) -> None:
+    """espeak-ng over G.711 while the agent reads a long answer: an acknowledgement of 0.3-1 s
+    holds the agent only while its words are checked; "no"/"stop"/"wait" interrupt it."""
+    said = say(words, voice=voice, speed=speed)
+    steps: list[sipcall.Step] = [sipcall.Pause(2000), sipcall.Audio(pcm8k(utts[0])), sipcall.Pause(2800),
+                                 sipcall.Audio(pcm8k(said)), sipcall.Pause(10000)]
+    d, store = await run_call(asterisk_bed, engines, ScriptedLLM([ANSWER, "Okay."]), AgentConfig(greeting="Hi."), steps,
+                              tmp_path, wait_for_bye=False)
+    await store.aclose()
+    kinds = [k for _, k, _ in d.events]
+    assert "overlap_held" in kinds, d.events  # long enough to have interrupted by length alone
+    answer = next(t for t in d.turns if t["role"] == "agent" and t["text"].startswith("Your balance"))
+    callers = [t["text"] for t in d.turns if t["role"] == "caller"]
+    if acknowledgement:
+        assert "backchannel" in kinds and "barge_in" not in kinds, d.events
+        assert not answer["interrupted"] and "within a day" in answer["text"], d.turns
+        assert len(callers) == 1, callers  # the acknowledgement is no turn
+    else:
+        assert "barge_in" in kinds and "backchannel" not in kinds, d.events
+        assert answer["interrupted"] and "within a day" not in answer["text"], d.turns
+        assert len(callers) == 2 and words in callers[1].lower(), callers
 
 
 async def test_silence_gets_a_reprompt_then_goodbye_and_the_caller_is_hung_up(

@@ -28,9 +28,9 @@ async def start() -> AsyncIterator[Callable[..., Any]]:
     runs: list[VirtualRun] = []
 
     async def make(heard: list[Heard] | None = None, said: list[Said] | None = None, control: FakeControl | None = None,
-                   **cfg: Any) -> VirtualRun:
+                   turn_p: list[float] | None = None, **cfg: Any) -> VirtualRun:
         clock = ManualClock(0.0)
-        engines = VirtualEngines(clock, heard=heard or [], said=said or [])
+        engines = VirtualEngines(clock, heard=heard or [], said=said or [], turn_p=turn_p or [])
         call = VirtualCall(clock)
         dialog = CallDialog(engines, AgentConfig(**{"greeting": GREETING, **cfg}), control=control)
         call.start()
@@ -265,3 +265,83 @@ async def test_cancelling_the_dialog_still_finalises_the_record_and_is_not_swall
 
 async def _noop(*_a: Any, **_k: Any) -> None:
     return None
+
+
+LONG = "Our opening hours are eight in the morning to six in the evening from Monday to Friday."
+
+
+async def test_an_acknowledgement_over_the_agent_is_no_turn_and_the_agent_carries_on(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard("Hours?"), Heard("Mm-hmm.", delay_s=0.15)], said=[Said(LONG, token_s=0.05)])
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: run.call.agent_talking(t_end, run.clock.now()))
+    t_mm = run.clock.now() + 0.5
+    mm_end = run.call.say(at=t_mm, seconds=0.6)  # past barge_in_min_s (0.3 s), short of backchannel_max_s (1.2 s)
+    await run.until(lambda: "backchannel" in run.kinds())
+    assert run.event("backchannel")["text"] == "Mm-hmm."
+    resumed = run.when("backchannel")
+    assert resumed - mm_end < 0.35  # the pause (0.12 s) and the transcription (0.15 s)
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert run.agent_texts()[1] == LONG and not run.dialog.turns[-1]["interrupted"]  # nothing was cut or lost
+    assert "barge_in" not in run.kinds()
+    assert [t["text"] for t in run.dialog.turns if t["role"] == "caller"] == ["Hours?"]  # "mm-hmm" is no turn
+    assert run.engines.cancelled == []
+    held = [t for t in run.call.agent_voiced_times() if t_mm + 0.05 < t < resumed - 0.05]
+    assert held == []  # the agent was on hold (silent) while the words were checked
+    await run.finish()
+
+
+async def test_a_short_no_over_the_agent_still_interrupts_and_is_answered(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard("Hours?"), Heard("No.")], said=[Said(LONG, token_s=0.2), Said("Sorry. What do you need?")])
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: run.call.agent_talking(t_end, run.clock.now()))
+    t_no = run.clock.now() + 0.3
+    run.call.say(at=t_no, seconds=0.26)  # shorter than barge_in_min_s: only its word makes it count
+    await run.until(lambda: len(run.agent_texts()) == 3)
+    kinds = run.kinds()
+    assert "overlap_held" in kinds and "barge_in" in kinds and "backchannel" not in kinds
+    assert run.agent_texts()[1].endswith(CUT_MARK) and run.agent_texts()[2] == "Sorry. What do you need?"
+    assert [t["text"] for t in run.dialog.turns if t["role"] == "caller"] == ["Hours?", "No."]
+    assert run.engines.transcriptions == 2  # the check's transcript was the turn's: no second STT
+    silent = [t for t in run.call.agent_voiced_times() if t_no + 0.05 < t < run.when("barge_in")]
+    assert silent == []  # the agent went quiet at the onset, before the words were known
+    await run.finish()
+
+
+async def test_an_acknowledgement_transcribed_after_the_endpoint_is_still_no_turn(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard("Hours?"), Heard("Yeah, okay.", delay_s=0.9)], said=[Said(LONG, token_s=0.05)])
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: run.call.agent_talking(t_end, run.clock.now()))
+    run.call.say(at=run.clock.now() + 0.3, seconds=0.5)  # STT (0.9 s) is slower than the endpoint (0.5 s)
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert run.agent_texts()[1] == LONG and "barge_in" not in run.kinds() and "backchannel" in run.kinds()
+    assert [t["text"] for t in run.dialog.turns if t["role"] == "caller"] == ["Hours?"]
+    await run.finish()
+
+
+async def test_a_short_wordless_sound_over_the_agent_is_ignored(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard("Hours?"), Heard("")], said=[Said(LONG, token_s=0.05)])
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: run.call.agent_talking(t_end, run.clock.now()))
+    run.call.say(at=run.clock.now() + 0.3, seconds=0.26)  # a click or a cough the VAD took for speech
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert run.agent_texts()[1] == LONG and "barge_in" not in run.kinds() and "backchannel" in run.kinds()
+    await run.finish()
+
+
+@pytest.mark.parametrize(("p", "model", "endpoint_s", "verdict"), [
+    (0.95, True, 0.224, "complete"),  # sure it is over: 0.2 s of silence (7 windows of 32 ms)
+    (0.05, True, 1.216, "incomplete"),  # mid-thought: up to max_delay_s
+    (0.5, True, 0.512, None),  # unsure: the fixed silence, as without the model
+    (0.95, False, 0.512, None),  # the agent does not use the model
+])
+async def test_the_end_of_turn_model_moves_the_endpoint(start, p: float, model: bool, endpoint_s: float,  # type: ignore[no-untyped-def]
+                                                        verdict: str | None) -> None:
+    run = await start(heard=[Heard("What time do you open?")], said=[Said("At nine.")], turn_p=[p], end_of_turn_model=model)
+    run.call.say(at=run.clock.now() + 0.5, seconds=1.0)
+    await run.until(lambda: len(run.dialog.turns) == 3)
+    t = run.dialog.turns[2]["timings"]
+    assert (t.endpoint_ms - t.speech_end_ms) / 1000 == pytest.approx(endpoint_s, abs=0.035)
+    ends = [d for _, k, d in run.dialog.events if k == "end_of_turn"]
+    assert [d["verdict"] for d in ends] == ([verdict] if verdict else [])
+    assert ("turn_model" in run.kinds()) == model
+    await run.finish()

@@ -16,6 +16,7 @@ from phoneagent.dialog.endpointer import (
     Endpointer,
     EndpointerConfig,
     Event,
+    OverlapHeld,
     SpeculationCancelled,
     SpeculativeEndpoint,
     SpeechConfirmed,
@@ -24,7 +25,9 @@ from phoneagent.dialog.endpointer import (
 )
 
 STEP = 0.05  # 50 ms windows: every configured duration below is a whole number of windows
-CFG = EndpointerConfig(window_s=STEP, speculative_s=0.25)  # min_speech 4 windows, barge-in 6, delay 10, speculation 5
+# min_speech 4 windows, barge-in 6, delay 10, speculation 5; barge-ins by length only (no hold)
+CFG = EndpointerConfig(window_s=STEP, speculative_s=0.25, backchannel_max_s=0.3)
+HELD = dataclasses.replace(CFG, backchannel_max_s=0.6)  # overlaps of 6 to 12 windows wait for their words
 
 Frame = tuple[float, float, bool]  # (probability, window end time, agent speaking)
 
@@ -222,8 +225,53 @@ def test_default_config_min_speech_and_barge_in_in_32ms_windows() -> None:
     # 0.20 s needs 7 windows (0.224 s); barge-in 0.30 s needs 10 (0.32 s).
     assert norm(run("0.9*7", EndpointerConfig(), 0.032))[-1] == SpeechConfirmed(0.224)
     assert norm(run("0.9*6, 0", EndpointerConfig(), 0.032))[-1] == SpeechDiscarded(0.0, 0.192)
-    assert norm(run("0.9*10!", EndpointerConfig(), 0.032))[-1] == BargeIn(0.0, 0.32)
-    assert norm(run("0.9*9!, 0!", EndpointerConfig(), 0.032))[-1] == Backchannel(0.0, 0.288)
+    assert norm(run("0.9*10!", EndpointerConfig(), 0.032))[-1] == OverlapHeld(0.0, 0.224)  # held from min_speech_s
+    assert norm(run("0.9*38!", EndpointerConfig(), 0.032))[-1] == BargeIn(0.0, 1.216)  # backchannel_max_s 1.2
+    assert norm(run("0.9*6!, 0!", EndpointerConfig(), 0.032))[-1] == Backchannel(0.0, 0.192)
+    no_hold = EndpointerConfig(backchannel_max_s=0.3)
+    assert norm(run("0.9*10!", no_hold, 0.032))[-1] == BargeIn(0.0, 0.32)
+    assert norm(run("0.9*9!, 0!", no_hold, 0.032))[-1] == Backchannel(0.0, 0.288)
+
+
+HELD_CASES: list[tuple[str, str, list[Event]]] = [
+    ("an overlap as long as a turn is held for its words", "0.9*8!, 0.1*10!", [
+        SpeechStarted(0.0), SpeechConfirmed(0.2), OverlapHeld(0.0, 0.2), SpeculativeEndpoint(0.4),
+        EndOfTurn(0.0, 0.4, 0.9, "silence", barge_in=True, possible_false_alarm=True),
+    ]),
+    ("a held overlap that reaches backchannel_max_s is a barge-in by its length", "0.9*14!, 0.1*10", [
+        SpeechStarted(0.0), SpeechConfirmed(0.2), OverlapHeld(0.0, 0.2), BargeIn(0.0, 0.6), SpeculativeEndpoint(0.7),
+        EndOfTurn(0.0, 0.7, 1.2, "silence", barge_in=True, possible_false_alarm=True),
+    ]),
+    ("shorter than min_speech_s is a backchannel without words", "0.9*3!, 0.1!", [
+        SpeechStarted(0.0), Backchannel(0.0, 0.15),
+    ]),
+    ("the agent silent: nothing is held", "0.9*8, 0.1*10", [
+        SpeechStarted(0.0), SpeechConfirmed(0.2), SpeculativeEndpoint(0.4), EndOfTurn(0.0, 0.4, 0.9, "silence"),
+    ]),
+]
+
+
+@pytest.mark.parametrize(("spec", "expected"), [c[1:] for c in HELD_CASES], ids=[c[0] for c in HELD_CASES])
+def test_held_timeline(spec: str, expected: list[Event]) -> None:
+    assert norm(run(spec, HELD)) == norm(expected)
+
+
+def test_dismissed_overlap_is_no_turn_and_the_next_speech_starts_afresh() -> None:
+    ep = Endpointer(HELD)
+    feed_all(ep, frames("0.9*8!, 0.1*5!"))
+    assert ep.held and ep.in_turn
+    assert norm([ep.dismiss()]) == [Backchannel(0.0, 0.4)]  # type: ignore[list-item]
+    assert not ep.held and not ep.in_turn and ep.dismiss() is None and ep.confirm() is None
+    assert feed_all(ep, frames("0.1*20!", start=13)) == []
+    assert norm(feed_all(ep, frames("0.9*2!", start=33))) == [SpeechStarted(1.65)]
+
+
+def test_confirmed_overlap_is_a_barge_in_and_its_turn_ends_as_usual() -> None:
+    ep = Endpointer(HELD)
+    feed_all(ep, frames("0.9*8!, 0.1*5!"))
+    assert norm([ep.confirm()]) == [BargeIn(0.0, 0.65)]  # type: ignore[list-item]
+    assert not ep.held and ep.confirm() is None and ep.dismiss() is None
+    assert norm(feed_all(ep, frames("0.1*5", start=13))) == [EndOfTurn(0.0, 0.4, 0.9, "silence", barge_in=True, possible_false_alarm=True)]
 
 
 def test_speech_start_is_not_before_the_previous_window_end() -> None:
@@ -278,14 +326,14 @@ def test_inconsistent_config_is_rejected(change: dict[str, float]) -> None:
 _NEXT: dict[str, dict[type, str]] = {
     "idle": {SpeechStarted: "pending"},
     "pending": {SpeechDiscarded: "idle", Backchannel: "idle", SpeechConfirmed: "turn"},
-    "turn": {BargeIn: "turn", SpeculativeEndpoint: "speculating", EndOfTurn: "idle"},
+    "turn": {OverlapHeld: "turn", BargeIn: "turn", SpeculativeEndpoint: "speculating", EndOfTurn: "idle"},
     "speculating": {SpeculationCancelled: "turn", EndOfTurn: "idle"},
 }
 
 
 # The moment each event is about: these never go backwards.
 _WHEN = {
-    SpeechStarted: "t_start", SpeechConfirmed: "t", BargeIn: "t_confirmed", SpeculativeEndpoint: "t_speech_end",
+    SpeechStarted: "t_start", SpeechConfirmed: "t", OverlapHeld: "t", BargeIn: "t_confirmed", SpeculativeEndpoint: "t_speech_end",
     SpeculationCancelled: "t", EndOfTurn: "t_decided", SpeechDiscarded: "t_end", Backchannel: "t_end",
 }
 
@@ -302,11 +350,12 @@ _WHEN = {
     ),
     max_turn=st.sampled_from([0.6, 30.0]),
     long_pause=st.booleans(),
+    held=st.booleans(),
 )
 def test_events_are_well_ordered(
-    steps: list[tuple[float, bool, bool | None]], max_turn: float, long_pause: bool
+    steps: list[tuple[float, bool, bool | None]], max_turn: float, long_pause: bool, held: bool
 ) -> None:
-    cfg = dataclasses.replace(CFG, max_turn_s=max_turn)
+    cfg = dataclasses.replace(HELD if held else CFG, max_turn_s=max_turn)
     ep = Endpointer(cfg)
     ep.set_long_pause(long_pause)
     state, last, start, prev = "idle", float("-inf"), 0.0, None
@@ -322,11 +371,16 @@ def test_events_are_well_ordered(
             last = when
             if isinstance(e, SpeechStarted):
                 start = e.t_start
-            if isinstance(e, BargeIn):
+            if isinstance(e, OverlapHeld):
+                assert held and agent and prev == SpeechConfirmed(t)  # at confirmation, over the agent
+                assert e.t_speech_start == start and cfg.min_speech_s - 1e-9 <= e.t - start < cfg.backchannel_max_s
+            if isinstance(e, BargeIn) and not held:
                 assert agent and prev == SpeechConfirmed(t)  # only at confirmation, over the agent
                 assert e.t_speech_start == start and e.t_confirmed - start >= cfg.barge_in_min_s - 1e-9
+            if isinstance(e, BargeIn) and held:  # over the agent for longer than an acknowledgement
+                assert e.t_speech_start == start and e.t_confirmed - start >= cfg.backchannel_max_s - 1e-9
             if isinstance(e, (SpeechDiscarded, Backchannel)):
-                assert e.t_start == start and e.t_end - start < cfg.barge_in_min_s
+                assert e.t_start == start and e.t_end - start < (cfg.min_speech_s if held else cfg.barge_in_min_s)
             if isinstance(e, EndOfTurn):
                 assert e.t_speech_start == start <= e.t_speech_end <= e.t_decided
                 if e.reason == "silence":

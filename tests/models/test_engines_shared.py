@@ -29,9 +29,20 @@ async def shared(engines: Engines) -> AsyncIterator[Engines]:
 
 def test_engines_load_and_describe_themselves(engines: Engines) -> None:
     roles = [i.role for i in engines.infos]
-    assert roles == ["vad", "stt", "llm", "tts"]
+    assert roles == ["vad", "stt", "llm", "tts", "turn"]
     assert all(i.device in ("cpu", "cuda") for i in engines.infos)
-    assert set(engines.load_s) == {"vad", "stt", "llm", "tts"}
+    assert set(engines.load_s) == {"vad", "stt", "llm", "tts", "turn"}
+
+
+async def test_the_end_of_turn_model_runs_beside_a_busy_stt(shared: Engines) -> None:
+    """Its own worker: a verdict does not wait for the STT queue, which is busy with a batch."""
+    utts = synthesize_set()
+    question = resample(utts[8].pcm16k, 16000, 8000)  # "What time do you close on Saturday?"
+    stt = [asyncio.ensure_future(shared.transcribe(resample(u.pcm16k, 16000, 8000), 8000)) for u in utts[:6]]
+    p = await shared.end_of_turn(question, 8000)
+    assert not all(f.done() for f in stt), "the verdict came after the whole STT batch"
+    await asyncio.gather(*stt)
+    assert 0.0 <= p <= 1.0 and p > 0.5
 
 
 async def test_concurrent_calls_share_every_engine(shared: Engines) -> None:

@@ -100,7 +100,7 @@ def test_serve_refuses_to_start_when_an_engine_dies(monkeypatch: pytest.MonkeyPa
 def test_every_bundled_engine_passes_its_real_preflight() -> None:
     """The real engines, each in its own subprocess, on this machine's CPU."""
     results = preflight.ensure(preflight.checks_for(device="cpu"))
-    assert sorted(r.engine for r in results) == ["llama.cpp", "piper", "silero", "whisper"]
+    assert sorted(r.engine for r in results) == ["llama.cpp", "piper", "silero", "smart-turn", "whisper"]
     for r in results:
         assert r.ok and f"{r.engine}: ok" in r.output, r.output
 
