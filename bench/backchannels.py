@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.machine import machine_info, save_results
 from devtools.utterances import say
-from media.pcm import telephone_channel
+from media.pcm import line_noise, telephone_channel
 from models import catalog
 from models.whisper import WhisperSTT
 from phoneagent.dialog.backchannel import is_backchannel
@@ -40,11 +40,7 @@ PROMPT = "Mm-hmm. Uh-huh. Yeah. Okay. No. Wait. Stop."
 
 def channel(pcm16k: bytes, name: str, rng: np.random.Generator) -> bytes:
     law, _, noise = name.partition("+")
-    if noise:  # line hiss at about -45 dBFS before the codec
-        x = np.frombuffer(pcm16k, dtype="<i2").astype(np.float64)
-        x = x + rng.normal(0.0, 32768 * 10 ** (-45 / 20), x.size)
-        pcm16k = np.clip(x, -32768, 32767).astype("<i2").tobytes()
-    return telephone_channel(pcm16k, 16000, law)
+    return telephone_channel(line_noise(pcm16k, -45, rng) if noise else pcm16k, 16000, law)
 
 
 def transcribe_all(stt: WhisperSTT, prompt: str | None) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.machine import machine_info, save_results
 from devtools.utterances import say
-from media.pcm import resample, telephone_channel
+from media.pcm import line_noise, resample, telephone_channel
 from models import catalog
 from models.normalize import normalize_transcript, wer
 from models.whisper import WhisperSTT
@@ -76,11 +76,7 @@ def channel(pcm16k: bytes, name: str, rng: np.random.Generator) -> tuple[bytes, 
     if name == "clean-16k":
         return pcm16k, 16000
     law, _, noise = name.partition("+")
-    if noise:  # line hiss at about -40 dBFS before the codec
-        x = np.frombuffer(pcm16k, dtype="<i2").astype(np.float64)
-        x = x + rng.normal(0.0, 32768 * 10 ** (-40 / 20), x.size)
-        pcm16k = np.clip(x, -32768, 32767).astype("<i2").tobytes()
-    return resample(telephone_channel(pcm16k, 16000, law), 16000, 8000), 8000
+    return resample(telephone_channel(line_noise(pcm16k, -40, rng) if noise else pcm16k, 16000, law), 16000, 8000), 8000
 
 
 def score(stt: WhisperSTT) -> dict[str, Any]:

@@ -88,13 +88,17 @@ def policies() -> list[Policy]:
     return out
 
 
+def complete_turns() -> list[str]:
+    return [s.text for s in SPECS] + list(SHORT)
+
+
 def cases(wideband: bool = False) -> list[Case]:
     """The set on the phone channel (G.711 at 8 kHz), or `wideband` (16 kHz, no codec: what the
     model was trained on, for comparison)."""
     out = []
     for i, (voice, speed) in enumerate(VOICES):
         law = "wideband" if wideband else ("ulaw", "alaw")[i % 2]
-        texts = [(s.text, True) for s in SPECS] + [(t, True) for t in SHORT]
+        texts = [(t, True) for t in complete_turns()]
         texts += [(f'<speak>{b.format(f"<break time={chr(34)}{int(p * 1000)}ms{chr(34)}/>")}</speak>', False)
                   for b in BROKEN for p in PAUSES_S]
         for text, whole in texts:
@@ -121,7 +125,7 @@ def cases_piper(tts: PiperTTS) -> list[Case]:
             a, b = voiced_bounds(pcm, 16000)
             return pcm[int(a * 16000) * 2: int(b * 16000) * 2]
 
-        texts = [(s.text, True, (s.text,)) for s in SPECS] + [(t, True, (t,)) for t in SHORT]
+        texts = [(t, True, (t,)) for t in complete_turns()]
         for b in BROKEN:
             head, tail = (part.strip() for part in b.split("{}"))
             texts += [(f"{head.rstrip(',')}, [{p:g} s] {tail}", False, (head.rstrip(",") + ",", p, tail)) for p in PAUSES_S]  # type: ignore[misc]

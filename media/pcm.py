@@ -167,6 +167,12 @@ def alaw_decode(data: bytes) -> bytes:
     return to_bytes(np.where(sign != 0, mag, -mag))
 
 
+def line_noise(pcm: bytes, dbfs: float, rng: np.random.Generator) -> bytes:
+    """`pcm` with white hiss at `dbfs` (RMS) added: a noisy line, before the codec."""
+    x = to_array(pcm).astype(np.float64) + rng.normal(0.0, 32768 * 10 ** (dbfs / 20), len(pcm) // 2)
+    return bytes(np.clip(x, -32768, 32767).astype("<i2").tobytes())
+
+
 def telephone_channel(pcm: bytes, sample_rate: int, law: str = "ulaw") -> bytes:
     """Pass audio through an 8 kHz G.711 phone line and back to `sample_rate`.
 

@@ -22,7 +22,7 @@ from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.config import AgentConfig, ToolUse
 from phoneagent.dialog.intents import digits_only, grounded, is_small_talk, probes_instructions, said_values, says_goodbye, ungrounded
 from phoneagent.dialog.record import TurnTiming
-from phoneagent.dialog.tasks import reap
+from phoneagent.dialog.tasks import stop
 from phoneagent.dialog.voice import Voice
 from phoneagent.tools.answer import AnswerError, fill
 from phoneagent.tools.webhook import ToolResult
@@ -149,9 +149,7 @@ class Actions:
     async def drop_filler(self) -> None:
         """Stop a filler that has not started playing (what is queued for playout stays)."""
         filler, self._filler = self._filler, None
-        if filler is not None and not filler.done():
-            filler.cancel()
-            await reap(filler)
+        await stop(filler)
 
     async def run(self, call: ToolCall, phrase: Phrase, timing: TurnTiming) -> None:
         """Carry out the chosen step and speak its outcome (the caller's turn is committed)."""

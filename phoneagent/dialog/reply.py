@@ -22,7 +22,7 @@ from phoneagent.dialog.chunker import reply_chunker
 from phoneagent.dialog.context import SpokenReply
 from phoneagent.dialog.intents import escalation_reason, plain_words
 from phoneagent.dialog.record import TurnTiming
-from phoneagent.dialog.tasks import reap
+from phoneagent.dialog.tasks import stop
 from phoneagent.dialog.voice import Voice
 
 Handover = Callable[[str], Awaitable[None]]
@@ -32,12 +32,17 @@ async def _nothing() -> None:
     return None
 
 
+def keypad_transcript(digits: str) -> Transcript:
+    """A keypad entry as the caller's turn (typed, so certain)."""
+    said = f"(keypad) {digits}"
+    return Transcript(text=said, normalized=said, confidence=1.0, no_speech_prob=0.0, language="", audio_s=0.0, decode_s=0.0)
+
+
 class Reply:
     def __init__(self, ctx: CallContext, voice: Voice, utterance: bytes, timing: TurnTiming, *,
-                 handover: Handover, keys: str | None = None, actions: Actions | None = None,
-                 transcript: Transcript | None = None) -> None:
-        """`keys`: a keypad entry instead of speech (no STT). `transcript`: the utterance was
-        already transcribed (the backchannel check did it). `handover`: called when the caller
+                 handover: Handover, actions: Actions | None = None, transcript: Transcript | None = None) -> None:
+        """`transcript`: what the caller said is already known (a keypad entry, see
+        `keypad_transcript`, or the backchannel check's STT), so no STT. `handover`: called when the caller
         asks for a person (on a call with call control). `actions`: the agent's tools and
         built-in steps, chosen before the answer (None: it only talks)."""
         self.ctx = ctx
@@ -45,7 +50,6 @@ class Reply:
         self.voice = voice
         self.utterance = utterance
         self.timing = timing
-        self.keys = keys
         self.transcript = transcript
         self.handover = handover
         self._go = asyncio.Event()
@@ -63,18 +67,13 @@ class Reply:
 
     async def drop(self) -> None:
         """Throw away a speculative reply (the caller went on talking)."""
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            await reap(self.task)
+        await stop(self.task)
 
     # --- the pipeline ---
     async def _respond(self) -> None:
         ctx, cfg, go = self.ctx, self.ctx.config, self._go
         try:
-            if self.keys is not None:
-                said = f"(keypad) {self.keys}"
-                tr = Transcript(text=said, normalized=said, confidence=1.0, no_speech_prob=0.0, language="", audio_s=0.0, decode_s=0.0)
-            elif self.transcript is not None:
+            if self.transcript is not None:
                 tr = self.transcript
             else:
                 tr = await wait_for(ctx.clock, ctx.engines.transcribe(self.utterance, ctx.rate), cfg.stt_timeout_s)
@@ -230,9 +229,7 @@ class Reply:
             filler.cancel()
             if not committed.done():
                 committed.cancel()
-            if not tts.done():
-                tts.cancel()
-                await reap(tts)
+            await stop(tts)
         await committed
         if not seg:  # nothing was spoken (empty reply or cancelled before audio)
             if not cancel.cancelled:

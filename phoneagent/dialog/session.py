@@ -35,7 +35,7 @@ from phoneagent.dialog.keypad import Keypad
 from phoneagent.dialog.media import CallMedia
 from phoneagent.dialog.amd.screen import screen
 from phoneagent.dialog.record import Recorder, TurnTiming
-from phoneagent.dialog.reply import Reply
+from phoneagent.dialog.reply import Reply, keypad_transcript
 from phoneagent.dialog.state import CallState
 from phoneagent.dialog.tasks import reap
 from phoneagent.dialog.transfer import Handover
@@ -108,8 +108,8 @@ class CallDialog:
         handover = Handover(ctx, voice, audio, keypad)
         actions = Actions(ctx, voice, handover.run, self.tools)
 
-        def make_reply(utterance: bytes, timing: TurnTiming, keys: str | None = None, transcript: Transcript | None = None) -> Reply:
-            return Reply(ctx, voice, utterance, timing, handover=handover.run, keys=keys, actions=actions, transcript=transcript)
+        def make_reply(utterance: bytes, timing: TurnTiming, transcript: Transcript | None = None) -> Reply:
+            return Reply(ctx, voice, utterance, timing, handover=handover.run, actions=actions, transcript=transcript)
 
         turns = TurnTaking(ctx, audio, floor, make_reply)
         if ctl is None or ctl.direction == "inbound":  # an outbound call was stored by the dialler
@@ -138,7 +138,7 @@ class CallDialog:
                     floor.take(handover.run(f"the caller pressed {entry.digits}"))
                 elif entry.digits:
                     await floor.cancel("keypad entry")
-                    reply = make_reply(b"", TurnTiming(endpoint=clock.now()), entry.digits)
+                    reply = make_reply(b"", TurnTiming(endpoint=clock.now()), keypad_transcript(entry.digits))
                     reply.release()
                     floor.take(reply.start())
 

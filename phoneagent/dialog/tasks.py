@@ -36,6 +36,13 @@ async def reap(task: asyncio.Future[Any]) -> None:
         await task
 
 
+async def stop(task: asyncio.Future[Any] | None) -> None:
+    """Cancel a task of ours if it is still running, and await its end."""
+    if task is not None and not task.done():
+        task.cancel()
+        await reap(task)
+
+
 async def let_finish(clock: Clock, task: asyncio.Future[Any], seconds: float) -> None:
     """Give a task up to `seconds` (clock time) to finish on its own; it is not cancelled here."""
     with _expected_end():

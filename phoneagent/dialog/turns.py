@@ -38,7 +38,7 @@ from phoneagent.dialog.endpointer import (
 from phoneagent.dialog.floor import Floor
 from phoneagent.dialog.record import TurnTiming
 from phoneagent.dialog.reply import Reply
-from phoneagent.dialog.tasks import reap
+from phoneagent.dialog.tasks import stop
 
 VAD_RATES = (8000, 16000)
 
@@ -121,8 +121,7 @@ class Speculation:
 
 
 class ReplyFactory(Protocol):
-    def __call__(self, utterance: bytes, timing: TurnTiming, keys: str | None = None,
-                 transcript: Transcript | None = None) -> Reply: ...
+    def __call__(self, utterance: bytes, timing: TurnTiming, transcript: Transcript | None = None) -> Reply: ...
 
 
 @dataclass
@@ -179,7 +178,7 @@ class TurnTaking:
             if self.audio.endpointer.held:
                 # Speech over the agent paused: are these words an acknowledgement?
                 await self._drop_check()
-                self.check = asyncio.create_task(self._check_held(ev.t_speech_end))
+                self.check = asyncio.create_task(self._check_held(self.audio.utterance(ev.t_speech_end), ev.t_speech_end))
             elif cfg.speculate:
                 # A short pause: run STT, the LLM and TTS now, but hold the audio until the
                 # endpoint is final. Speech resuming throws the work away.
@@ -208,9 +207,7 @@ class TurnTaking:
 
     async def _drop_scoring(self) -> None:
         scoring, self.scoring = self.scoring, None
-        if scoring is not None and not scoring.done():
-            scoring.cancel()
-            await reap(scoring)
+        await stop(scoring)
 
     async def _barge_in(self, t_speech_start: float) -> None:
         ctx, playout = self.ctx, self.ctx.playout
@@ -230,13 +227,12 @@ class TurnTaking:
         return heard.transcript if heard is not None and heard.t_speech_end == t_speech_end else None
 
     # --- speech held over the agent: acknowledgement or interruption ---
-    async def _check_held(self, t_speech_end: float) -> Transcript | None:
+    async def _check_held(self, pcm: bytes, t_speech_end: float) -> Transcript | None:
         """Transcribe the held speech and act on its words if it is still held: resume the agent
         (an acknowledgement is no turn) or let the barge-in go ahead. None: STT failed."""
         ctx, cfg = self.ctx, self.ctx.config
         try:
-            tr: Transcript | None = await wait_for(ctx.clock, ctx.engines.transcribe(self.audio.utterance(t_speech_end), ctx.rate),
-                                                   cfg.stt_timeout_s)
+            tr: Transcript | None = await wait_for(ctx.clock, ctx.engines.transcribe(pcm, ctx.rate), cfg.stt_timeout_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # no words to judge by: the caller did talk over the agent
@@ -247,10 +243,10 @@ class TurnTaking:
         if not self.audio.endpointer.held:
             return tr  # the turn ended first: _end_of_turn decides
         self.check = None  # (done: nothing to cancel from here on)
-        if self._acknowledged(tr, t_speech_end - (self.audio.turn_start or t_speech_end)):
-            dismissed = self.audio.endpointer.dismiss()
-            assert dismissed is not None
-            self._resume(tr, dismissed.t_end - dismissed.t_start)
+        seconds = t_speech_end - (self.audio.turn_start or t_speech_end)
+        if self._acknowledged(tr, seconds):
+            self.audio.endpointer.dismiss()
+            self._resume(tr, seconds)
         else:
             barge = self.audio.endpointer.confirm()
             assert barge is not None
@@ -280,9 +276,7 @@ class TurnTaking:
 
     async def _drop_check(self) -> None:
         check, self.check = self.check, None
-        if check is not None and not check.done():
-            check.cancel()
-            await reap(check)
+        await stop(check)
 
     async def close(self) -> None:
         """The call is over: no check, no scoring, no speculation outlives it."""
@@ -299,8 +293,9 @@ class TurnTaking:
         if check is not None:
             # Held speech ended before its words were known: they decide whether it is a turn.
             tr = await check
-            if self._acknowledged(tr, ev.t_speech_end - ev.t_speech_start):
-                self._resume(tr, ev.t_speech_end - ev.t_speech_start)
+            seconds = ev.t_speech_end - ev.t_speech_start
+            if self._acknowledged(tr, seconds):
+                self._resume(tr, seconds)
                 return
             await self._barge_in(ev.t_speech_start)
         now = ctx.clock.now()
