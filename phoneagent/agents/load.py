@@ -135,6 +135,7 @@ def build(spec: AgentFile, *, source: Path | None = None, env: Mapping[str, str]
         if spec.caller_lookup else None,
         escalation=EscalationRules(esc.on_request, esc.max_failures, esc.repeated_question, tuple(p.lower() for p in esc.frustration)),
         amd=spec.outbound.amd, voicemail_message=spec.outbound.voicemail_message,
+        slot_hypotheses=spec.capture.hypotheses, slot_max_rounds=spec.capture.max_rounds,
         **_outbound_greeting(spec), **prompts, **timers,
     )
     hooks = {

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from phoneagent.dialog.slots import slots_of
+
 _NAME = r"^[a-z][a-z0-9_-]{0,39}$"
 _TOOL = r"^[a-z][a-z0-9_]{0,39}$"
 BUILTIN_TOOLS = ("transfer_to_human", "end_call", "out_of_scope")
@@ -40,6 +42,30 @@ class Prompts(_Strict):
     transfer_notice: str | None = None
     transfer_unavailable: str | None = None
     transfer_failed: str | None = None
+    read_back: str | None = Field(None, description="a captured number or email said back to be checked: {value} (and {what})")
+    slot_again: str | None = Field(None, description="after a no to a read-back: {what}, {or_keypad}")
+    slot_unclear: str | None = Field(None, description="the value asked for was not heard whole: {what}, {or_keypad}")
+    or_keypad: str | None = Field(None, description="offered for digits: ', or type it on your keypad and press hash'")
+    slot_give_up: str | None = Field(None, description="after too many tries, where no person can take over: {what}")
+    slot_go_on: str | None = Field(None, description="the caller paused part-way through a number (default 'Mm-hm.')")
+
+    @field_validator("read_back")
+    @classmethod
+    def _read_back_has_value(cls, v: str | None) -> str | None:
+        if v is not None and "{value}" not in v:
+            raise ValueError("must contain {value}, the number or email as read back")
+        return v
+
+    @field_validator("read_back", "slot_again", "slot_unclear", "slot_give_up")
+    @classmethod
+    def _known_fields(cls, v: str | None) -> str | None:
+        """Filled in mid-call: a field it does not have must fail here, not on a live call."""
+        if v is not None:
+            try:
+                v.format(value="", what="", or_keypad="")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"may use only {{value}}, {{what}} and {{or_keypad}}: {exc!r}") from None
+        return v
 
 
 class TurnTaking(_Strict):
@@ -110,6 +136,7 @@ class Tool(_Strict):
     def _object_schema(cls, v: dict[str, Any]) -> dict[str, Any]:
         if v.get("type") != "object":
             raise ValueError("must be a JSON schema with type: object")
+        slots_of(v)  # an unknown x-slot kind or an impossible length is an error here, not mid-call
         return v
 
 
@@ -152,6 +179,14 @@ class Recording(_Strict):
     notice: str = Field("This call is recorded.", description="spoken before the greeting when recording")
 
 
+class Capture(_Strict):
+    """Numbers and emails a tool needs (tool parameters with x-slot): asked for, read back,
+    confirmed or repaired before the tool runs."""
+
+    hypotheses: int = Field(5, ge=1, le=10, description="recogniser texts searched for a value of the slot's length")
+    max_rounds: int = Field(4, ge=1, le=10, description="read-backs and retries for one value, then a person or slot_give_up")
+
+
 class Outbound(_Strict):
     greeting: str | None = None
     amd: bool = True
@@ -175,6 +210,7 @@ class AgentFile(_Strict):
     prompts: Prompts = Prompts()
     turn_taking: TurnTaking = TurnTaking()
     keypad: Keypad = Keypad()
+    capture: Capture = Capture()
     allowed_hosts: list[str] = Field(default_factory=list, description="host or host:port the tools may reach")
     tools: list[Tool] = Field(default_factory=list)
     caller_lookup: CallerLookup | None = None

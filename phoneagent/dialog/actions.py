@@ -19,9 +19,11 @@ from typing import Any, Protocol
 from models.base import CancelToken, Message, ToolCall, ToolSpec
 from models.prompt import REPLY
 from phoneagent.dialog.call import CallContext
+from phoneagent.dialog.capture import Phrase, SlotCapture
 from phoneagent.dialog.config import AgentConfig, ToolUse
 from phoneagent.dialog.intents import digits_only, grounded, is_small_talk, probes_instructions, said_values, says_goodbye, ungrounded
 from phoneagent.dialog.record import TurnTiming
+from phoneagent.dialog.slots import slots_of
 from phoneagent.dialog.tasks import stop
 from phoneagent.dialog.voice import Voice
 from phoneagent.tools.answer import AnswerError, fill
@@ -41,7 +43,6 @@ class ToolCaller(Protocol):
 
 
 Handover = Callable[[str], Awaitable[None]]
-Phrase = Callable[[list[Message]], Awaitable[None]]
 
 
 def offered_tools(cfg: AgentConfig) -> list[ToolUse]:
@@ -107,6 +108,7 @@ class Actions:
         self._filler: asyncio.Task[None] | None = None
         self.called: set[str] = set()  # tools called in this call
         self.last_call: ToolCall | None = None
+        self.capture = SlotCapture(ctx, voice, self._run_confirmed, handover)
 
     @property
     def offered(self) -> bool:
@@ -166,20 +168,33 @@ class Actions:
         else:
             await self._tool(self.tools[call.name], call, phrase, timing)
 
-    async def _tool(self, tool: ToolUse, call: ToolCall, phrase: Phrase, timing: TurnTiming) -> None:
-        ctx, cfg = self.ctx, self.ctx.config
+    async def _run_confirmed(self, tool: ToolUse, arguments: dict[str, Any], confirmed: dict[str, str], phrase: Phrase,
+                             timing: TurnTiming) -> None:
+        await self._tool(tool, ToolCall(tool.name, arguments), phrase, timing, confirmed)
+
+    async def _tool(self, tool: ToolUse, call: ToolCall, phrase: Phrase, timing: TurnTiming, confirmed: dict[str, str] | None = None) -> None:
+        """`confirmed`: slot values the caller confirmed (capture.py); a slot not yet confirmed
+        is captured first, whatever the model wrote for it."""
+        ctx, cfg, confirmed = self.ctx, self.ctx.config, confirmed or {}
+        slots = slots_of(tool.parameters)
         # Grounded: the caller said it, or a tool returned it in this call (a slot id, a booking).
         said = [m.content for m in ctx.conversation.history if m.role in ("user", "tool")]
-        missing = ungrounded({k: v for k, v in call.arguments.items() if k not in tool.unchecked}, said)
+        missing = ungrounded({k: v for k, v in call.arguments.items() if k not in tool.unchecked and k not in slots}, said)
         if missing:  # the model filled in what the caller never said: ask, never guess
             ctx.record.event("tool_ungrounded", name=call.name, arguments=call.arguments, missing=missing)
             await self.drop_filler()
             await self.voice.say(tool.ask or cfg.ask_for.format(what=" and ".join(m.replace("_", " ") for m in missing)),
                                  role_text="ask", timing=timing)
             return
+        slot = self.capture.unconfirmed(tool, confirmed)
+        if slot is not None:
+            await self.drop_filler()
+            turn = next((m.content for m in reversed(ctx.conversation.history) if m.role == "user"), "")
+            await self.capture.begin(tool, call.arguments, confirmed, slot, turn, phrase, timing)
+            return
         self.called.add(call.name)
         self.last_call = call
-        arguments = {**call.arguments, **self._from_call(tool)}
+        arguments = {**call.arguments, **confirmed, **self._from_call(tool)}
         call = ToolCall(call.name, arguments)
         if self.runner is None:
             result = ToolResult(False, error="no tool runner for this agent", kind="unavailable")

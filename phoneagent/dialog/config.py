@@ -28,7 +28,8 @@ class DialogEngines(Protocol):
 
     def count_tokens(self, messages: Sequence[Message]) -> int: ...
 
-    async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript: ...
+    async def transcribe(self, pcm: bytes, sample_rate: int, *, prompt: str | None = None, hypotheses: int = 1,
+                         repeats: bool = False) -> Transcript: ...
 
     @property
     def has_turn_model(self) -> bool: ...
@@ -63,9 +64,11 @@ class ToolUse:
 
     @property
     def spec(self) -> ToolSpec:
-        """What the LLM sees: the parameters it fills in (not those taken from the call)."""
+        """What the LLM sees: the parameters it fills in (not those taken from the call, nor the
+        slots, which the dialog captures from the caller's own words: capture.py)."""
         props = dict(self.parameters.get("properties") or {})
-        own = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("x-")} for k, v in props.items() if k not in self.from_call}
+        own = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("x-")} for k, v in props.items()
+               if k not in self.from_call and not (isinstance(v, dict) and "x-slot" in v)}
         params = {**self.parameters, "properties": own}
         if "required" in params:
             params["required"] = [r for r in params["required"] if r in own]
@@ -150,6 +153,18 @@ class AgentConfig:
     out_of_scope_prompt: str = "Sorry, I can't help with that on this line. Is there anything else I can do for you?"
     tool_failed: str = "Sorry, I can't reach that system right now, so I can't check that for you."
     ask_for: str = "Sure. Could you tell me the {what}?"
+    # --- numbers and emails captured for a tool (capture.py): {value} as read back, {what} the slot ---
+    read_back: str = "That's {value}. Is that right?"
+    slot_again: str = "Sorry about that. Could you say the {what} again{or_keypad}?"
+    slot_unclear: str = "Sorry, I didn't get the whole {what}. Could you say it again{or_keypad}?"
+    or_keypad: str = ", or type it on your keypad and press hash"
+    slot_go_on: str = "Mm-hm."  # the caller paused part-way through a number
+    slot_give_up: str = "Sorry, I couldn't get your {what}. Let's leave that for now."
+    slot_max_rounds: int = 4  # read-backs and retries for one value before giving up
+    # The recogniser's best texts for an answer to "what is the number?": the first with a value
+    # of the slot's length is read back (bench/telephone_stt.py: mu-law, tiny.en, 49 -> 55 of 96
+    # numbers right first time, 59 -> 74 of 96 repeats, ~+45 ms).
+    slot_hypotheses: int = 5
     refuse_instructions: str = "Sorry, I can't share or change how I work. How can I help you today?"
     tools: tuple[ToolUse, ...] = ()
     out_of_scope: bool = False  # offer the LLM an explicit out-of-scope choice

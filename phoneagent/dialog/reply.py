@@ -76,7 +76,10 @@ class Reply:
             if self.transcript is not None:
                 tr = self.transcript
             else:
-                tr = await wait_for(ctx.clock, ctx.engines.transcribe(self.utterance, ctx.rate), cfg.stt_timeout_s)
+                slot = self.actions.capture.expected if self.actions is not None else None  # a number or email is coming
+                stt = (ctx.engines.transcribe(self.utterance, ctx.rate) if slot is None else ctx.engines.transcribe(
+                    self.utterance, ctx.rate, prompt=slot.stt_prompt, hypotheses=cfg.slot_hypotheses, repeats=slot.digits))
+                tr = await wait_for(ctx.clock, stt, cfg.stt_timeout_s)
         except EngineBusy:
             await go.wait()
             ctx.record.event("busy", engine="stt")
@@ -110,6 +113,14 @@ class Reply:
             ctx.conversation.add_user(text)
             await ctx.record.turn("caller", text, self.timing, stt_confidence=tr.confidence)
 
+        capture = self.actions.capture if self.actions is not None else None
+        if capture is not None and capture.pending is not None:
+            if capture.claims(text, tr.alternatives):  # the number asked for, or yes/no to its read-back
+                await commit()
+                await capture.handle(text, tr.alternatives, self._phrase, self.timing)
+                return
+            await go.wait()
+            capture.drop("the caller moved on")
         if self.actions is not None:
             if await self._act(messages, commit):
                 return
@@ -132,8 +143,9 @@ class Reply:
         ctl = self.ctx.control
         if ctl is None:
             return ""
+        capturing = self.actions is not None and self.actions.capture.pending is not None  # saying a number twice is no loop
         return escalation_reason(text, self.ctx.config.escalation, transfer_available=ctl.transfer_available,
-                                 last_question=self.ctx.state.last_question)
+                                 last_question="" if capturing else self.ctx.state.last_question)
 
     async def _act(self, messages: list[Message], commit: Callable[[], Coroutine[Any, Any, None]]) -> bool:
         """The constrained step before any words; True when it handled the turn (a tool, a
@@ -148,11 +160,7 @@ class Reply:
                 return False
             self.timing.llm_first_token = ctx.clock.now()
             await commit()
-
-            async def phrase(msgs: list[Message]) -> None:
-                await self._stream(msgs, _nothing)
-
-            await actions.run(call, phrase, self.timing)
+            await actions.run(call, self._phrase, self.timing)
         except asyncio.CancelledError:
             cancel.cancel("reply dropped")
             raise
@@ -168,6 +176,10 @@ class Reply:
         finally:
             await actions.drop_filler()
         return True
+
+    async def _phrase(self, messages: list[Message]) -> None:
+        """The LLM words a tool's result (a tool without an answer template)."""
+        await self._stream(messages, _nothing)
 
     async def _unclear(self, tr: Transcript, text: str) -> None:
         ctx, cfg, state = self.ctx, self.ctx.config, self.ctx.state

@@ -79,7 +79,8 @@ def test_language_picks_the_multilingual_stt_and_needs_a_voice(tmp_path: Path) -
 
 def test_settings_reach_the_dialog(tmp_path: Path) -> None:
     text = MINIMAL + TOOL + textwrap.dedent("""\
-        prompts: {greeting: Hi from demo., tool_failed: Our system is down.}
+        prompts: {greeting: Hi from demo., tool_failed: Our system is down., read_back: "I have {value}. Correct?"}
+        capture: {hypotheses: 3, max_rounds: 2}
         turn_taking: {min_delay_s: 0.7, barge_in_min_s: 0.5, backchannel_max_s: 1.0, backchannels: [gotcha], no_input_s: 12,
                       end_of_turn_model: true, complete_above: 0.9, incomplete_below: 0.1}
         keypad: {terminator: "*", max_digits: 6}
@@ -90,6 +91,7 @@ def test_settings_reach_the_dialog(tmp_path: Path) -> None:
     cfg = load_agent(write(tmp_path, text), env={})
     c = cfg.config
     assert c.greeting == "Hi from demo." and c.tool_failed == "Our system is down."
+    assert c.read_back == "I have {value}. Correct?" and (c.slot_hypotheses, c.slot_max_rounds) == (3, 2)
     assert c.endpointer.min_delay_s == 0.7 and c.endpointer.barge_in_min_s == 0.5 and c.no_input_s == 12
     assert c.endpointer.backchannel_max_s == 1.0 and c.backchannels == ("gotcha",)
     assert c.end_of_turn_model and (c.endpointer.complete_above, c.endpointer.incomplete_below) == (0.9, 0.1)
@@ -124,6 +126,11 @@ def test_settings_reach_the_dialog(tmp_path: Path) -> None:
     (MINIMAL + TOOL.replace("http://127.0.0.1:8900", "${CRM_URL}"), "tools.order_status.url: '${CRM_URL}/orders/{order_id}' needs CRM_URL"),
     (MINIMAL + TOOL + "\n".join(TOOL.splitlines()[2:]) + "\n", "tool names must be unique"),
     (MINIMAL + TOOL.replace("answer", "x") + "    answer: {cases: {a: b}}\n", "'when' (a result field) and 'cases'"),
+    (MINIMAL + TOOL.replace("{order_id: {type: string}}", "{order_id: {type: string, x-slot: date}}"),
+     "x-slot must be one of digits, phone, email, got 'date'"),
+    (MINIMAL + "prompts: {read_back: 'Is that right'}\n", "prompts.read_back: Value error, must contain {value}"),
+    (MINIMAL + "capture: {hypotheses: 50}\n", "capture.hypotheses: Input should be less than or equal to 10"),
+    (MINIMAL + "prompts: {slot_again: 'Say the {number} again'}\n", "may use only {value}, {what} and {or_keypad}: KeyError('number')"),
 ])
 def test_each_mistake_names_the_file_field_and_problem(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)

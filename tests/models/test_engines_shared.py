@@ -11,6 +11,7 @@ from media.pcm import resample
 from devtools.utterances import synthesize_set
 from models.base import CancelToken, Message
 from models.engines import EngineConfig, Engines
+from models.normalize import wer
 from models.scheduler import EngineBusy, Priority
 
 
@@ -65,6 +66,21 @@ async def test_concurrent_calls_share_every_engine(shared: Engines) -> None:
     assert m["stt"]["completed"] == 6 and m["llm"]["completed"] == 6 and m["tts"]["completed"] == 6
     assert m["stt"]["batches"] < 6, "queued utterances should have been batched into fewer whisper calls"
     assert m["stt"]["wait_ms"]["max"] is not None
+
+
+async def test_queued_turns_with_and_without_a_prompt_each_get_their_own_decode(shared: Engines) -> None:
+    """A caller asked for a number (prompt, n-best) queued with plain turns: the batch splits by
+    (prompt, hypotheses) and every result goes back to its own caller."""
+    utts = synthesize_set()[:4]
+    pcms = [resample(u.pcm16k, 16000, 8000) for u in utts]
+    plain = [asyncio.ensure_future(shared.transcribe(p, 8000)) for p in pcms]
+    asked = asyncio.ensure_future(shared.transcribe(pcms[1], 8000, prompt="5 5 5, 2 3 4, 9 8 7 6.", hypotheses=3))
+    results = await asyncio.gather(*plain)
+    alone = [await shared.transcribe(p, 8000) for p in pcms]
+    for i, r in enumerate(results):  # nobody got another caller's text (a batch's padding may change a word)
+        assert wer(alone[i].text, r.text) < min(wer(a.text, r.text) for j, a in enumerate(alone) if j != i), (r.text, alone)
+    assert all(r.alternatives == () for r in results)
+    assert (await asyncio.wait_for(asked, 30)).alternatives
 
 
 async def test_saturated_stt_sheds_with_engine_busy(engines: Engines) -> None:

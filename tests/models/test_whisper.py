@@ -206,3 +206,19 @@ def test_corrupt_model_bin(tmp_path: Path, kind: str) -> None:
     (tmp_path / "model.bin").write_bytes(content)
     with pytest.raises(ModelFileError, match=str(tmp_path / "model.bin")):
         WhisperSTT(tmp_path, device="cpu")
+
+
+def test_a_number_asked_for_gets_next_best_texts_and_the_prompt_shapes_them(tiny: WhisperSTT) -> None:
+    """What slot capture asks of the recogniser (phoneagent/dialog/capture.py): several texts
+    for one answer, best first, told by a prompt that digits are coming."""
+    from devtools.utterances import say
+    from phoneagent.dialog.slots import STT_PROMPTS
+
+    pcm8k, rate = telephone(say("Five five five, two three four, nine eight seven six.", voice="en-us", speed=150)), 8000
+    one = tiny.transcribe(pcm8k, rate, prompt=STT_PROMPTS["phone"])
+    assert one.alternatives == ()
+    five = tiny.transcribe(pcm8k, rate, prompt=STT_PROMPTS["phone"], hypotheses=5)
+    assert 1 <= len(five.alternatives) <= 4 and all(isinstance(a, str) and a for a in five.alternatives)
+    assert five.text not in five.alternatives  # distinct hypotheses
+    texts = (five.text, *five.alternatives)
+    assert any("2 3 4" in t or "234" in t for t in texts), texts  # digits as digits, the prompt's form
