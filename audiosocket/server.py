@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import logging
 import socket
@@ -24,6 +25,9 @@ from media.pcm import duration_ms, frame_bytes
 from audiosocket.playout import Playout
 
 log = logging.getLogger(__name__)
+# The call this task serves: set once its UUID is read; every task the call's handler creates
+# inherits it (phoneagent/logs.py puts it on each log line).
+CALL_ID: contextvars.ContextVar[str] = contextvars.ContextVar("call_id", default="")
 
 
 class EndReason(str, enum.Enum):
@@ -258,6 +262,7 @@ class AudioSocketServer:
         except (TimeoutError, p.ProtocolError, ConnectionError) as exc:
             log.warning("AudioSocket connection from %s dropped before a valid UUID: %s", peer, exc)
             return
+        CALL_ID.set(str(call_id))
         if call_id in self.sessions:
             log.error("duplicate AudioSocket UUID %s from %s: refusing the second connection", call_id, peer)
             writer.write(p.encode_hangup())

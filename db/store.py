@@ -206,20 +206,50 @@ class CallStore:
 
         return self._run(work)
 
-    def list_calls(self, limit: int = 50, since: datetime | None = None) -> list[CallView]:
-        """Newest first (by ``started_at``), only calls started at or after ``since``.
+    def list_calls(self, limit: int = 50, since: datetime | None = None, *, before: datetime | None = None,
+                   agent: str | None = None, outcome: str | None = None, text: str | None = None) -> list[CallView]:
+        """Newest first (by ``started_at``): calls started at or after ``since`` and before
+        ``before``, of ``agent``, with ``outcome``, with a turn containing ``text`` (any case).
 
         For speed the views carry empty ``turns``/``events``: :meth:`get_call` has them.
         """
         if type(limit) is not int or limit < 1:
             raise ValueError(f"limit={limit!r} must be an int >= 1")
         start = None if since is None else check_aware("since", since)
+        end = None if before is None else check_aware("before", before)
+        who = None if agent is None else check_text("agent", agent, 128)
+        how = None if outcome is None else check_text("outcome", outcome, 64)
+        said = None if text is None else check_text("text", text, 200)
 
         def work(s: Session) -> list[CallView]:
             query = select(CallRecord).order_by(CallRecord.started_at.desc(), CallRecord.id)
             if start is not None:
                 query = query.where(CallRecord.started_at >= start)
+            if end is not None:
+                query = query.where(CallRecord.started_at < end)
+            if who is not None:
+                query = query.where(CallRecord.agent == who)
+            if how is not None:
+                query = query.where(CallRecord.outcome == how)
+            if said is not None:
+                query = query.where(CallRecord.id.in_(select(TurnRecord.call_id).where(TurnRecord.text.icontains(said, autoescape=True))))
             return [c.view((), ()) for c in s.scalars(query.limit(limit))]
+
+        return self._run(work)
+
+    def close_open_calls(self, end_reason: str = "interrupted") -> list[str]:
+        """Finish every call that has no end: the service stopped without finishing them (a
+        crash, a kill -9, a power cut). Run at service start, before the first call; the
+        outcome says "interrupted". One service per database: several agent hosts sharing one
+        would close each other's live calls (the scale-out issue gives each host its own)."""
+        reason = check_text("end_reason", end_reason, 64)
+
+        def work(s: Session) -> list[str]:
+            now = self._now()
+            open_calls = s.scalars(select(CallRecord).where(CallRecord.ended_at.is_(None))).all()
+            for call in open_calls:
+                call.ended_at, call.end_reason, call.outcome = now, reason, "interrupted"
+            return [c.id for c in open_calls]
 
         return self._run(work)
 
@@ -332,6 +362,7 @@ class AsyncCallStore:
     delete_call = _in_worker(CallStore.delete_call)
     get_call = _in_worker(CallStore.get_call)
     list_calls = _in_worker(CallStore.list_calls)
+    close_open_calls = _in_worker(CallStore.close_open_calls)
 
     async def aclose(self) -> None:
         """Wait for the queued writes, close the store, stop the worker. Idempotent."""

@@ -26,7 +26,7 @@ def _settings(args: argparse.Namespace) -> ServiceConfig:
     from phoneagent.settings import ServiceConfig, load_settings
 
     cfg = load_settings(Path(args.config)) if getattr(args, "config", None) else ServiceConfig()
-    over = {k: getattr(args, k, None) for k in ("host", "port", "db", "advertise", "default_agent")}
+    over = {k: getattr(args, k, None) for k in ("host", "port", "db", "advertise", "default_agent", "http_port")}
     if getattr(args, "agents", None):
         over["agents"] = Path(args.agents)
     cfg = cfg.model_copy(update={k: v for k, v in over.items() if v is not None})
@@ -95,8 +95,9 @@ def _serve(args: argparse.Namespace) -> int:
     refused = _preflight_or_refuse(args, engines)
     if refused:
         return refused
+    http = (cfg.http_host, cfg.http_port) if cfg.http_port is not None else None
     asyncio.run(serve(cfg.host, cfg.port, agent=args.agent, db_url=cfg.db, ari=ari, engine_config=engines, agents=agents,
-                      default_agent=cfg.default_agent, advertise=cfg.advertise))
+                      default_agent=cfg.default_agent, advertise=cfg.advertise, http=http))
     return 0
 
 
@@ -147,6 +148,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--advertise", help="host:port Asterisk connects back to, when --host is 0.0.0.0")
     p.add_argument("--agent", choices=("dialog", "echo"), default="dialog", help="dialog: the agent with local models; echo: media-path check")
     p.add_argument("--db", help="SQLAlchemy URL for call records (default sqlite:///phoneagent.db; PostgreSQL works too)")
+    p.add_argument("--http-port", type=int, help="serve Prometheus /metrics and /healthz on this port (loopback unless http_host in the config)")
     p.add_argument("--ari-url", help=f"Asterisk's HTTP/ARI base URL (default {ARI_URL})")
     p.add_argument("--ari-app", help=f"the Stasis application name (default {ARI_APP})")
     p.add_argument("--skip-preflight", action="store_true", help="do not test-run each engine in a subprocess first (not advised)")
@@ -159,9 +161,16 @@ def _preflight(args: argparse.Namespace) -> int:
     return preflight.report(preflight.checks_for(_engine_config(args), device=args.device), as_json=args.json)
 
 
+def _calls(args: argparse.Namespace) -> int:
+    from phoneagent import records
+
+    return records.run(args, _settings(args).db)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="phoneagent")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-json", action="store_true", help="log one JSON object per line, with the call id where there is one")
     subparsers = parser.add_subparsers(dest="command", required=True)
 
     serve = subparsers.add_parser("serve", help="run the agent's AudioSocket service until Ctrl-C")
@@ -187,9 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     dialp.add_argument("--json", action="store_true", help="print the results as JSON")
     dialp.set_defaults(func=_dial)
 
+    from phoneagent import records
+
+    records.add_parser(subparsers).set_defaults(func=_calls)
+
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s: %(message)s")
+    from phoneagent import logs
+
+    logs.configure(verbose=args.verbose, as_json=args.log_json)
     try:
         return int(args.func(args))
     except (UsageError, ValueError) as exc:  # bad input (incl. config files): a clear message, not a traceback

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, replace
 from typing import Any
 
+from aiohttp import web
+
 from ari_app.client import AriClient, AriConfig
 from ari_app.config import ControllerConfig
 from ari_app.controller import AriController
@@ -22,6 +24,7 @@ from db import AsyncCallStore
 from models.engines import EngineConfig
 from phoneagent.agents.load import Agent, default_agent as default_agent_config
 from phoneagent.echo_agent import EchoAgent
+from phoneagent.metrics import CallMetrics, MeteredStore, metrics_app
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ Handlers = Callable[[str], Handler]  # agent name -> that agent's per-call handl
 
 async def build_handlers(kind: str, db_url: str, controller: AriController | None = None,
                          store: AsyncCallStore | None = None, engine_config: EngineConfig | None = None,
-                         agents: Mapping[str, Agent] | None = None, default_agent: str = "",
+                         agents: Mapping[str, Agent] | None = None, default_agent: str = "", metrics: CallMetrics | None = None,
                          ) -> tuple[Handlers, Callable[[], Awaitable[None]]]:
     """Per-call handlers (one per agent) and their clean-up. "dialog" loads and warms every
     engine the agents need first, so the first caller never waits for a model load; "echo"
@@ -42,6 +45,7 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
             return None
 
         echo = EchoAgent()
+
         return (lambda _name: echo), nothing
     if kind != "dialog":
         raise ValueError(f"unknown agent kind {kind!r}; available: dialog, echo")
@@ -63,6 +67,9 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
                 for a in agents.values()]
     loaded = await asyncio.to_thread(Engines.load_variants, base, variants)
     engines = dict(zip(names, loaded))
+    if metrics is not None:
+        for i, e in enumerate({id(e): e for e in loaded}.values()):
+            metrics.watch_engines(str(i), e.metrics)
     # An agent's instructions, evaluated into every instance of its LLM: once per loaded LLM
     # (agents that share one would only overwrite each other's cache), the default agent's first.
     warmed: set[int] = set()
@@ -103,6 +110,8 @@ class Running:
     controller: AriController | None
     store: AsyncCallStore
     agent_servers: dict[str, AudioSocketServer]  # direct path: an agent's own port
+    metrics: CallMetrics
+    http_port: int | None = None  # /metrics and /healthz, where served
 
 
 @contextlib.asynccontextmanager
@@ -110,12 +119,17 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
                   shutdown_grace: float = 5.0, ari: AriConfig | None = None,
                   controller_config: ControllerConfig | None = None,
                   engine_config: EngineConfig | None = None, agents: Mapping[str, Agent] | None = None,
-                  default_agent: str = "", advertise: str = "") -> AsyncIterator[Running]:
+                  default_agent: str = "", advertise: str = "", http: tuple[str, int] | None = None) -> AsyncIterator[Running]:
     """The AudioSocket service (and, with `ari`, the ARI controller, connected) while inside.
     `agents` (from agent files) each get their own ARI profile and, where set, their own
     AudioSocket port; `advertise` is the host:port Asterisk connects back to (when `host` is
-    0.0.0.0, the box's own address)."""
-    store = AsyncCallStore(db_url)
+    0.0.0.0, the box's own address); `http` (host, port; port 0: any free one) serves
+    /metrics (Prometheus) and /healthz."""
+    metrics = CallMetrics()
+    store: AsyncCallStore = MeteredStore(db_url, metrics)
+    left_open = await store.close_open_calls()  # calls a crash or a kill left unfinished
+    if left_open:
+        log.warning("closed %d call(s) left open by the previous run as interrupted: %s", len(left_open), ", ".join(left_open))
     client = AriClient(ari) if ari is not None else None
     controller = None
     if client is not None:
@@ -124,7 +138,7 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
         cfg = controller_config or ControllerConfig(audiosocket_address=advertise or f"{host}:{port}",
                                                     recording=default.profile.recording, transfer=default.profile.transfer)
         controller = AriController(client, replace(cfg, agents={**cfg.agents, **profiles}), store=store)
-    handler_for, close_handler = await build_handlers(agent, db_url, controller, store, engine_config, agents, default_agent)
+    handler_for, close_handler = await build_handlers(agent, db_url, controller, store, engine_config, agents, default_agent, metrics)
 
     def linked(inner: Handler) -> Handler:
         if controller is None:
@@ -136,6 +150,14 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
 
         return handler
 
+    web_runner, http_port = None, None
+    if http is not None:
+        web_runner = web.AppRunner(metrics_app(metrics), access_log=None)
+        await web_runner.setup()
+        site = web.TCPSite(web_runner, http[0], http[1])
+        await site.start()
+        http_port = int(web_runner.addresses[0][1])  # port 0: the one it got
+        log.info("metrics on http://%s:%d/metrics", http[0], http_port)
     server = AudioSocketServer(linked(handler_for(default_agent)), host, port)
     extra = {a.name: AudioSocketServer(linked(handler_for(a.name)), host, a.audiosocket_port)
              for a in (agents or {}).values() if a.audiosocket_port is not None}
@@ -150,12 +172,14 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
             if controller is not None:
                 await stack.enter_async_context(controller.running(connect_timeout_s=30, must_connect=False, grace=shutdown_grace))
             stack.callback(lambda: log.info("shutting down: ending %d live call(s)", len(server.sessions)))
-            yield Running(server, controller, store, extra)
+            yield Running(server, controller, store, extra, metrics, http_port)
     finally:
         for s in extra.values():
             await s.close(grace=shutdown_grace)
         await server.close(grace=shutdown_grace)
         await close_handler()
+        if web_runner is not None:
+            await web_runner.cleanup()
         if client is not None:
             await client.aclose()
         await store.aclose()

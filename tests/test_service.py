@@ -31,7 +31,7 @@ def _free_port() -> int:
 async def test_serve_answers_then_sigterm_hangs_up_calls_and_exits_cleanly(tmp_path: Path) -> None:
     port = _free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "phoneagent.cli", "serve", "--agent", "echo", "--port", str(port),
+        sys.executable, "-m", "phoneagent.cli", "--log-json", "serve", "--agent", "echo", "--port", str(port),
         "--db", f"sqlite:///{tmp_path}/calls.db",
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
     )
@@ -59,7 +59,9 @@ async def test_serve_answers_then_sigterm_hangs_up_calls_and_exits_cleanly(tmp_p
         await client.close()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
         out = (await proc.stdout.read()).decode() if proc.stdout else ""
-        assert "ended: EndReason.SHUTDOWN" in out
+        lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        ended = [line for line in lines if "ended: EndReason.SHUTDOWN" in line["msg"]]
+        assert ended and ended[0]["call_id"] in ended[0]["msg"], lines  # --log-json: the line carries its call's id
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -170,3 +172,92 @@ def test_dial_rejects_a_bad_endpoint_template() -> None:
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2
     assert "needs {number}" in proc.stderr and "Traceback" not in proc.stderr
+
+
+async def test_a_call_cut_by_a_killed_service_is_closed_as_interrupted_at_the_next_start(tmp_path: Path) -> None:
+    """kill -9 mid-call leaves the call's record open; the next start of the service finishes
+    it as "interrupted" before it takes a call (nothing is left looking live forever)."""
+    from db import CallStore
+
+    url = f"sqlite:///{tmp_path}/calls.db"
+
+    async def start(agent: str) -> tuple[asyncio.subprocess.Process, int]:
+        port = _free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "phoneagent.cli", "serve", "--agent", agent, "--port", str(port), "--db", url, "--skip-preflight",
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        return proc, port
+
+    proc, port = await start("dialog")
+    try:
+        for _ in range(1200):  # the engines load first (tens of seconds on a small box)
+            try:
+                client = await AudioSocketClient.connect("127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("service did not start listening")
+        await client.send_audio(bytes(640), 16000)
+        for _ in range(100):
+            with CallStore(url) as store:
+                calls = store.list_calls()
+            if calls:
+                break
+            await asyncio.sleep(0.1)
+        assert calls and calls[0].ended_at is None, "the call was not recorded as started"
+        proc.kill()
+        await proc.wait()
+        await client.close()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    with CallStore(url) as store:
+        assert store.get_call(calls[0].id).ended_at is None  # type: ignore[union-attr]  # a kill finishes nothing
+    proc, port = await start("echo")
+    try:
+        for _ in range(200):
+            try:
+                await (await AudioSocketClient.connect("127.0.0.1", port)).close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        with CallStore(url) as store:
+            call = store.get_call(calls[0].id)
+        assert call is not None and (call.end_reason, call.outcome) == ("interrupted", "interrupted")
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_serve_exposes_prometheus_metrics_and_health(tmp_path: Path) -> None:
+    """`--http-port`: /metrics in the Prometheus text format (parsed by the official client),
+    /healthz; both on loopback."""
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port, http_port = _free_port(), _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "phoneagent.cli", "serve", "--agent", "echo", "--port", str(port), "--http-port", str(http_port),
+        "--db", f"sqlite:///{tmp_path}/calls.db", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"http://127.0.0.1:{http_port}/healthz") as r:
+                        assert r.status == 200 and (await r.json()) == {"ok": True}
+                    break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("no /healthz")
+            async with http.get(f"http://127.0.0.1:{http_port}/metrics") as r:
+                assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+                text = await r.text()
+        names = {f.name for f in text_string_to_metric_families(text)}
+        assert {"phoneagent_calls_active", "phoneagent_calls", "phoneagent_turn_stage_seconds", "phoneagent_events",
+                "phoneagent_tool_calls", "phoneagent_transfers", "phoneagent_amd"} <= names
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 10) == 0

@@ -16,13 +16,18 @@ import pytest
 from ari_app.call import AriCall
 from ari_app.config import RecordingConfig
 from audiosocket.server import CallSession
-from db import AsyncCallStore
+from prometheus_client.parser import text_string_to_metric_families
+
+from phoneagent.metrics import CallMetrics, MeteredStore
 from devtools import sipcall, testbed
 from devtools.backend import serving
 from devtools.utterances import say
 from media.pcm import resample
 from models.engines import EngineConfig, Engines
+from models.base import Message
+from models.scheduler import Priority
 from phoneagent.agents.load import load_agents
+from phoneagent.dialog.actions import system_prompt
 from phoneagent.dialog.session import CallDialog
 from phoneagent.tools.webhook import ToolRunner
 from tests.ari.harness import ari_stack, wait_until
@@ -37,7 +42,8 @@ def spoken(text: str, speed: int = 150) -> sipcall.Audio:
 
 async def test_a_phone_number_is_read_back_confirmed_and_stored(asterisk_bed: testbed.AsteriskBed, tmp_path: Path) -> None:
     loaded = await asyncio.to_thread(Engines.load, EngineConfig(llm="qwen2.5-coder-0.5b-instruct"))
-    store = AsyncCallStore(f"sqlite:///{tmp_path}/calls.db")
+    metrics = CallMetrics()
+    store = MeteredStore(f"sqlite:///{tmp_path}/calls.db", metrics)  # as the service wires it: /metrics sees the call
     dialogs: list[CallDialog] = []
     steps: list[sipcall.Step] = [
         sipcall.Pause(4500), spoken("Hello. Could someone call me back on another number, please?"), sipcall.Pause(9000),
@@ -48,6 +54,9 @@ async def test_a_phone_number_is_read_back_confirmed_and_stored(asterisk_bed: te
         async with serving(tmp_path / "business.sqlite") as url:
             support = load_agents(AGENTS, env={"SAMPLE_BACKEND_URL": url})["support"]
             runner = ToolRunner(support.webhooks, support.allowed_hosts)
+            # As the service does before it takes calls (service.build_handlers): the agent's
+            # instructions in the LLM's cache, so the first turn costs only its own words.
+            await loaded.prefill([Message("system", system_prompt(support.config))], every_instance=True, priority=Priority.TURN)
 
             async def agent(session: CallSession, control: AriCall | None) -> None:
                 d = CallDialog(loaded, support.config, store=store, control=control, tools=runner)
@@ -78,6 +87,13 @@ async def test_a_phone_number_is_read_back_confirmed_and_stored(asterisk_bed: te
         assert view is not None
         confirmed = [e.detail for e in view.events if e.kind == "slot_confirmed"]
         assert confirmed and confirmed[0]["value"] == "5552349876" and confirmed[0]["typed"] is False, view.events
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(metrics.render().decode()) for s in family.samples}
+        assert samples[("phoneagent_calls_active", ())] == 0
+        assert samples[("phoneagent_calls_total", (("outcome", "completed"),))] == 1
+        assert samples[("phoneagent_tool_calls_total", (("result", "ok"), ("tool", "request_callback")))] == 1
+        assert samples[("phoneagent_events_total", (("kind", "slot_confirmed"),))] == 1
+        assert samples[("phoneagent_turn_stage_seconds_count", (("stage", "v2v"),))] >= 2  # the ask and the read-back at least
     finally:
         await loaded.close()
         await store.aclose()
