@@ -12,7 +12,7 @@ from typing import Any
 
 from ari_app.config import CallProfile, RecordingConfig, TransferConfig
 from phoneagent.agents.schema import AgentFile, AnswerSpec
-from phoneagent.dialog.config import AgentConfig, CallerLookupUse, EscalationRules, ToolUse
+from phoneagent.dialog.config import AgentConfig, CallerLookupUse, CallerMemory, EscalationRules, ToolUse
 from phoneagent.dialog.dtmf import DigitConfig
 from phoneagent.tools.answer import Answer
 from phoneagent.yamlfile import ConfigFileError, read_model
@@ -136,6 +136,7 @@ def build(spec: AgentFile, *, source: Path | None = None, env: Mapping[str, str]
         escalation=EscalationRules(esc.on_request, esc.max_failures, esc.repeated_question, tuple(p.lower() for p in esc.frustration)),
         amd=spec.outbound.amd, voicemail_message=spec.outbound.voicemail_message,
         slot_hypotheses=spec.capture.hypotheses, slot_max_rounds=spec.capture.max_rounds,
+        caller_memory=CallerMemory(spec.caller_memory.calls, spec.caller_memory.within_days) if spec.caller_memory else None,
         **_outbound_greeting(spec), **prompts, **timers,
     )
     hooks = {

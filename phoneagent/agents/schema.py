@@ -187,6 +187,14 @@ class Capture(_Strict):
     max_rounds: int = Field(4, ge=1, le=10, description="read-backs and retries for one value, then a person or slot_give_up")
 
 
+class CallerMemory(_Strict):
+    """Opt-in: the agent gets this caller's last calls (outcome, what they asked, what the tools
+    found, a transfer's summary) from the call records at call start."""
+
+    calls: int = Field(3, ge=1, le=10)
+    within_days: float = Field(30.0, gt=0, le=3650)
+
+
 class Outbound(_Strict):
     greeting: str | None = None
     amd: bool = True
@@ -214,6 +222,7 @@ class AgentFile(_Strict):
     allowed_hosts: list[str] = Field(default_factory=list, description="host or host:port the tools may reach")
     tools: list[Tool] = Field(default_factory=list)
     caller_lookup: CallerLookup | None = None
+    caller_memory: CallerMemory | None = None
     out_of_scope: bool = Field(True, description="offer the LLM an explicit out-of-scope choice (then prompts.out_of_scope)")
     transfer: Transfer | None = None
     escalation: Escalation = Escalation()

@@ -97,6 +97,14 @@ class CallerLookupUse:
 
 
 @dataclass(frozen=True)
+class CallerMemory:
+    """Recall this caller's earlier calls at call start (memory.py)."""
+
+    calls: int = 3  # newest first
+    within_days: float = 30.0
+
+
+@dataclass(frozen=True)
 class EscalationRules:
     on_request: bool = True  # the LLM may choose transfer_to_human (besides the explicit-request rule)
     max_failures: int = 2  # tool failures + not-understood turns in one call
@@ -170,6 +178,7 @@ class AgentConfig:
     out_of_scope: bool = False  # offer the LLM an explicit out-of-scope choice
     offer_end_call: bool = False  # offer the LLM an end_call choice
     caller_lookup: CallerLookupUse | None = None
+    caller_memory: CallerMemory | None = None  # opt-in: earlier calls from this number, from the call records
     escalation: EscalationRules = field(default_factory=EscalationRules)
 
     @property

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from ari_app.call import CallControl
@@ -32,6 +34,7 @@ from phoneagent.dialog.config import AgentConfig, DialogEngines
 from phoneagent.dialog.context import Conversation
 from phoneagent.dialog.floor import Floor
 from phoneagent.dialog.keypad import Keypad
+from phoneagent.dialog.memory import remember
 from phoneagent.dialog.media import CallMedia
 from phoneagent.dialog.amd.screen import screen
 from phoneagent.dialog.record import Recorder, TurnTiming
@@ -57,9 +60,12 @@ class CallDialog:
     TICK_S = 0.25
 
     def __init__(self, engines: DialogEngines, config: AgentConfig | None = None, *, store: AsyncCallStore | None = None,
-                 control: CallControl | None = None, tools: ToolCaller | None = None, phrases: Phrases | None = None) -> None:
+                 control: CallControl | None = None, tools: ToolCaller | None = None, phrases: Phrases | None = None,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """`tools`: runs the agent's declared webhooks (ToolRunner); None when it has none.
-        `phrases`: the agent's fillers already synthesised, shared by its calls (see Voice)."""
+        `phrases`: the agent's fillers already synthesised, shared by its calls (see Voice).
+        `wall_clock`: the date, for what "the last 30 days" of caller memory means."""
+        self.wall_clock = wall_clock
         self.engines = engines
         self.tools = tools
         self.phrases = phrases
@@ -118,8 +124,10 @@ class CallDialog:
         opening, over = cfg.greeting, False
         if ctl is not None and ctl.direction == "outbound":
             opening, over = cfg.outbound_greeting, await screen(ctx, voice, session)
-        elif cfg.caller_lookup is not None:
-            opening = await look_up_caller(ctx, self.tools, ctl.caller_number if ctl else "") or opening
+        else:
+            if cfg.caller_lookup is not None:
+                opening = await look_up_caller(ctx, self.tools, ctl.caller_number if ctl else "") or opening
+            await remember(ctx, self.store, cfg.caller_memory, ctl.caller_number if ctl else "", self.wall_clock())
         if ctl is not None and ctl.recording_notice:
             opening = f"{ctl.recording_notice} {opening}"
         if not over:

@@ -81,6 +81,7 @@ def test_settings_reach_the_dialog(tmp_path: Path) -> None:
     text = MINIMAL + TOOL + textwrap.dedent("""\
         prompts: {greeting: Hi from demo., tool_failed: Our system is down., read_back: "I have {value}. Correct?"}
         capture: {hypotheses: 3, max_rounds: 2}
+        caller_memory: {calls: 2, within_days: 7}
         turn_taking: {min_delay_s: 0.7, barge_in_min_s: 0.5, backchannel_max_s: 1.0, backchannels: [gotcha], no_input_s: 12,
                       end_of_turn_model: true, complete_above: 0.9, incomplete_below: 0.1}
         keypad: {terminator: "*", max_digits: 6}
@@ -92,6 +93,7 @@ def test_settings_reach_the_dialog(tmp_path: Path) -> None:
     c = cfg.config
     assert c.greeting == "Hi from demo." and c.tool_failed == "Our system is down."
     assert c.read_back == "I have {value}. Correct?" and (c.slot_hypotheses, c.slot_max_rounds) == (3, 2)
+    assert c.caller_memory is not None and (c.caller_memory.calls, c.caller_memory.within_days) == (2, 7)
     assert c.endpointer.min_delay_s == 0.7 and c.endpointer.barge_in_min_s == 0.5 and c.no_input_s == 12
     assert c.endpointer.backchannel_max_s == 1.0 and c.backchannels == ("gotcha",)
     assert c.end_of_turn_model and (c.endpointer.complete_above, c.endpointer.incomplete_below) == (0.9, 0.1)

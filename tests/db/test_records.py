@@ -104,6 +104,17 @@ def test_purge_deletes_old_calls_and_their_recordings(tmp_path: Path) -> None:
             purge(store, 0, now=NOW)
 
 
+def test_a_callers_calls_are_found_however_the_number_was_written(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/calls.db"
+    ids = seed(url, tmp_path)  # "+15551234567" (transferred), "+15550000000" (open), anonymous (old)
+    with CallStore(url) as store:
+        for asked in ("15551234567", "5551234567"):  # a country code more or less is the same number
+            assert [c.id for c in store.list_calls(caller_digits=asked)] == [ids["transferred"]], asked
+        assert store.list_calls(caller_digits="15559994567") == []  # same last four, another number
+        with pytest.raises(ValueError, match="4 or more digits"):
+            store.list_calls(caller_digits="+1555")
+
+
 def test_calls_a_crash_left_open_are_closed_as_interrupted(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/calls.db"
     ids = seed(url, tmp_path)

@@ -85,7 +85,16 @@ async def test_caller_asks_for_a_person_and_the_human_hears_the_summary(asterisk
 async def test_a_known_caller_is_greeted_by_name_from_the_business_system(asterisk_bed: testbed.AsteriskBed, tmp_path: Path) -> None:
     """Caller context at call start, through the real parts: Asterisk's caller ID reaches the
     shipments agent's caller-lookup webhook (the sample backend over HTTP) before the greeting,
-    and the greeting names the customer. (No LLM is involved; the scripted one is never asked.)"""
+    and the greeting names the customer; with caller memory on, her call of yesterday (from the
+    call records, her number written another way) is in the agent's context too. (No LLM is
+    involved; the scripted one is never asked.)"""
+    import uuid
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from db import AsyncCallStore, CallStore
+    from phoneagent.dialog.config import CallerMemory
+    from phoneagent.dialog.memory import LOOKUP
     from devtools.backend import serving
     from devtools.testbed import ari_request
     from phoneagent.agents.load import load_agents
@@ -94,13 +103,21 @@ async def test_a_known_caller_is_greeted_by_name_from_the_business_system(asteri
     loaded = await asyncio.to_thread(Engines.load, EngineConfig())
     engines = loaded.sharing(llm=ScriptedLLM(["Okay."]))
     dialogs: list[CallDialog] = []
+    earlier = str(uuid.uuid4())
+    with CallStore(f"sqlite:///{tmp_path}/calls.db") as seed:
+        seed.start_call(earlier, direction="inbound", caller="15551234567", agent="shipments",
+                        started_at=datetime.now(UTC) - timedelta(days=1))
+        seed.add_turn(earlier, "caller", "My order four five seven two is late.")
+        seed.finish_call(earlier, end_reason="caller_hangup", outcome="completed")
+    store = AsyncCallStore(f"sqlite:///{tmp_path}/calls.db")
     try:
         async with serving(tmp_path / "business.sqlite") as url:
             ship = load_agents(Path(__file__).resolve().parents[2] / "agents", env={"SAMPLE_BACKEND_URL": url})["shipments"]
             runner = ToolRunner(ship.webhooks, ship.allowed_hosts)
+            config = replace(ship.config, caller_memory=CallerMemory())
 
             async def agent(session: CallSession, control: AriCall | None) -> None:
-                d = CallDialog(engines, ship.config, control=control, tools=runner)
+                d = CallDialog(engines, config, control=control, tools=runner, store=store)
                 dialogs.append(d)
                 await d.run(session)
 
@@ -116,8 +133,11 @@ async def test_a_known_caller_is_greeted_by_name_from_the_business_system(asteri
                 await runner.aclose()
     finally:
         await engines.close()
+        await store.aclose()
     d = dialogs[0]
     assert d.turns[0]["text"] == "Hello Maria Lopez, this is Northwind Shipping. How can I help you today?"
+    memory = next(m for m in d.conversation.history if m.role == "tool" and m.name == LOOKUP)
+    assert "My order four five seven two is late." in memory.content and earlier in str(d.events)
     lookup = next(detail for _, kind, detail in d.events if kind == "caller_lookup")
     assert lookup["arguments"] == {"phone": "15551234567"} and lookup["ok"] and lookup["result"]["customer_id"] == "C001"
     assert any(m.role == "tool" and "4572" in m.content for m in d.conversation.history)  # her open order, in context

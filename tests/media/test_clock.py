@@ -101,3 +101,24 @@ async def test_wait_any_first_completed_and_timeout() -> None:
 async def test_the_real_clock_times_out_too() -> None:
     with pytest.raises(TimeoutError):
         await wait_for(MonotonicClock(), asyncio.sleep(5), 0.01)
+
+
+@pytest.mark.parametrize("ticks", range(4))
+async def test_a_cancel_that_lands_as_the_awaited_work_finishes_is_not_lost(ticks: int) -> None:
+    """Python 3.11's asyncio.wait_for returns the result and drops a cancellation that arrives
+    in the same loop tick as the result (cpython#86296): a dropped speculative reply then ran on
+    and the call hung. Our wait_for must raise CancelledError at every offset."""
+    loop = asyncio.get_running_loop()
+    inner: asyncio.Future[int] = loop.create_future()
+
+    async def waiter() -> str:
+        await wait_for(MonotonicClock(), inner, 10.0)
+        return "the cancellation was swallowed"
+
+    task = asyncio.create_task(waiter())
+    for _ in range(ticks):
+        await asyncio.sleep(0)
+    inner.set_result(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
