@@ -20,16 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from db import CallStore
-from db.schema import CallView, TurnTimings, TurnView
+from db.schema import CallView, TurnTimings
 
 STAGES = (("endpoint", "speech_end_ms", "endpoint_ms"), ("stt", "endpoint_ms", "stt_done_ms"),
           ("llm", "stt_done_ms", "llm_first_token_ms"), ("tts", "llm_first_token_ms", "tts_first_audio_ms"),
           ("wire", "tts_first_audio_ms", "first_frame_ms"))
-
-
-def waterfall(turn: TurnView) -> dict[str, float]:
-    """An agent turn's latency by stage (ms): see `stages`."""
-    return stages(turn.timings)
 
 
 def stages(t: TurnTimings) -> dict[str, float]:
@@ -71,9 +66,9 @@ def show(c: CallView) -> str:
         when = f"{at / 1000:7.1f}" if at is not None else "      -"
         mark = " [cut off]" if turn.interrupted else ""
         lines.append(f"{when}  {turn.role:6}  {turn.text}{mark}")
-        stages = waterfall(turn) if turn.role == "agent" else {}
-        if stages:
-            lines.append("                 " + "  ".join(f"{k} {v:.0f} ms" for k, v in stages.items()))
+        took = stages(turn.timings) if turn.role == "agent" else {}
+        if took:
+            lines.append("                 " + "  ".join(f"{k} {v:.0f} ms" for k, v in took.items()))
     if c.events:
         lines.append("")
         lines.append("events:")
@@ -92,7 +87,7 @@ def as_json(c: CallView) -> dict[str, Any]:
     for turn, view in zip(data["turns"], c.turns):
         turn["created_at"] = view.created_at.isoformat()
         if view.role == "agent":
-            turn["waterfall_ms"] = waterfall(view)
+            turn["waterfall_ms"] = stages(view.timings)
     return data
 
 

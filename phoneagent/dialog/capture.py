@@ -106,7 +106,8 @@ class SlotCapture:
         slot, typed = p.slot, keypad_digits(text) is not None
         heard = heard_value(slot, text, alternatives)
         if p.value is None:  # the value was asked for
-            so_far = heard_value(slot, text, alternatives, p.partial) if slot.digits and not typed else heard
+            # (without earlier pieces, `heard` is already that value)
+            so_far = heard_value(slot, text, alternatives, p.partial) if p.partial and slot.digits and not typed else heard
             value = so_far if slot.valid(so_far) else (repair(p.previous, heard, slot) if p.previous and slot.digits else None)
             if value:
                 p.partial = ""

@@ -14,7 +14,7 @@ import pytest
 from db import CallStore
 from db.schema import TurnTimings
 from phoneagent.cli import main
-from phoneagent.records import purge, waterfall
+from phoneagent.records import purge
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
