@@ -41,11 +41,15 @@ class CallControl(Protocol):
     @property
     def caller_number(self) -> str: ...
     @property
+    def callee(self) -> str: ...  # the number dialled: our extension (inbound) or theirs (outbound)
+    @property
     def recording_notice(self) -> str | None: ...
     @property
     def agent(self) -> str: ...  # the agent the dialplan asked for ("" = the default)
     @property
     def transfer_available(self) -> bool: ...
+    @property
+    def transfer_target(self) -> str: ...  # where a transfer goes, for the record ("" if nowhere)
 
     def drain_digits(self) -> list[str]: ...
 
@@ -60,6 +64,7 @@ class AriCall:
     caller_id: str  # the caller's (or, outbound, the callee's) channel id
     direction: str = "inbound"
     caller_number: str = ""
+    callee: str = ""
     agent: str = ""  # a name from ControllerConfig.agents, or "" for the default
     bridge_id: str = ""
     media_id: str = ""  # the externalMedia channel: the agent's leg
@@ -79,6 +84,12 @@ class AriCall:
     @property
     def transfer_available(self) -> bool:
         return self.controller is not None and self.controller.config.profile(self.agent).transfer.available
+
+    @property
+    def transfer_target(self) -> str:
+        if self.controller is None:
+            return ""
+        return self.controller.config.profile(self.agent).transfer.target
 
     @property
     def recording_notice(self) -> str | None:

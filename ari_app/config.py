@@ -75,6 +75,13 @@ class TransferConfig:
             raise ValueError("transfer timeouts must be > 0")
 
     @property
+    def target(self) -> str:
+        """Where a transfer goes, as the record shows it: the endpoint dialled, or context,extension."""
+        if not self.available:
+            return ""
+        return self.human_endpoint if self.mode == "warm" else f"{self.blind_context},{self.blind_extension}"
+
+    @property
     def available(self) -> bool:
         if self.mode == "warm":
             return bool(self.human_endpoint)

@@ -110,7 +110,7 @@ class Dialer:
         ctl, cfg = self.ctl, self.config
         call_id = str(uuid.uuid4())
         chan_id = f"{ctl.config.id_prefix}out-{call_id}"
-        call = AriCall(call_id=call_id, caller_id=chan_id, direction="outbound", caller_number=number,
+        call = AriCall(call_id=call_id, caller_id=chan_id, direction="outbound", caller_number=number, callee=number,
                        controller=ctl, agent=cfg.agent)
         await self._wait_pace()
         call.started_at = ctl.clock.now()
@@ -157,7 +157,7 @@ class Dialer:
             return
         try:
             await store.start_call(call.call_id, direction="outbound", caller=call.caller_number, agent=self.config.agent or self.agent,
-                                   started_at=datetime.now(timezone.utc))
+                                   started_at=datetime.now(timezone.utc), callee=call.callee)
         except Exception:
             log.exception("outbound %s: storing the call failed", call.call_id)
 

@@ -7,10 +7,12 @@ loop never blocks on the database and SQLite writes are serialised.
 A call record is never lost: a write for a call id the store has not seen (a turn or event
 logged before ``start_call``, a ``finish_call`` after a crash) creates a minimal row with
 ``direction == agent == "unknown"`` and logs a warning; a later ``start_call`` fills it in.
-Writes retry briefly while SQLite says "database is locked". Bad input raises ``ValueError``
-before the database is touched. Times must be timezone-aware; they are read back as UTC.
+Writes retry briefly while SQLite says "database is locked". With a ``spool`` file, a write
+the database cannot take (it is down, unreachable, locked for too long) goes to that file and
+is replayed in order when the database is back (:mod:`db.spool`). Bad input raises ``ValueError``
+before the database is touched, and is never spooled. Times must be timezone-aware; they are read back as UTC.
 
-Tables are created on first use (``create_all``); schema migrations (Alembic) come later.
+The schema is brought up to date on first use by the Alembic migrations (:mod:`db.migrate`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import create_engine, event, func, select
@@ -31,7 +34,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from db.schema import DIRECTIONS, ROLES, UNKNOWN, Base, CallRecord, CallView, EventRecord
+from db import migrate
+from db.spool import Spool, is_outage
+from db.schema import DIRECTIONS, ROLES, UNKNOWN, CallRecord, CallView, EventRecord
 from db.schema import TurnRecord, TurnTimings, check_aware, check_call_id, check_json
 from db.schema import check_number, check_opt_text, check_text, check_timings
 
@@ -42,10 +47,14 @@ LOCK_RETRIES = 5  # after the first try; SQLite's own busy_timeout has waited be
 LOCK_BACKOFF_S = 0.05
 CONFLICT_RETRIES = 2  # a concurrent writer took the same turn index or created the same call
 BUSY_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT_S = 5
 UTC_NOW: Callable[[], datetime] = functools.partial(datetime.now, UTC)
 
 T = TypeVar("T")
 P = ParamSpec("P")
+_Entry = tuple[str, tuple[Any, ...], dict[str, Any]]
+#: What add_turn returns for a turn that went to the spool (its index is decided on replay).
+SPOOLED_INDEX = -1
 
 
 class CallStore:
@@ -55,13 +64,18 @@ class CallStore:
     :class:`AsyncCallStore`. ``clock`` stamps ``turns.created_at`` and placeholder rows.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, clock: Callable[[], datetime] = UTC_NOW) -> None:
+    def __init__(self, url: str = DEFAULT_URL, *, clock: Callable[[], datetime] = UTC_NOW,
+                 spool: Path | str | None = None) -> None:
         parsed = make_url(url)
         options: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
             # One shared connection, or each thread would see its own empty database. Use it
             # from one thread at a time (AsyncCallStore does).
             options = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        elif parsed.get_backend_name() == "postgresql":
+            # A restarted server leaves dead pooled connections: test each before use. An
+            # unreachable host must fail in seconds (and spool), not after TCP's minutes.
+            options = {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
         self._engine = create_engine(parsed, **options)
         if self._engine.dialect.name == "sqlite":
             event.listen(self._engine, "connect", _sqlite_pragmas)
@@ -70,23 +84,27 @@ class CallStore:
         self._schema_lock = threading.Lock()
         self._schema_ready = False
         self._closed = False
+        self._spool = None if spool is None else Spool(spool)
+        self._spool_lock = threading.RLock()
+        self._replaying = False
 
     # --- writes ---------------------------------------------------------------------------
 
     def start_call(self, call_id: str, *, direction: str, caller: str | None, agent: str,
                    started_at: datetime | None = None, media: str | None = None,
-                   metadata: dict[str, Any] | None = None) -> None:
+                   metadata: dict[str, Any] | None = None, callee: str | None = None) -> None:
         """Record a new call. Fills in a placeholder row; starting a call twice is an error.
         ``started_at`` defaults to the store's clock (callers need not read a wall clock)."""
         cid = check_call_id(call_id)
         if direction not in DIRECTIONS:
             raise ValueError(f"direction {direction!r} is not one of {sorted(DIRECTIONS)}")
+        fields_in = dict(direction=direction, caller=caller, agent=agent, media=media, metadata=metadata, callee=callee)
         fields: dict[str, Any] = dict(
             direction=direction, caller=check_opt_text("caller", caller, 128),
             agent=check_text("agent", agent, 128),
             started_at=check_aware("started_at", started_at) if started_at is not None else self._now(),
             media=check_opt_text("media", media, 64),
-            metadata_json=check_json("metadata", metadata),
+            metadata_json=check_json("metadata", metadata), callee=check_opt_text("callee", callee, 128),
         )
 
         def work(s: Session) -> None:
@@ -99,20 +117,21 @@ class CallStore:
             else:
                 raise ValueError(f"call {cid} was already started")
 
-        self._run(work)
+        self._write(("start_call", (cid,), dict(fields_in, started_at=fields["started_at"])), work, None)
 
     def mark_answered(self, call_id: str, at: datetime) -> None:
-        when = check_aware("at", at)
-        self._update(check_call_id(call_id), "mark_answered", when, answered_at=when)
+        when, cid = check_aware("at", at), check_call_id(call_id)
+        self._update(cid, "mark_answered", when, ("mark_answered", (cid, when), {}), answered_at=when)
 
     def add_turn(self, call_id: str, role: str, text: str, *, interrupted: bool = False,
                  timings: TurnTimings | None = None, stt_confidence: float | None = None,
-                 index: int | None = None) -> int:
+                 index: int | None = None, full_text: str | None = None) -> int:
         """Append a turn and return its index within the call (0, 1, ...).
 
         ``index=None`` takes the next free index; an explicit one must be unused. For agent
         turns ``text`` is what the caller actually heard. ``stt_confidence`` is 0..1 by
-        convention (only finiteness is checked).
+        convention (only finiteness is checked). ``full_text``: an agent turn the caller cut
+        short, the reply as far as it was generated.
         """
         cid = check_call_id(call_id)
         if role not in ROLES:
@@ -127,6 +146,7 @@ class CallStore:
         row: dict[str, Any] = dict(
             call_id=cid, role=role, text=check_text("text", text, empty=True),
             interrupted=interrupted, stt_confidence=confidence, **check_timings(timings),
+            full_text=check_opt_text("full_text", full_text),
         )
 
         def work(s: Session) -> int:
@@ -143,7 +163,9 @@ class CallStore:
             s.flush()  # a clash on (call_id, index) surfaces here, inside the retry
             return int(at or 0)
 
-        return self._run(work)
+        entry = ("add_turn", (cid, role, text), dict(interrupted=interrupted, timings=timings, stt_confidence=stt_confidence,
+                                                     index=index, full_text=full_text))
+        return self._write(entry, work, SPOOLED_INDEX)
 
     def add_event(self, call_id: str, t_ms: float, kind: str,
                   detail: dict[str, Any] | None = None) -> None:
@@ -155,12 +177,13 @@ class CallStore:
             self._ensure(s, cid, None, "add_event")
             s.add(EventRecord(call_id=cid, t_ms=at, kind=kind, detail_json=detail_json))
 
-        self._run(work)
+        self._write(("add_event", (cid, at, kind, detail), {}), work, None)
 
     def finish_call(self, call_id: str, *, end_reason: str, ended_at: datetime | None = None,
-                    outcome: str | None = None, summary: str | None = None) -> None:
-        """Close the call. ``outcome``/``summary`` of None leave any stored value alone;
-        ``ended_at`` defaults to the store's clock."""
+                    outcome: str | None = None, summary: str | None = None, disposition: str | None = None,
+                    transfer_target: str | None = None, amd_result: str | None = None) -> None:
+        """Close the call. ``outcome``, ``summary`` and the review fields of None leave any
+        stored value alone; ``ended_at`` defaults to the store's clock."""
         cid = check_call_id(call_id)
         ended = check_aware("ended_at", ended_at) if ended_at is not None else self._now()
         reason = check_text("end_reason", end_reason, 64)
@@ -169,12 +192,19 @@ class CallStore:
             values["outcome"] = check_opt_text("outcome", outcome, 64)
         if summary is not None:
             values["summary"] = check_opt_text("summary", summary)
-        self._update(cid, "finish_call", ended, **values)
+        for name, value, limit in (("disposition", disposition, 256), ("transfer_target", transfer_target, 256),
+                                   ("amd_result", amd_result, 32)):
+            if value is not None:
+                values[name] = check_opt_text(name, value, limit)
+        entry = ("finish_call", (cid,), dict(end_reason=reason, ended_at=ended, outcome=outcome, summary=summary,
+                                             disposition=disposition, transfer_target=transfer_target, amd_result=amd_result))
+        self._update(cid, "finish_call", ended, entry, **values)
 
     def set_recording(self, call_id: str, path: str, seconds: float) -> None:
         cid, where = check_call_id(call_id), check_text("path", path, 1024)
         length = check_number("seconds", seconds)
-        self._update(cid, "set_recording", None, recording_path=where, recording_s=length)
+        self._update(cid, "set_recording", None, ("set_recording", (cid, where, length), {}),
+                     recording_path=where, recording_s=length)
 
     def delete_call(self, call_id: str) -> bool:
         """Delete a call with its turns and events (ON DELETE CASCADE). False if unknown."""
@@ -262,6 +292,7 @@ class CallStore:
                 call.ended_at, call.end_reason, call.outcome = now, reason, "interrupted"
             return [c.id for c in open_calls]
 
+        self.replay_spool()  # calls that ended while the database was down are not open
         return self._run(work)
 
     # --- plumbing -------------------------------------------------------------------------
@@ -291,13 +322,55 @@ class CallStore:
             s.flush()
         return call
 
-    def _update(self, cid: str, why: str, started_at: datetime | None, **values: Any) -> None:
+    def _update(self, cid: str, why: str, started_at: datetime | None, entry: _Entry, **values: Any) -> None:
         def work(s: Session) -> None:
             call = self._ensure(s, cid, started_at, why)
             for name, value in values.items():
                 setattr(call, name, value)
 
-        self._run(work)
+        self._write(entry, work, None)
+
+    # --- the spool: writes the database could not take ---------------------------------------
+
+    @property
+    def spool_pending(self) -> int:
+        """Writes waiting in the spool for the database (0 without a spool)."""
+        return 0 if self._spool is None else self._spool.pending
+
+    def replay_spool(self) -> int:
+        """Try the spooled writes now (the service calls this every few seconds); returns how
+        many are still waiting."""
+        if self._spool is None:
+            return 0
+        with self._spool_lock:
+            return self._replay()
+
+    def _replay(self) -> int:
+        assert self._spool is not None
+        self._replaying = True
+        try:
+            self._spool.replay(lambda method, args, kwargs: getattr(self, method)(*args, **kwargs))
+        finally:
+            self._replaying = False
+        return self._spool.pending
+
+    def _write(self, entry: _Entry, work: Callable[[Session], T], spooled: T) -> T:
+        """Run a write, or spool it (`entry`: the method and its checked arguments) when the
+        database cannot take it; `spooled` is then returned in place of the result."""
+        if self._spool is None or self._replaying:
+            return self._run(work)
+        with self._spool_lock:
+            if self._spool.pending and self._replay():
+                self._spool.append(*entry)  # behind the older ones, in order
+                return spooled
+            try:
+                return self._run(work)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                log.warning("call log unavailable (%s); %s spooled to %s", type(exc).__name__, entry[0], self._spool.path)
+                self._spool.append(*entry)
+                return spooled
 
     def _run(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one transaction; retry while locked or after losing a race."""
@@ -322,11 +395,17 @@ class CallStore:
                     raise
                 conflicts += 1  # the next try sees the other writer's row and adapts
 
-    def _create_schema(self) -> None:
+    def upgrade_schema(self) -> tuple[str | None, str]:
+        """Run the migrations now (they also run before the first read or write); returns the
+        revision before and after."""
         with self._schema_lock:
-            if not self._schema_ready:
-                Base.metadata.create_all(self._engine)
-                self._schema_ready = True
+            revisions = migrate.upgrade(self._engine)
+            self._schema_ready = True
+            return revisions
+
+    def _create_schema(self) -> None:
+        if not self._schema_ready:
+            self.upgrade_schema()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -374,6 +453,11 @@ class AsyncCallStore:
     get_call = _in_worker(CallStore.get_call)
     list_calls = _in_worker(CallStore.list_calls)
     close_open_calls = _in_worker(CallStore.close_open_calls)
+    replay_spool = _in_worker(CallStore.replay_spool)
+
+    @property
+    def spool_pending(self) -> int:
+        return self._store.spool_pending
 
     async def aclose(self) -> None:
         """Wait for the queued writes, close the store, stop the worker. Idempotent."""

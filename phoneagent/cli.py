@@ -26,7 +26,7 @@ def _settings(args: argparse.Namespace) -> ServiceConfig:
     from phoneagent.settings import ServiceConfig, load_settings
 
     cfg = load_settings(Path(args.config)) if getattr(args, "config", None) else ServiceConfig()
-    over = {k: getattr(args, k, None) for k in ("host", "port", "db", "advertise", "default_agent", "http_port")}
+    over = {k: getattr(args, k, None) for k in ("host", "port", "db", "db_spool", "advertise", "default_agent", "http_port")}
     if getattr(args, "agents", None):
         over["agents"] = Path(args.agents)
     cfg = cfg.model_copy(update={k: v for k, v in over.items() if v is not None})
@@ -96,7 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
     if refused:
         return refused
     http = (cfg.http_host, cfg.http_port) if cfg.http_port is not None else None
-    asyncio.run(serve(cfg.host, cfg.port, agent=args.agent, db_url=cfg.db, ari=ari, engine_config=engines, agents=agents,
+    asyncio.run(serve(cfg.host, cfg.port, agent=args.agent, db_url=cfg.db, db_spool=cfg.db_spool, ari=ari, engine_config=engines, agents=agents,
                       default_agent=cfg.default_agent, advertise=cfg.advertise, http=http))
     return 0
 
@@ -115,7 +115,7 @@ def _dial(args: argparse.Namespace) -> int:
     refused = _preflight_or_refuse(args, engines)
     if refused:
         return refused
-    results = asyncio.run(dial(cfg.host, cfg.port, args.numbers, outbound, agent=args.agent, db_url=cfg.db,
+    results = asyncio.run(dial(cfg.host, cfg.port, args.numbers, outbound, agent=args.agent, db_url=cfg.db, db_spool=cfg.db_spool,
                                ari=_ari_config(cfg), engine_config=engines, agents=agents, default_agent=cfg.default_agent,
                                advertise=cfg.advertise))
     if args.json:
@@ -148,6 +148,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--advertise", help="host:port Asterisk connects back to, when --host is 0.0.0.0")
     p.add_argument("--agent", choices=("dialog", "echo"), default="dialog", help="dialog: the agent with local models; echo: media-path check")
     p.add_argument("--db", help="SQLAlchemy URL for call records (default sqlite:///phoneagent.db; PostgreSQL works too)")
+    p.add_argument("--db-spool", type=Path, help="file where call-log writes wait while the database is down (default ./phoneagent-spool.jsonl)")
     p.add_argument("--http-port", type=int, help="serve Prometheus /metrics and /healthz on this port (loopback unless http_host in the config)")
     p.add_argument("--ari-url", help=f"Asterisk's HTTP/ARI base URL (default {ARI_URL})")
     p.add_argument("--ari-app", help=f"the Stasis application name (default {ARI_APP})")

@@ -44,6 +44,11 @@ class CallMetrics:
         self.amd = Counter("phoneagent_amd", "Answering-machine detection on outbound calls, by outcome", ["outcome"], registry=r)
         self._engines: list[tuple[str, EngineSnapshots]] = []
         r.register(_EngineQueues(self._engines))
+        self.spooled = Gauge("phoneagent_records_spooled", "Call-log writes waiting on local disk for the database", registry=r)
+
+    def watch_spool(self, pending: Callable[[], int]) -> None:
+        """The spool's depth, read at scrape time (anything above 0: the database is or was down)."""
+        self.spooled.set_function(lambda: float(pending()))
 
     def watch_engines(self, name: str, snapshots: EngineSnapshots) -> None:
         """Report this engine set's queues (one per agent variant), read at scrape time."""

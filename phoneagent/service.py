@@ -11,6 +11,7 @@ import signal
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -20,13 +21,16 @@ from ari_app.config import ControllerConfig
 from ari_app.controller import AriController
 from ari_app.outbound import Dialer, OutboundConfig, OutboundResult
 from audiosocket.server import AudioSocketServer, CallSession, Handler
-from db import AsyncCallStore
+from db import AsyncCallStore, CallStore
 from models.engines import EngineConfig
 from phoneagent.agents.load import Agent, default_agent as default_agent_config
 from phoneagent.echo_agent import EchoAgent
+from phoneagent.dialog.tasks import stop as stop_task
 from phoneagent.metrics import CallMetrics, MeteredStore, metrics_app
 
 log = logging.getLogger(__name__)
+
+SPOOL_REPLAY_S = 5.0  # how often spooled call-log writes are retried
 
 
 Handlers = Callable[[str], Handler]  # agent name -> that agent's per-call handler
@@ -116,7 +120,7 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = "sqlite:///phoneagent.db",
-                  shutdown_grace: float = 5.0, ari: AriConfig | None = None,
+                  db_spool: Path | None = None, shutdown_grace: float = 5.0, ari: AriConfig | None = None,
                   controller_config: ControllerConfig | None = None,
                   engine_config: EngineConfig | None = None, agents: Mapping[str, Agent] | None = None,
                   default_agent: str = "", advertise: str = "", http: tuple[str, int] | None = None) -> AsyncIterator[Running]:
@@ -124,10 +128,16 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
     `agents` (from agent files) each get their own ARI profile and, where set, their own
     AudioSocket port; `advertise` is the host:port Asterisk connects back to (when `host` is
     0.0.0.0, the box's own address); `http` (host, port; port 0: any free one) serves
-    /metrics (Prometheus) and /healthz."""
+    /metrics (Prometheus) and /healthz; `db_spool` keeps call-log writes while the database is
+    unreachable (replayed every few seconds once it is back)."""
     metrics = CallMetrics()
-    store: AsyncCallStore = MeteredStore(db_url, metrics)
-    left_open = await store.close_open_calls()  # calls a crash or a kill left unfinished
+    store: AsyncCallStore = MeteredStore(CallStore(db_url, spool=db_spool), metrics)
+    metrics.watch_spool(lambda: store.spool_pending)
+    try:
+        left_open = await store.close_open_calls()  # calls a crash or a kill left unfinished (after the spool's replay)
+    except Exception as exc:  # the database is down: take calls anyway, their records go to the spool
+        log.error("call log unreachable at start (%s): calls are taken and their records spooled to %s", exc, db_spool)
+        left_open = []
     if left_open:
         log.warning("closed %d call(s) left open by the previous run as interrupted: %s", len(left_open), ", ".join(left_open))
     client = AriClient(ari) if ari is not None else None
@@ -172,6 +182,9 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
             if controller is not None:
                 await stack.enter_async_context(controller.running(connect_timeout_s=30, must_connect=False, grace=shutdown_grace))
             stack.callback(lambda: log.info("shutting down: ending %d live call(s)", len(server.sessions)))
+            if db_spool is not None:
+                replaying = asyncio.create_task(_replay_spool(store))
+                stack.push_async_callback(stop_task, replaying)
             yield Running(server, controller, store, extra, metrics, http_port)
     finally:
         for s in extra.values():
@@ -183,6 +196,18 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
         if client is not None:
             await client.aclose()
         await store.aclose()
+
+
+async def _replay_spool(store: AsyncCallStore, every_s: float = SPOOL_REPLAY_S) -> None:
+    """Put spooled call-log writes into the database once it is back, without waiting for the
+    next call to write something."""
+    while True:
+        await asyncio.sleep(every_s)
+        if store.spool_pending:
+            try:
+                await store.replay_spool()
+            except Exception:
+                log.exception("replaying the call-log spool failed")
 
 
 async def serve(host: str, port: int, **kw: Any) -> None:

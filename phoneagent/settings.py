@@ -50,6 +50,7 @@ class ServiceConfig(_Strict):
     port: int = Field(9092, ge=1, le=65535)
     advertise: str = Field("", description="host:port Asterisk connects to (externalMedia) when host is 0.0.0.0")
     db: str = "sqlite:///phoneagent.db"
+    db_spool: Path = Field(Path("phoneagent-spool.jsonl"), description="call-log writes wait here while the database is unreachable")
     http_host: str = Field("127.0.0.1", description="where /metrics and /healthz listen (keep it on loopback or a private network)")
     http_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /healthz on this port (none: not served)")
     agents: Path | None = None

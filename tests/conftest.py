@@ -1,3 +1,8 @@
+import logging
+from collections.abc import Iterator
+
+import pytest
+
 pytest_plugins = ["tests.fixtures_asterisk"]
 
 
@@ -11,3 +16,14 @@ def pytest_unconfigure(config: object) -> None:
         f = getattr(utils, name, None)
         if f is not None and not f.closed:
             f.close()
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """`phoneagent.cli.main` configures the root logger on the stderr pytest captured for that
+    test; put the root logger back so later tests never log into a closed capture stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -356,6 +356,8 @@ class FakeControl:
     call_id: str = "virtual"
     direction: str = "inbound"
     caller_number: str = "+15550100"
+    callee: str = "200"
+    transfer_target: str = "PJSIP/fake-desk"
     recording_notice: str | None = None
     agent: str = ""
     summaries: list[str] = field(default_factory=list)

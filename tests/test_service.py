@@ -28,6 +28,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def _connect_when_listening(port: int, tries: int = 1200, pause_s: float = 0.1) -> AudioSocketClient:
+    """The service's first call, once it listens (loading the engines takes tens of seconds)."""
+    for _ in range(tries):
+        try:
+            return await AudioSocketClient.connect("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(pause_s)
+    raise AssertionError("service did not start listening")
+
+
 async def test_serve_answers_then_sigterm_hangs_up_calls_and_exits_cleanly(tmp_path: Path) -> None:
     port = _free_port()
     proc = await asyncio.create_subprocess_exec(
@@ -36,14 +46,7 @@ async def test_serve_answers_then_sigterm_hangs_up_calls_and_exits_cleanly(tmp_p
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
     )
     try:
-        for _ in range(200):
-            try:
-                client = await AudioSocketClient.connect("127.0.0.1", port)
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("service did not start listening")
+        client = await _connect_when_listening(port, 200, 0.05)
         await client.send_audio(bytes(640), 16000)
         greeting: list[p.Audio] = []
         while len(greeting) < 5:
@@ -190,14 +193,7 @@ async def test_a_call_cut_by_a_killed_service_is_closed_as_interrupted_at_the_ne
 
     proc, port = await start("dialog")
     try:
-        for _ in range(1200):  # the engines load first (tens of seconds on a small box)
-            try:
-                client = await AudioSocketClient.connect("127.0.0.1", port)
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("service did not start listening")
+        client = await _connect_when_listening(port)
         await client.send_audio(bytes(640), 16000)
         for _ in range(100):
             with CallStore(url) as store:
@@ -261,3 +257,55 @@ async def test_serve_exposes_prometheus_metrics_and_health(tmp_path: Path) -> No
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_database_stopped_mid_call_then_back_the_spool_replays_and_nothing_is_lost(tmp_path: Path) -> None:
+    """The service on a real PostgreSQL that stops while a call is live: the call goes on, its
+    end is kept in the spool, and once the database is back the service replays it unprompted."""
+    from db import CallStore
+    from devtools.postgres import Postgres
+
+    with Postgres() as pg:
+        url, spool, port = pg.create_database(), tmp_path / "spool.jsonl", _free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "phoneagent.cli", "serve", "--port", str(port), "--db", url, "--db-spool", str(spool),
+            "--skip-preflight", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        try:
+            client = await _connect_when_listening(port)
+            await client.send_audio(bytes(640), 16000)
+
+            async def stored() -> Any:
+                with CallStore(url) as store:
+                    calls = store.list_calls()
+                    return store.get_call(calls[0].id) if calls else None
+
+            call = None
+            for _ in range(300):  # the greeting is played and stored as the agent's first turn
+                await client.send_audio(bytes(640), 16000)
+                call = await stored()
+                if call is not None and call.turns:
+                    break
+                await asyncio.sleep(0.1)
+            assert call is not None and call.turns and call.ended_at is None, call
+            pg.stop()  # the database host goes away while the call is live
+            await client.send_audio(bytes(640), 16000)
+            await client.send_hangup()
+            await client.close()
+            for _ in range(100):
+                if spool.exists() and "finish_call" in spool.read_text():
+                    break
+                await asyncio.sleep(0.1)
+            assert "finish_call" in spool.read_text(), "the call's end was not kept while the database was down"
+            assert proc.returncode is None, "the service must ride out a database outage"
+            pg.start()
+            for _ in range(200):  # replayed by the service's own timer: nothing else writes now
+                after = await stored()
+                if after is not None and after.ended_at is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert after is not None and after.end_reason == "caller_hangup" and after.turns[0].text == call.turns[0].text
+            assert not spool.exists()
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                await proc.wait()

@@ -38,6 +38,10 @@ class EndpointerConfig:
     speech_threshold: float = 0.5  # a window at or above this starts speech
     release_threshold: float = 0.35  # speech goes on while windows stay at or above this
     min_speech_s: float = 0.20  # shorter runs are noise, not a turn
+    # Silence inside a run too short to be a turn yet that does not end it: the closure of
+    # "st-op", the dip in "o-kay". Without it one short word over G.711 splits into two runs
+    # that are each too short to count, and "stop" never stops the agent.
+    pending_gap_s: float = 0.1
     min_delay_s: float = 0.5  # silence that ends a turn when nothing says more (today's fixed silence)
     max_delay_s: float = 1.2  # silence that ends a turn that sounds unfinished / long-pause mode
     # The end-of-turn model's verdict at a pause (`turn_probability`): at or above
@@ -64,7 +68,7 @@ class EndpointerConfig:
                              f"<= max_delay_s ({self.max_delay_s})")
         if not 0.0 <= self.incomplete_below <= self.complete_above:
             raise ValueError(f"need 0 <= incomplete_below ({self.incomplete_below}) <= complete_above ({self.complete_above})")
-        for name in ("min_speech_s", "max_turn_s", "speculative_s", "barge_in_min_s", "backchannel_max_s", "false_alarm_s", "window_s"):
+        for name in ("min_speech_s", "pending_gap_s", "max_turn_s", "speculative_s", "barge_in_min_s", "backchannel_max_s", "false_alarm_s", "window_s"):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -274,6 +278,8 @@ class Endpointer:
 
     def _pending(self, t: float, agent_speaking: bool) -> list[Event]:
         if not self._voiced:
+            if t - self._t_speech_end < self.config.pending_gap_s - _EPS:
+                return []  # a gap inside the word; its length counts toward the run
             # The run ended short of a turn: noise, or a backchannel if it overlapped the agent.
             self._state = "idle"
             start, end = self._t_start, self._t_speech_end

@@ -254,7 +254,8 @@ class Reply:
         self.heard = ctx.conversation.add_agent_heard(reply, report.played_ms, report.interrupted)
         self.unheard = reply.unheard_text(report.played_ms) if report.interrupted else ""
         ctx.state.cut_off = self.unheard
-        await ctx.record.turn("agent", self.heard, timing, interrupted=report.interrupted)
+        await ctx.record.turn("agent", self.heard, timing, interrupted=report.interrupted,
+                              full_text=reply.text if report.interrupted else None)
         ctx.touch()
         ctx.warm()
 

@@ -120,7 +120,8 @@ class CallDialog:
         turns = TurnTaking(ctx, audio, floor, make_reply)
         if ctl is None or ctl.direction == "inbound":  # an outbound call was stored by the dialler
             await record.write("start_call", self.call_id, direction="inbound", caller=(ctl.caller_number or None) if ctl else None,
-                               agent=cfg.name, media=f"slin{fmt.sample_rate // 1000}/{fmt.frame_ms:g}ms")
+                               agent=cfg.name, media=f"slin{fmt.sample_rate // 1000}/{fmt.frame_ms:g}ms",
+                               callee=(ctl.callee or None) if ctl else None)
         opening, over = cfg.greeting, False
         if ctl is not None and ctl.direction == "outbound":
             opening, over = cfg.outbound_greeting, await screen(ctx, voice, session)
@@ -189,7 +190,8 @@ class CallDialog:
             await floor.cancel("call ended", record_heard=True)
             for pump in (*pumps, preparing):
                 await reap(pump)
-            await record.write("finish_call", self.call_id, end_reason=end_reason, outcome=state.outcome, summary=state.summary)
+            await record.write("finish_call", self.call_id, end_reason=end_reason, outcome=state.outcome, summary=state.summary,
+                               disposition=state.disposition, transfer_target=state.transfer_target, amd_result=state.amd_result)
         if state.ending and not session.is_ended:
             await session.hangup()
 

@@ -11,6 +11,9 @@ class CallState:
     last_activity: float
     outcome: str = "completed"
     summary: str | None = None  # what a person taking the call was told
+    disposition: str | None = None  # why it ended as it did ("the caller asked for a person")
+    transfer_target: str | None = None
+    amd_result: str | None = None  # outbound: what answering-machine detection decided
     ending: bool = False  # the agent ends the call (goodbye said, fallback, machine)
     transferring: bool = False  # the caller is on hold while a person is asked
     clarifications: int = 0  # not understood, in a row

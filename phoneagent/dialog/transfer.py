@@ -30,6 +30,7 @@ class Handover:
         await self.voice.say(cfg.transfer_notice, role_text="transfer notice")
         keys = [e.digits for e in self.keypad.entries if e.digits and not e.escape]
         state.summary = handover_summary(ctx.conversation.transcript(), caller_number=ctl.caller_number, keypad=keys, reason=reason)
+        state.disposition, state.transfer_target = reason, ctl.transfer_target or None
         state.transferring = True
         ctx.playout.clear()
         try:

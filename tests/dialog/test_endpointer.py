@@ -70,6 +70,10 @@ CASES: list[tuple[str, str, list[Event]]] = [
     ("silence only", "0.1*20", []),
     ("below the speech threshold never starts", "0.45*20", []),
     ("short blip ignored", "0*2, 0.9*3, 0*5", [SpeechStarted(0.1), SpeechDiscarded(0.1, 0.25)]),
+    ("a short run ends only after pending_gap_s of silence", "0.9*3, 0*1", [SpeechStarted(0.0)]),
+    ("a gap shorter than pending_gap_s inside a short word does not split it", "0.9*2, 0.1, 0.9*2, 0*10", [
+        SpeechStarted(0.0), SpeechConfirmed(0.2), SpeculativeEndpoint(0.25), EndOfTurn(0.0, 0.25, 0.75, "silence"),
+    ]),
     ("one window short of min_speech", "0.9*3, 0*5", [SpeechStarted(0.0), SpeechDiscarded(0.0, 0.15)]),
     ("exactly min_speech", "0.9*4, 0*12", [
         SpeechStarted(0.0), SpeechConfirmed(0.2), SpeculativeEndpoint(0.2),
@@ -115,14 +119,14 @@ CASES: list[tuple[str, str, list[Event]]] = [
     ("backchannel shorter than barge_in_min_s", "0.1*3!, 0.9*5!, 0.1*10!", [
         SpeechStarted(0.15), Backchannel(0.15, 0.4),
     ]),
-    ("two backchannels are not added up", "0.9*4!, 0.1*2!, 0.9*4!, 0.1!", [
+    ("two backchannels are not added up", "0.9*4!, 0.1*2!, 0.9*4!, 0.1*2!", [
         SpeechStarted(0.0), Backchannel(0.0, 0.2), SpeechStarted(0.3), Backchannel(0.3, 0.5),
     ]),
     ("speech starts over the agent, agent stops: a normal turn", "0.9*2!, 0.9*3, 0.1*12", [
         SpeechStarted(0.0), SpeechConfirmed(0.2), SpeculativeEndpoint(0.25),
         EndOfTurn(0.0, 0.25, 0.75, "silence"),
     ]),
-    ("speech starts over the agent, agent stops, too short: backchannel", "0.9*2!, 0.9, 0.1", [
+    ("speech starts over the agent, agent stops, too short: backchannel", "0.9*2!, 0.9, 0.1*2", [
         SpeechStarted(0.0), Backchannel(0.0, 0.15),
     ]),
     ("agent starts during a confirmed turn: no barge-in", "0.9*6, 0.9*4!, 0.1*10", [
@@ -224,13 +228,13 @@ def test_latency_is_the_delay_rounded_up_to_a_32ms_window(delay: float, windows:
 def test_default_config_min_speech_and_barge_in_in_32ms_windows() -> None:
     # 0.20 s needs 7 windows (0.224 s); barge-in 0.30 s needs 10 (0.32 s).
     assert norm(run("0.9*7", EndpointerConfig(), 0.032))[-1] == SpeechConfirmed(0.224)
-    assert norm(run("0.9*6, 0", EndpointerConfig(), 0.032))[-1] == SpeechDiscarded(0.0, 0.192)
+    assert norm(run("0.9*6, 0*4", EndpointerConfig(), 0.032))[-1] == SpeechDiscarded(0.0, 0.192)  # after pending_gap_s
     assert norm(run("0.9*10!", EndpointerConfig(), 0.032))[-1] == OverlapHeld(0.0, 0.224)  # held from min_speech_s
     assert norm(run("0.9*38!", EndpointerConfig(), 0.032))[-1] == BargeIn(0.0, 1.216)  # backchannel_max_s 1.2
-    assert norm(run("0.9*6!, 0!", EndpointerConfig(), 0.032))[-1] == Backchannel(0.0, 0.192)
+    assert norm(run("0.9*6!, 0*4!", EndpointerConfig(), 0.032))[-1] == Backchannel(0.0, 0.192)
     no_hold = EndpointerConfig(backchannel_max_s=0.3)
     assert norm(run("0.9*10!", no_hold, 0.032))[-1] == BargeIn(0.0, 0.32)
-    assert norm(run("0.9*9!, 0!", no_hold, 0.032))[-1] == Backchannel(0.0, 0.288)
+    assert norm(run("0.9*9!, 0*4!", no_hold, 0.032))[-1] == Backchannel(0.0, 0.288)
 
 
 HELD_CASES: list[tuple[str, str, list[Event]]] = [
@@ -242,8 +246,11 @@ HELD_CASES: list[tuple[str, str, list[Event]]] = [
         SpeechStarted(0.0), SpeechConfirmed(0.2), OverlapHeld(0.0, 0.2), BargeIn(0.0, 0.6), SpeculativeEndpoint(0.7),
         EndOfTurn(0.0, 0.7, 1.2, "silence", barge_in=True, possible_false_alarm=True),
     ]),
-    ("shorter than min_speech_s is a backchannel without words", "0.9*3!, 0.1!", [
+    ("shorter than min_speech_s is a backchannel without words", "0.9*3!, 0.1*2!", [
         SpeechStarted(0.0), Backchannel(0.0, 0.15),
+    ]),
+    ("'st-op': a closure inside one word over the agent is still one held overlap", "0.9*3!, 0.1!, 0.9*3!, 0.1*3!", [
+        SpeechStarted(0.0), SpeechConfirmed(0.25), OverlapHeld(0.0, 0.25),
     ]),
     ("the agent silent: nothing is held", "0.9*8, 0.1*10", [
         SpeechStarted(0.0), SpeechConfirmed(0.2), SpeculativeEndpoint(0.4), EndOfTurn(0.0, 0.4, 0.9, "silence"),

@@ -56,6 +56,7 @@ async def screen(ctx: CallContext, voice: Voice, session: CallMedia) -> bool:
     d = result.decision
     ctx.record.event("amd", outcome=result.outcome, verdict=d.kind if d else None, reason=d.reason if d else None,
                      at_s=d.at_s if d else None, heard=result.transcript)
+    ctx.state.amd_result = result.outcome
     if result.call_over:
         ctx.state.outcome = result.outcome
         ctx.state.ending = result.outcome != "caller_hangup"

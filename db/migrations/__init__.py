@@ -1,0 +1,1 @@
+"""Alembic migrations of the call log. `db.migrate.upgrade` runs them; nothing else should."""
