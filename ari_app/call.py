@@ -57,6 +57,8 @@ class CallControl(Protocol):
 
     async def hangup(self) -> None: ...
 
+    async def send_on(self) -> None: ...  # the agent cannot take the call: the dialplan's fallback (a queue), else hang up
+
 
 @dataclass(eq=False)
 class AriCall:
@@ -113,3 +115,8 @@ class AriCall:
     async def hangup(self) -> None:
         if self.controller is not None:
             await self.controller.teardown(self, "agent_hangup", hang_up_caller=True)
+
+    async def send_on(self) -> None:
+        if self.controller is not None:
+            # In the controller's task: tearing down the agent's leg may cancel the caller of this.
+            await asyncio.shield(self.controller.spawn(self.controller.send_on(self, "busy")))

@@ -227,7 +227,7 @@ class AriController:
                 return
             log.error("call %s: agent could not take the call: %r", call.call_id, exc)
             await self._event(call, "agent_unavailable", error=repr(exc)[:200])
-            await self._fallback(call)
+            await self.send_on(call)
 
     async def connect_agent(self, call: AriCall) -> None:
         """Bridge + externalMedia in Stasis + AudioSocket connected; raises on timeout."""
@@ -247,14 +247,15 @@ class AriController:
             started.cancel()
         await self.client.add_to_bridge(call.bridge_id, call.media_id)
 
-    async def _fallback(self, call: AriCall) -> None:
-        """The agent is not there: send the caller on in the dialplan if configured, else hang up."""
+    async def send_on(self, call: AriCall, why: str = "agent_unavailable") -> None:
+        """The agent cannot take the call (it is not there, or the box is full): send the
+        caller on in the dialplan if a fallback is configured (a queue), else hang up."""
         cfg = self.config
         if cfg.fallback_context:
             with contextlib.suppress(AriError):
                 await self.client.continue_in_dialplan(call.caller_id, cfg.fallback_context, cfg.fallback_extension)
                 call.transferred = "blind"
-        await self.teardown(call, "agent_unavailable", hang_up_caller=not call.transferred)
+        await self.teardown(call, why, hang_up_caller=not call.transferred)
 
     async def teardown(self, call: AriCall, why: str, *, hang_up_caller: bool = False) -> None:
         """Remove everything we created for the call; idempotent, tolerant of what is gone."""

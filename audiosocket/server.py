@@ -102,7 +102,8 @@ class CallSession:
         An unbridged channel sends no audio; after `timeout` the configured default is used.
         """
         try:
-            return await asyncio.wait_for(asyncio.shield(self._media), timeout)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(self._media)
         except TimeoutError:
             self._set_media(self._default_format)
             return self._default_format
@@ -169,8 +170,11 @@ class CallSession:
             raise ConnectionResetError("AudioSocket connection already closed")
         async with self._write_lock:
             self._writer.write(data)
-            # A peer that stops reading must not stall playout forever.
-            await asyncio.wait_for(self._writer.drain(), self._write_timeout)
+            # A peer that stops reading must not stall playout forever. asyncio.timeout, not
+            # wait_for: on Python 3.11 wait_for can swallow a cancel (a barge-in stopping
+            # playout) that lands as the drain completes (cpython#86296).
+            async with asyncio.timeout(self._write_timeout):
+                await self._writer.drain()
 
 
 Handler = Callable[[CallSession], Awaitable[None]]
@@ -247,7 +251,8 @@ class AudioSocketServer:
             self._conn_tasks.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -258,7 +263,8 @@ class AudioSocketServer:
             return
         decoder = p.AudioSocketDecoder()
         try:
-            call_id = await asyncio.wait_for(self._read_uuid(reader, decoder), self.uuid_timeout)
+            async with asyncio.timeout(self.uuid_timeout):
+                call_id = await self._read_uuid(reader, decoder)
         except (TimeoutError, p.ProtocolError, ConnectionError) as exc:
             log.warning("AudioSocket connection from %s dropped before a valid UUID: %s", peer, exc)
             return

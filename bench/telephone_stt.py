@@ -40,7 +40,7 @@ from bench.machine import machine_info, save_results
 from devtools.utterances import say
 from media.pcm import line_noise, resample, telephone_channel
 from models import catalog
-from models.normalize import normalize_transcript, wer
+from models.normalize import UNITS, normalize_transcript, wer
 from models.whisper import WhisperSTT
 from phoneagent.dialog.handover import wants_human
 from phoneagent.dialog.capture import heard_value
@@ -88,7 +88,7 @@ SLOT_ITEMS: tuple[tuple[str, str, str], ...] = (
     ("Four five seven two.", "digits", "4572"),
     ("It ends in eight eight one four.", "digits", "8814"),
 )
-_WORDS = dict(zip("0123456789", "zero one two three four five six seven eight nine".split()))
+_WORDS = {str(i): w for w, i in UNITS.items()}
 VOICES = (("en-us", 160), ("en-gb", 145), ("en-us+f3", 175), ("en-us+m7", 150))
 CHANNELS = ("clean-16k", "ulaw", "alaw", "ulaw+noise")
 _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")

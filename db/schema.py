@@ -228,6 +228,15 @@ class CallView:
     amd_result: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """Calls of a period for the console's overview: (started_at, outcome, disposition) per
+    call, and (call started_at, voice-to-voice ms) per agent turn."""
+
+    calls: list[tuple[datetime, str | None, str | None]]
+    v2v_ms: list[tuple[datetime, float]]
+
+
 # --- input checks: the store runs these before it touches the database -------------------
 
 

@@ -36,7 +36,7 @@ from sqlalchemy.pool import StaticPool
 
 from db import migrate
 from db.spool import Spool, is_outage
-from db.schema import DIRECTIONS, ROLES, UNKNOWN, CallRecord, CallView, EventRecord
+from db.schema import DIRECTIONS, ROLES, UNKNOWN, CallRecord, CallView, EventRecord, Overview
 from db.schema import TurnRecord, TurnTimings, check_aware, check_call_id, check_json
 from db.schema import check_number, check_opt_text, check_text, check_timings
 
@@ -238,9 +238,9 @@ class CallStore:
 
     def list_calls(self, limit: int = 50, since: datetime | None = None, *, before: datetime | None = None,
                    agent: str | None = None, outcome: str | None = None, text: str | None = None,
-                   caller_digits: str | None = None) -> list[CallView]:
+                   caller_digits: str | None = None, amd_result: str | None = None) -> list[CallView]:
         """Newest first (by ``started_at``): calls started at or after ``since`` and before
-        ``before``, of ``agent``, with ``outcome``, with a turn containing ``text`` (any case),
+        ``before``, of ``agent``, with ``outcome`` / ``amd_result``, with a turn containing ``text`` (any case),
         from the number ``caller_digits`` however it was written ("+1 (555) 123-4567"; a
         country code more or less matches, from 7 digits on).
 
@@ -252,6 +252,7 @@ class CallStore:
         end = None if before is None else check_aware("before", before)
         who = None if agent is None else check_text("agent", agent, 128)
         how = None if outcome is None else check_text("outcome", outcome, 64)
+        amd = None if amd_result is None else check_text("amd_result", amd_result, 32)
         said = None if text is None else check_text("text", text, 200)
         number = None if caller_digits is None else check_text("caller_digits", caller_digits, 32)
         if number is not None and (not number.isdigit() or len(number) < 4):
@@ -267,6 +268,8 @@ class CallStore:
                 query = query.where(CallRecord.agent == who)
             if how is not None:
                 query = query.where(CallRecord.outcome == how)
+            if amd is not None:
+                query = query.where(CallRecord.amd_result == amd)
             if said is not None:
                 query = query.where(CallRecord.id.in_(select(TurnRecord.call_id).where(TurnRecord.text.icontains(said, autoescape=True))))
             if number is None:
@@ -275,6 +278,24 @@ class CallStore:
             # narrows by them, the exact comparison is on the digits.
             query = query.where(CallRecord.caller.endswith(number[-4:], autoescape=True))
             return [c.view((), ()) for c in s.scalars(query) if _same_number(c.caller or "", number)][:limit]
+
+        return self._run(work)
+
+    def overview(self, since: datetime, before: datetime | None = None) -> Overview:
+        """What the console's overview draws, for calls started in [since, before): each call's
+        start, outcome and disposition, and each agent turn's voice-to-voice time (ms)."""
+        start = check_aware("since", since)
+        end = None if before is None else check_aware("before", before)
+
+        def work(s: Session) -> Overview:
+            window = [CallRecord.started_at >= start] + ([] if end is None else [CallRecord.started_at < end])
+            calls = s.execute(select(CallRecord.started_at, CallRecord.outcome, CallRecord.disposition)
+                              .where(*window).order_by(CallRecord.started_at)).all()
+            v2v = TurnRecord.first_frame_ms - TurnRecord.speech_end_ms
+            turns = s.execute(select(CallRecord.started_at, v2v).join(TurnRecord, TurnRecord.call_id == CallRecord.id)
+                              .where(*window, TurnRecord.role == "agent", TurnRecord.first_frame_ms.is_not(None),
+                                     TurnRecord.speech_end_ms.is_not(None))).all()
+            return Overview(calls=[(c[0], c[1], c[2]) for c in calls], v2v_ms=[(t[0], float(t[1] or 0.0)) for t in turns])
 
         return self._run(work)
 
@@ -453,6 +474,7 @@ class AsyncCallStore:
     get_call = _in_worker(CallStore.get_call)
     list_calls = _in_worker(CallStore.list_calls)
     close_open_calls = _in_worker(CallStore.close_open_calls)
+    overview = _in_worker(CallStore.overview)
     replay_spool = _in_worker(CallStore.replay_spool)
 
     @property

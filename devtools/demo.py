@@ -69,7 +69,7 @@ async def run_echo_demo(port: int = 0, as_json: bool = False) -> int:
         return 1
     r = agent.reports[-1]
     heard = bytes(r.caller_audio)
-    rate_pcm = await asyncio.to_thread(_heard_by_caller, bed, rec_name)
+    rate_pcm = await asyncio.to_thread(heard_by_caller, bed, rec_name)
     caller_heard = [f"{hz:g}@{a:.0f}-{b:.0f}" for a, b, hz in tone_segments(rate_pcm[1], rate_pcm[0]) if b - a >= 80] if rate_pcm else []
     summary = {
         "asterisk": bed.health().version,
@@ -100,7 +100,7 @@ def _brief(detail: dict[str, object] | None) -> str:
     return json.dumps(detail, default=str)[:120] if detail else ""
 
 
-def _heard_by_caller(bed: testbed.AsteriskBed, rec_name: str, timeout: float = 5.0) -> tuple[int, bytes] | None:
+def heard_by_caller(bed: testbed.AsteriskBed, rec_name: str, timeout: float = 5.0) -> tuple[int, bytes] | None:
     """(rate, slin) of what the caller heard on the SIP leg (Asterisk MixMonitor recording)."""
     path = bed.host_path(f"{testbed.RECORDING_DIR}/{rec_name}-heard.wav")
     both = bed.host_path(f"{testbed.RECORDING_DIR}/{rec_name}-both.wav")
@@ -166,7 +166,7 @@ async def run_dialog_demo(as_json: bool = False, llm: str = "") -> int:
                 elapsed = time.monotonic() - t0
                 calls = await svc.store.list_calls(limit=1)
                 call = await svc.store.get_call(calls[0].id) if calls else None
-    heard = await asyncio.to_thread(_heard_by_caller, bed, rec_name)
+    heard = await asyncio.to_thread(heard_by_caller, bed, rec_name)
     heard_text = ""
     if heard is not None:  # whisper each talk spurt: without timestamps it can stop at a pause
         stt = WhisperSTT(catalog.whisper_tiny_en(), device="cpu")  # the demo's ear, not the agent's

@@ -252,10 +252,12 @@ def _render(toks: list[_Tok], segments: list[list[_Group]], seps: list[_Tok], lo
     rendered: list[_Tok] = []
     # "1, 2, 3, 4": three or more single digits in a row are a readout too.
     singles = len(segments) >= 3 and all(len(seg) == 1 and len(seg[0].digits) == 1 for seg in segments)
+    joins = [s > 0 and (singles or len(seg) > 1 or len(segments[s - 1]) > 1) for s, seg in enumerate(segments)]
     for s, seg in enumerate(segments):
         sp = toks[seg[0].start].sp
-        joined = s > 0 and (singles or len(seg) > 1 or len(segments[s - 1]) > 1)
-        if len(seg) > 1 or singles:
+        joined = joins[s]
+        # A group joined to a readout is part of it: digits, never "five0123".
+        if len(seg) > 1 or singles or joined or (s + 1 < len(segments) and joins[s + 1]):
             text = "".join(g.digits for g in seg)
         elif seg[0].kind == "x" or (seg[0].kind == "unit" and not lone_digits):
             text = _join(toks[seg[0].start : seg[0].end]).lstrip()

@@ -26,7 +26,7 @@ def _settings(args: argparse.Namespace) -> ServiceConfig:
     from phoneagent.settings import ServiceConfig, load_settings
 
     cfg = load_settings(Path(args.config)) if getattr(args, "config", None) else ServiceConfig()
-    over = {k: getattr(args, k, None) for k in ("host", "port", "db", "db_spool", "advertise", "default_agent", "http_port")}
+    over = {k: getattr(args, k, None) for k in ("host", "port", "db", "db_spool", "advertise", "default_agent", "http_port", "max_calls")}
     if getattr(args, "agents", None):
         over["agents"] = Path(args.agents)
     cfg = cfg.model_copy(update={k: v for k, v in over.items() if v is not None})
@@ -92,12 +92,18 @@ def _serve(args: argparse.Namespace) -> int:
     ari = _ari_config(cfg) if args.ari else None
     agents = _agents(cfg)
     engines = _engine_config(args, cfg)
+    http = (cfg.http_host, cfg.http_port) if cfg.http_port is not None else None
+    console_token = os.environ.get("PHONEAGENT_CONSOLE_TOKEN") or cfg.console_token
+    if console_token and len(console_token) < 16:
+        raise UsageError("the console token must be at least 16 characters (e.g. `openssl rand -hex 16`)")
+    if console_token and http is None:
+        raise UsageError("a console token is set but no http_port: the console is served on http_port (--http-port)")
     refused = _preflight_or_refuse(args, engines)
     if refused:
         return refused
-    http = (cfg.http_host, cfg.http_port) if cfg.http_port is not None else None
     asyncio.run(serve(cfg.host, cfg.port, agent=args.agent, db_url=cfg.db, db_spool=cfg.db_spool, ari=ari, engine_config=engines, agents=agents,
-                      default_agent=cfg.default_agent, advertise=cfg.advertise, http=http))
+                      default_agent=cfg.default_agent, advertise=cfg.advertise, http=http, console_token=console_token,
+                      max_calls=cfg.max_calls, busy_message=cfg.busy_message, overflow=cfg.overflow))
     return 0
 
 
@@ -148,6 +154,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--advertise", help="host:port Asterisk connects back to, when --host is 0.0.0.0")
     p.add_argument("--agent", choices=("dialog", "echo"), default="dialog", help="dialog: the agent with local models; echo: media-path check")
     p.add_argument("--db", help="SQLAlchemy URL for call records (default sqlite:///phoneagent.db; PostgreSQL works too)")
+    p.add_argument("--max-calls", type=int, help="calls served at once; the next hears the busy message (default: no limit)")
     p.add_argument("--db-spool", type=Path, help="file where call-log writes wait while the database is down (default ./phoneagent-spool.jsonl)")
     p.add_argument("--http-port", type=int, help="serve Prometheus /metrics and /healthz on this port (loopback unless http_host in the config)")
     p.add_argument("--ari-url", help=f"Asterisk's HTTP/ARI base URL (default {ARI_URL})")

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from db import AsyncCallStore, CallStore
 from db.schema import TurnTimings
 from phoneagent.records import stages
+from phoneagent.console.live import LiveCalls
 
 # Seconds: a turn is felt past ~0.7 s; a slow CPU box runs 1-3 s at load.
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
@@ -97,17 +98,21 @@ class _EngineQueues(Collector):
 
 
 class MeteredStore(AsyncCallStore):
-    """The call store, observed: every write also updates the metrics, then goes on unchanged."""
+    """The call store, observed: every write also updates the metrics and the console's live
+    view (`live`), then goes on unchanged."""
 
-    def __init__(self, store: CallStore | str, metrics: CallMetrics) -> None:
+    def __init__(self, store: CallStore | str, metrics: CallMetrics, live: LiveCalls | None = None) -> None:
         super().__init__(store)
         self.metrics = metrics
+        self.live = live
         self._open: set[str] = set()
 
     async def start_call(self, call_id: str, **kw: Any) -> None:
         if call_id not in self._open:
             self._open.add(call_id)
             self.metrics.active.inc()
+        if self.live is not None:
+            self.live.started(call_id, **kw)
         await super().start_call(call_id, **kw)
 
     async def finish_call(self, call_id: str, **kw: Any) -> None:
@@ -115,17 +120,23 @@ class MeteredStore(AsyncCallStore):
             self._open.discard(call_id)
             self.metrics.active.dec()
         self.metrics.calls.labels(str(kw.get("outcome") or kw.get("end_reason") or "unknown")).inc()
+        if self.live is not None:
+            self.live.finished(call_id, **kw)
         await super().finish_call(call_id, **kw)
 
     async def add_turn(self, call_id: str, role: str, text: str, **kw: Any) -> int:
         timings = kw.get("timings")
         if role == "agent" and isinstance(timings, TurnTimings):
             self.metrics.turn(timings)
+        if self.live is not None:
+            self.live.turn(call_id, role, text, **kw)
         result: int = await super().add_turn(call_id, role, text, **kw)
         return result
 
     async def add_event(self, call_id: str, t_ms: float, kind: str, detail: dict[str, Any] | None = None) -> None:
         self.metrics.event(kind, detail)
+        if self.live is not None:
+            self.live.event(call_id, t_ms, kind)
         await super().add_event(call_id, t_ms, kind, detail)
 
 

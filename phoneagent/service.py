@@ -11,6 +11,7 @@ import signal
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ from models.engines import EngineConfig
 from phoneagent.agents.load import Agent, default_agent as default_agent_config
 from phoneagent.echo_agent import EchoAgent
 from phoneagent.dialog.tasks import stop as stop_task
+from phoneagent.admission import BUSY_MESSAGE, Admission, BusyMessage, turn_away
+from phoneagent.console.app import console_app
+from phoneagent.console.live import LiveCalls
 from phoneagent.metrics import CallMetrics, MeteredStore, metrics_app
 
 log = logging.getLogger(__name__)
@@ -39,11 +43,14 @@ Handlers = Callable[[str], Handler]  # agent name -> that agent's per-call handl
 async def build_handlers(kind: str, db_url: str, controller: AriController | None = None,
                          store: AsyncCallStore | None = None, engine_config: EngineConfig | None = None,
                          agents: Mapping[str, Agent] | None = None, default_agent: str = "", metrics: CallMetrics | None = None,
-                         ) -> tuple[Handlers, Callable[[], Awaitable[None]]]:
+                         dialogs: dict[str, Any] | None = None, admission: Admission | None = None,
+                         busy_message: str = BUSY_MESSAGE) -> tuple[Handlers, Callable[[], Awaitable[None]]]:
     """Per-call handlers (one per agent) and their clean-up. "dialog" loads and warms every
     engine the agents need first, so the first caller never waits for a model load; "echo"
     is the media-path check. With a controller, each AudioSocket session is linked to its ARI
-    call by UUID (call control), and the agent the dialplan asked for takes it."""
+    call by UUID (call control), and the agent the dialplan asked for takes it. `dialogs`, when
+    given, holds each call's CallDialog by call id while it runs (the console's transfer button).
+    `admission`: past its max_calls a new call hears `busy_message` and is sent on or hung up."""
     if kind == "echo":
         async def nothing() -> None:
             return None
@@ -82,6 +89,11 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
             warmed.add(id(engines[name].llm))
             prompt = system_prompt(agents[name].config)
             await engines[name].prefill([Message("system", prompt)], every_instance=True, priority=Priority.TURN)
+    busy = None
+    if admission is not None and admission.max_calls is not None:
+        tts = engines[default].tts
+        pcm = await asyncio.to_thread(lambda: b"".join(c.pcm for c in tts.synthesize(busy_message, 16000)))
+        busy = BusyMessage(busy_message, pcm)
     runners = {a.name: ToolRunner(a.webhooks, a.allowed_hosts) for a in agents.values() if a.webhooks}
     phrases: dict[str, Phrases] = {name: {} for name in agents}  # fillers, synthesised once per agent
     own_store = store is None
@@ -92,8 +104,22 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
             control = controller.attach(str(session.call_id)) if controller is not None else None
             chosen = control.agent if control is not None and control.agent else name
             agent = agents.get(chosen) or agents[default]
-            await CallDialog(engines[agent.name], agent.config, store=calls, control=control, tools=runners.get(agent.name),
-                             phrases=phrases[agent.name]).run(session)
+            if admission is not None and busy is not None and not admission.enter():
+                why = f"the service was full ({admission.active} calls in progress, max_calls {admission.max_calls})"
+                log.warning("call %s turned away: %s", session.call_id, why)
+                await turn_away(session, control, calls, busy, agent=agent.name, why=why)
+                return
+            dialog = CallDialog(engines[agent.name], agent.config, store=calls, control=control, tools=runners.get(agent.name),
+                                phrases=phrases[agent.name])
+            if dialogs is not None:
+                dialogs[str(session.call_id)] = dialog
+            try:
+                await dialog.run(session)
+            finally:
+                if dialogs is not None:
+                    dialogs.pop(str(session.call_id), None)
+                if admission is not None and busy is not None:
+                    admission.leave()
 
         return handler
 
@@ -116,6 +142,7 @@ class Running:
     agent_servers: dict[str, AudioSocketServer]  # direct path: an agent's own port
     metrics: CallMetrics
     http_port: int | None = None  # /metrics and /healthz, where served
+    admission: Admission | None = None
 
 
 @contextlib.asynccontextmanager
@@ -123,15 +150,20 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
                   db_spool: Path | None = None, shutdown_grace: float = 5.0, ari: AriConfig | None = None,
                   controller_config: ControllerConfig | None = None,
                   engine_config: EngineConfig | None = None, agents: Mapping[str, Agent] | None = None,
-                  default_agent: str = "", advertise: str = "", http: tuple[str, int] | None = None) -> AsyncIterator[Running]:
+                  default_agent: str = "", advertise: str = "", http: tuple[str, int] | None = None,
+                  console_token: str = "", max_calls: int | None = None, busy_message: str = BUSY_MESSAGE,
+                  overflow: tuple[str, str] | None = None) -> AsyncIterator[Running]:
     """The AudioSocket service (and, with `ari`, the ARI controller, connected) while inside.
     `agents` (from agent files) each get their own ARI profile and, where set, their own
     AudioSocket port; `advertise` is the host:port Asterisk connects back to (when `host` is
     0.0.0.0, the box's own address); `http` (host, port; port 0: any free one) serves
-    /metrics (Prometheus) and /healthz; `db_spool` keeps call-log writes while the database is
-    unreachable (replayed every few seconds once it is back)."""
+    /metrics (Prometheus) and /healthz, and with a `console_token` the review console at
+    /console; `db_spool` keeps call-log writes while the database is unreachable (replayed every
+    few seconds once it is back). `max_calls`: past it a new call hears `busy_message` and goes
+    on to `overflow` (dialplan context, extension: a queue) through ARI, or is hung up."""
     metrics = CallMetrics()
-    store: AsyncCallStore = MeteredStore(CallStore(db_url, spool=db_spool), metrics)
+    live = LiveCalls(lambda: datetime.now(UTC))
+    store: AsyncCallStore = MeteredStore(CallStore(db_url, spool=db_spool), metrics, live)
     metrics.watch_spool(lambda: store.spool_pending)
     try:
         left_open = await store.close_open_calls()  # calls a crash or a kill left unfinished (after the spool's replay)
@@ -145,10 +177,15 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
     if client is not None:
         default = (agents or {}).get(default_agent) or next(iter((agents or {}).values()), None) or default_agent_config()
         profiles = {name: a.profile for name, a in (agents or {}).items()}
+        queue_context, queue_extension = overflow or ("", "")
         cfg = controller_config or ControllerConfig(audiosocket_address=advertise or f"{host}:{port}",
-                                                    recording=default.profile.recording, transfer=default.profile.transfer)
+                                                    recording=default.profile.recording, transfer=default.profile.transfer,
+                                                    fallback_context=queue_context, fallback_extension=queue_extension)
         controller = AriController(client, replace(cfg, agents={**cfg.agents, **profiles}), store=store)
-    handler_for, close_handler = await build_handlers(agent, db_url, controller, store, engine_config, agents, default_agent, metrics)
+    dialogs: dict[str, Any] = {}
+    admission = Admission(max_calls)
+    handler_for, close_handler = await build_handlers(agent, db_url, controller, store, engine_config, agents, default_agent, metrics,
+                                                      dialogs, admission, busy_message)
 
     def linked(inner: Handler) -> Handler:
         if controller is None:
@@ -160,17 +197,22 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
 
         return handler
 
+    server = AudioSocketServer(linked(handler_for(default_agent)), host, port)
+    extra = {a.name: AudioSocketServer(linked(handler_for(a.name)), host, a.audiosocket_port)
+             for a in (agents or {}).values() if a.audiosocket_port is not None}
     web_runner, http_port = None, None
     if http is not None:
-        web_runner = web.AppRunner(metrics_app(metrics), access_log=None)
+        site_app = metrics_app(metrics)
+        if console_token:
+            actions = ConsoleActions(controller, [server, *extra.values()], dialogs)
+            site_app.add_subapp("/console/", console_app(store, live, console_token, actions=actions))
+        web_runner = web.AppRunner(site_app, access_log=None)
         await web_runner.setup()
         site = web.TCPSite(web_runner, http[0], http[1])
         await site.start()
         http_port = int(web_runner.addresses[0][1])  # port 0: the one it got
-        log.info("metrics on http://%s:%d/metrics", http[0], http_port)
-    server = AudioSocketServer(linked(handler_for(default_agent)), host, port)
-    extra = {a.name: AudioSocketServer(linked(handler_for(a.name)), host, a.audiosocket_port)
-             for a in (agents or {}).values() if a.audiosocket_port is not None}
+        log.info("metrics on http://%s:%d/metrics%s", http[0], http_port,
+                 f", console on http://{http[0]}:{http_port}/console/" if console_token else " (no console: no console_token)")
     await server.start()
     for s in extra.values():
         await s.start()
@@ -185,17 +227,42 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
             if db_spool is not None:
                 replaying = asyncio.create_task(_replay_spool(store))
                 stack.push_async_callback(stop_task, replaying)
-            yield Running(server, controller, store, extra, metrics, http_port)
+            yield Running(server, controller, store, extra, metrics, http_port, admission)
     finally:
         for s in extra.values():
             await s.close(grace=shutdown_grace)
         await server.close(grace=shutdown_grace)
         await close_handler()
+        live.close()  # open live views end their streams, or the web runner would wait on them
         if web_runner is not None:
             await web_runner.cleanup()
         if client is not None:
             await client.aclose()
         await store.aclose()
+
+
+class ConsoleActions:
+    """The console's buttons: end a call (through ARI, else on its AudioSocket), or hand it to
+    a person (the call's dialog does it, with its notice and summary)."""
+
+    def __init__(self, controller: AriController | None, servers: list[AudioSocketServer], dialogs: dict[str, Any]) -> None:
+        self.controller, self.servers, self.dialogs = controller, servers, dialogs
+
+    async def end(self, call_id: str) -> bool:
+        call = self.controller.calls.get(call_id) if self.controller is not None else None
+        if call is not None:
+            await call.hangup()
+            return True
+        for server in self.servers:
+            for session in list(server.sessions.values()):
+                if str(session.call_id) == call_id:
+                    await session.hangup()
+                    return True
+        return False
+
+    async def transfer(self, call_id: str) -> bool:
+        dialog = self.dialogs.get(call_id)
+        return bool(dialog is not None and dialog.ask_for_handover("a supervisor sent the call to a person from the console"))
 
 
 async def _replay_spool(store: AsyncCallStore, every_s: float = SPOOL_REPLAY_S) -> None:

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.engines import EngineConfig
+from phoneagent.admission import BUSY_MESSAGE
 from phoneagent.yamlfile import ConfigFileError, read_model
 
 
@@ -53,8 +54,14 @@ class ServiceConfig(_Strict):
     db_spool: Path = Field(Path("phoneagent-spool.jsonl"), description="call-log writes wait here while the database is unreachable")
     http_host: str = Field("127.0.0.1", description="where /metrics and /healthz listen (keep it on loopback or a private network)")
     http_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /healthz on this port (none: not served)")
+    console_token: str = Field("", description="opens the review console at /console on http_port (PHONEAGENT_CONSOLE_TOKEN wins); "
+                               "empty: no console")
     agents: Path | None = None
     default_agent: str = ""
+    max_calls: int | None = Field(None, ge=1, description="calls served at once; past it a caller hears busy_message "
+                                  "and goes on to overflow (ARI) or is hung up. Unset: no limit (see README for a box's capacity)")
+    busy_message: str = Field(BUSY_MESSAGE, min_length=1, max_length=400)
+    overflow: tuple[str, str] | None = Field(None, description="[context, extension] in the dialplan where turned-away callers go (a queue)")
     engines: EngineSettings = EngineSettings()
     ari: AriSettings = AriSettings()
 

@@ -362,9 +362,13 @@ class FakeControl:
     agent: str = ""
     summaries: list[str] = field(default_factory=list)
     heard_by_person: list[str] = field(default_factory=list)
+    sent_on: bool = False
 
     def drain_digits(self) -> list[str]:
         return []
+
+    async def send_on(self) -> None:
+        self.sent_on = True
 
     async def transfer(self, summary: str, speak: Speak) -> TransferResult:
         self.summaries.append(summary)

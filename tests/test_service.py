@@ -309,3 +309,40 @@ async def test_database_stopped_mid_call_then_back_the_spool_replays_and_nothing
             if proc.returncode is None:
                 proc.terminate()
                 await proc.wait()
+
+
+async def test_serve_mounts_the_console_only_with_a_token(tmp_path: Path) -> None:
+    """PHONEAGENT_CONSOLE_TOKEN (or console_token in the config) opens the console at /console on
+    the HTTP port; without one the console does not exist; a short token stops the start."""
+    import aiohttp
+
+    async def serve(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
+        port, http_port = _free_port(), _free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "phoneagent.cli", "serve", "--agent", "echo", "--port", str(port), "--http-port", str(http_port),
+            "--db", f"sqlite:///{tmp_path}/calls.db", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+            env={**os.environ, **env})
+        return proc, http_port
+
+    async def status(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+        for _ in range(200):
+            try:
+                async with http.get(url, allow_redirects=False) as r:
+                    return r.status, r.headers.get("Content-Security-Policy", "")
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"nothing at {url}")
+
+    async with aiohttp.ClientSession() as http:
+        for env, login, home in (({"PHONEAGENT_CONSOLE_TOKEN": "0123456789abcdef0123"}, 200, 303), ({}, 404, 404)):
+            proc, http_port = await serve(env)
+            try:
+                code, csp = await status(http, f"http://127.0.0.1:{http_port}/console/login")
+                assert code == login and (code != 200 or "default-src 'none'" in csp)
+                assert (await status(http, f"http://127.0.0.1:{http_port}/console/"))[0] == home
+            finally:
+                proc.terminate()
+                assert await asyncio.wait_for(proc.wait(), 10) == 0
+    proc, _ = await serve({"PHONEAGENT_CONSOLE_TOKEN": "short"})
+    assert await asyncio.wait_for(proc.wait(), 30) == 2
+    assert proc.stderr is not None and b"at least 16 characters" in await proc.stderr.read()

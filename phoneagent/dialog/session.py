@@ -77,6 +77,18 @@ class CallDialog:
         self.call_id = ""
         self.record: Recorder | None = None
         self.state: CallState | None = None
+        self._handover_asked = ""  # a supervisor asked for a person (console), taken at the next tick
+
+    def ask_for_handover(self, reason: str) -> bool:
+        """Hand the call to a person from outside the call (the console's button): the agent
+        stops, says its transfer notice and transfers as if the caller had asked. False when
+        there is nobody to transfer to or the call is ending, being or already transferred."""
+        state, ctl = self.state, self.control
+        if (state is None or state.ending or state.transferring or state.outcome == "transferred"
+                or ctl is None or not ctl.transfer_available):
+            return False
+        self._handover_asked = reason
+        return True
 
     # --- what the call left behind (tests, demo, benchmarks) ---
     @property
@@ -175,6 +187,11 @@ class CallDialog:
                     for digit in ctl.drain_digits():
                         await on_keys(keypad.press("ari", digit))
                 await on_keys(keypad.poll())
+                if self._handover_asked and not state.transferring:
+                    reason, self._handover_asked = self._handover_asked, ""
+                    record.event("handover_asked", reason=reason)
+                    await floor.cancel("handover asked", record_heard=True)
+                    floor.take(handover.run(reason))
             if state.ending:
                 end_reason = "agent_hangup"
         except asyncio.CancelledError:  # the service is shutting down under this call

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from models.normalize import normalize_emails, normalize_transcript
+from models.normalize import UNITS, normalize_emails, normalize_transcript
 
 SlotKind = Literal["digits", "phone", "email"]
 KINDS: tuple[SlotKind, ...] = ("digits", "phone", "email")
@@ -136,7 +136,7 @@ def _soundalikes(text: str) -> str:
     return "".join(words)
 
 
-_UNITS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine".split())}
+_UNITS = {w: str(i) for w, i in UNITS.items()}
 _TENS_OR_MORE = frozenset("twenty thirty forty fifty sixty seventy eighty ninety hundred thousand and".split())
 
 

@@ -196,6 +196,28 @@ async def test_the_record_says_who_was_called_where_the_transfer_went_and_why(st
     assert end["disposition"] and "person" in end["disposition"], end  # the reason the handover was made
 
 
+async def test_a_supervisor_hands_the_call_to_a_person_from_outside_the_call(start) -> None:  # type: ignore[no-untyped-def]
+    """The console's transfer button: the agent stops, gives its notice and transfers, with the
+    conversation so far in the summary; a second press while it transfers is refused."""
+    ctl = FakeControl(outcome="accepted")
+    run = await start(heard=[Heard("I need to change my address.")], said=[Said("Sure, what is the new address?")], control=ctl)
+    run.call.say(at=run.clock.now() + 0.5, seconds=1.0)
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert run.dialog.ask_for_handover("a supervisor sent the call to a person from the console")
+    await run.until(lambda: "transfer" in run.kinds())
+    assert not run.dialog.ask_for_handover("again")  # already transferred: nothing to do twice
+    assert "handover_asked" in run.kinds() and ctl.summaries and "change my address" in ctl.summaries[0]
+    run.call.caller_hangup()
+    await run.finish()
+    assert run.dialog.outcome == "transferred"
+
+
+async def test_no_handover_from_outside_without_anyone_to_take_the_call(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(control=FakeControl(transfer_available=False))
+    assert not run.dialog.ask_for_handover("a supervisor asked")
+    await run.finish()
+
+
 async def test_a_cut_reply_is_stored_as_heard_with_what_was_generated_beside_it(start) -> None:  # type: ignore[no-untyped-def]
     long = "Our opening hours are eight in the morning to six in the evening from Monday to Friday."
     seen = WritesSeen()

@@ -62,6 +62,9 @@ NUMBERS = [
     ("three p m", "3:00 PM"),
     ("two oh five p.m. tomorrow", "2:05 PM tomorrow"),
     ("ten o'clock", "10:00"),
+    # A digit word joined to a readout is part of it (it was "five0123").
+    ("five, five, 0 1 2 3", "five, 50123"),
+    ("4 1 five. five, five, five, 0 1 2 3", "415. five, five, 50123"),
 ]
 
 NUMBERS_UNCHANGED = [
