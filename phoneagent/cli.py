@@ -37,9 +37,15 @@ def _settings(args: argparse.Namespace) -> ServiceConfig:
 def _ari_config(cfg: ServiceConfig) -> AriConfig:
     from ari_app.client import AriConfig
 
-    user, password = os.environ.get("PHONEAGENT_ARI_USER", ""), os.environ.get("PHONEAGENT_ARI_PASSWORD", "")
-    if not (user and password):
-        raise UsageError("ARI needs PHONEAGENT_ARI_USER and PHONEAGENT_ARI_PASSWORD in the environment")
+    from phoneagent import credentials
+
+    try:
+        user, password = credentials.read("PHONEAGENT_ARI_USER"), credentials.read("PHONEAGENT_ARI_PASSWORD")
+        if not (user and password):
+            raise UsageError("ARI needs PHONEAGENT_ARI_USER and PHONEAGENT_ARI_PASSWORD in the environment (or *_FILE)")
+        credentials.check("PHONEAGENT_ARI_PASSWORD", password, where=cfg.ari.url)
+    except credentials.SecretError as exc:
+        raise UsageError(str(exc)) from None
     if cfg.host in ("0.0.0.0", "::") and not cfg.advertise:
         raise UsageError(f"listening on {cfg.host}: set advertise (host:port Asterisk connects back to) in the config or --advertise")
     return AriConfig(url=cfg.ari.url, user=user, password=password, app=cfg.ari.app)
@@ -93,9 +99,16 @@ def _serve(args: argparse.Namespace) -> int:
     agents = _agents(cfg)
     engines = _engine_config(args, cfg)
     http = (cfg.http_host, cfg.http_port) if cfg.http_port is not None else None
-    console_token = os.environ.get("PHONEAGENT_CONSOLE_TOKEN") or cfg.console_token
+    from phoneagent import credentials
+
+    try:
+        console_token = credentials.read("PHONEAGENT_CONSOLE_TOKEN") or cfg.console_token
+    except credentials.SecretError as exc:
+        raise UsageError(str(exc)) from None
     if console_token and len(console_token) < 16:
         raise UsageError("the console token must be at least 16 characters (e.g. `openssl rand -hex 16`)")
+    if console_token and console_token.lower() in credentials.WELL_KNOWN:
+        raise UsageError("the console token is a well-known value: use `openssl rand -hex 16`")
     if console_token and http is None:
         raise UsageError("a console token is set but no http_port: the console is served on http_port (--http-port)")
     refused = _preflight_or_refuse(args, engines)
