@@ -5,7 +5,7 @@
 The target (bench/fuzz_target.py) feeds the sans-IO decoder arbitrary bytes, cut into reads
 anywhere, with its limits chosen by the input, and checks its invariants (bounded buffer, final
 errors, events that round-trip, a clean end after EOF). libFuzzer stops at the first crash, a
-hang (-timeout, seconds per input) or memory past -rss_limit_mb; the crashing input is saved
+hang (-timeout, seconds per input) or memory past the address-space limit; the crashing input is saved
 under the output directory. Results: bench/results/fuzz-audiosocket-<machine>.json.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -26,14 +27,23 @@ from bench.machine import machine_info, save_results
 TARGET = Path(__file__).with_name("fuzz_target.py")
 
 
-def fuzz(runs: int, seed: int, workdir: Path, *, max_len: int = 4096, timeout_s: int = 5, rss_limit_mb: int = 512) -> dict[str, Any]:
-    """One libFuzzer run in a subprocess; its figures, parsed from what libFuzzer prints."""
+def fuzz(runs: int, seed: int, workdir: Path, *, max_len: int = 4096, timeout_s: int = 5, memory_limit_mb: int = 2048) -> dict[str, Any]:
+    """One libFuzzer run in a subprocess; its figures, parsed from what libFuzzer prints.
+
+    Memory is bounded by an address-space limit on the subprocess (a blow-up is a MemoryError,
+    which libFuzzer reports as a crash), not by libFuzzer's -rss_limit_mb: that reads the peak
+    RSS, which Linux carries over exec from the parent, so a big parent (a test run with the
+    models loaded) made every run look out of memory."""
     corpus = workdir / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, str(TARGET), f"-runs={runs}", f"-seed={seed}", f"-max_len={max_len}", f"-timeout={timeout_s}",
-            f"-rss_limit_mb={rss_limit_mb}", f"-artifact_prefix={workdir}/", "-print_final_stats=1", str(corpus)]
+            "-rss_limit_mb=0", f"-artifact_prefix={workdir}/", "-print_final_stats=1", str(corpus)]
+    limit = memory_limit_mb * 1024 * 1024
+
+    def bounded() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     t0 = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], preexec_fn=bounded)
     seconds = time.monotonic() - t0
     log = done.stderr
     ran = re.search(r"Done (\d+) runs in (\d+) second", log)
@@ -44,7 +54,7 @@ def fuzz(runs: int, seed: int, workdir: Path, *, max_len: int = 4096, timeout_s:
         "runs_requested": runs, "runs_done": int(ran.group(1)) if ran else None, "seconds": round(seconds, 1),
         "exit_code": done.returncode, "edges_covered": int(cov[-1][0]) if cov else None, "features": int(cov[-1][1]) if cov else None,
         "corpus_files": len(list(corpus.iterdir())), "artifacts": artifacts, "seed": seed, "max_len": max_len,
-        "timeout_s_per_input": timeout_s, "rss_limit_mb": rss_limit_mb,
+        "timeout_s_per_input": timeout_s, "address_space_limit_mb": memory_limit_mb,
         "log_tail": log.strip().splitlines()[-12:],
     }
 

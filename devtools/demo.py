@@ -15,6 +15,7 @@ AudioSocket. An Asterisk MixMonitor on the SIP leg records what the caller heard
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import tempfile
@@ -172,7 +173,10 @@ async def run_dialog_demo(as_json: bool = False, llm: str = "") -> int:
         stt = WhisperSTT(catalog.whisper_tiny_en(), device="cpu")  # the demo's ear, not the agent's
         rate = heard[0]
         spurts = [(int(a * rate) * 2, int(b * rate) * 2) for a, b in talk_spurts(heard[1], rate, gap_s=0.35, min_dbfs=-45) if b - a >= 0.2 - 1e-9]
-        parts = [(await asyncio.to_thread(stt.transcribe, heard[1][a:b], rate)).text for a, b in spurts]
+        # repeats: the agent reads numbers back digit by digit ("4 5 7 2"); with the default
+        # repetition penalty tiny.en sometimes ended the whole answer there.
+        parts = [(await asyncio.to_thread(functools.partial(stt.transcribe, heard[1][a:b], rate, repeats=True))).text
+                 for a, b in spurts]
         heard_text = " | ".join(p.strip() for p in parts if p.strip())
     if call is None:
         print(f"FAILED: the call never reached the agent. SIPp rc={result.returncode}\n{result.errors}\n{result.stderr}")
