@@ -146,6 +146,17 @@ def _ari_leftovers(bed: testbed.AsteriskBed) -> dict[str, int]:
     return {"channels": len(channels), "bridges": len(bridges)}
 
 
+def classify(errors: str) -> str:
+    """What a SIPp call that did not end as scripted ran into: the agent hung up first (SIPp
+    scripts the caller's BYE, so the agent's is "unexpected": a turned-away or finished call),
+    a local port clash between the many SIPp processes of the harness, or a real failure."""
+    if "nexpected" in errors and "BYE" in errors:
+        return "agent_hung_up"
+    if "Unable to bind" in errors and "Address already in use" in errors:
+        return "harness_port_clash"
+    return "failure"
+
+
 def _report(calls: int, minutes: float, results: list[tuple[float, bool, str]], samples: list[dict[str, float]],
             leftovers: dict[str, int], exit_code: int, db: Path) -> dict[str, Any]:
     with CallStore(f"sqlite:///{db}") as store:
@@ -165,7 +176,9 @@ def _report(calls: int, minutes: float, results: list[tuple[float, bool, str]], 
     growth = {k: round(warm[-1][k] - warm[0][k], 1) for k in ("rss_mb", "fds")} if warm else {}
     return {
         "concurrent_callers": calls, "minutes": minutes, "calls_placed": len(results),
-        "sip_failures": [{"t_s": t, "errors": e} for t, ok, e in results if not ok],
+        "sip_failures": [{"t_s": t, "errors": e} for t, ok, e in results if not ok and classify(e) == "failure"],
+        "agent_hung_up_first": sum(1 for _, ok, e in results if not ok and classify(e) == "agent_hung_up"),
+        "harness_port_clashes": sum(1 for _, ok, e in results if not ok and classify(e) == "harness_port_clash"),
         "records": len(records), "records_unfinished": unfinished, "records_without_turns": no_turns,
         "outcomes": {o: sum(1 for v in records if v.outcome == o) for o in sorted({v.outcome or "" for v in records})},
         "ari_leftovers": leftovers, "close_wait_at_end": samples[-1]["close_wait"] if samples else None,
@@ -188,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         r = asyncio.run(soak(args.calls, args.minutes, Path(tmp), llm=args.llm, max_calls=args.max_calls))
     path = save_results(args.out, f"soak-{args.calls}calls", {"machine": info, **r})
     print(f"soak: {args.calls} concurrent callers for {args.minutes:g} min on {info['cpu']} ({info['cores']} cores)")
-    print(f"  calls placed {r['calls_placed']}, SIP failures {len(r['sip_failures'])}, records {r['records']} "
+    print(f"  calls placed {r['calls_placed']}, SIP failures {len(r['sip_failures'])} (agent hung up first: {r['agent_hung_up_first']}, "
+          f"harness port clashes: {r['harness_port_clashes']}), records {r['records']} "
           f"(unfinished {len(r['records_unfinished'])}, without turns {len(r['records_without_turns'])}), outcomes {r['outcomes']}")
     print(f"  ARI left {r['ari_leftovers']}, CLOSE-WAIT at end {r['close_wait_at_end']} (max {r['close_wait_max']}), "
           f"growth after minute 1 {r['growth_after_first_minute']}, service exit {r['service_exit_code']}")
