@@ -13,6 +13,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -241,14 +242,45 @@ def place_call(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+_HANDED_OUT: dict[int, float] = {}  # port -> when: ports given to a SIPp of this process lately
+_PORTS_LOCK = threading.Lock()
+_HOLD_S = 120.0  # long enough for the SIPp that got a port to bind it
+
+
 def _free_udp_port(even: bool = False) -> int:
+    """A free loopback UDP port, and with `even` a run of four (SIPp's media port takes the
+    next ones for RTCP and video). Ports handed out in the last two minutes are not handed out
+    again: many SIPp processes started at once (bench.soak) would otherwise race for the port
+    the kernel just freed."""
     import socket
 
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not even or port % 2 == 0:
-            # SIPp also opens port+2 (RTCP/video); leave room for it
+    span = 4 if even else 1
+    with _PORTS_LOCK:
+        now = time.monotonic()
+        for port, when in list(_HANDED_OUT.items()):
+            if now - when > _HOLD_S:
+                del _HANDED_OUT[port]
+        for _ in range(200):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if even and port % 2:
+                continue
+            ports = range(port, port + span)
+            if any(p in _HANDED_OUT for p in ports) or not all(_udp_free(p) for p in ports[1:]):
+                continue
+            for p in ports:
+                _HANDED_OUT[p] = now
             return port
     raise RuntimeError("no free UDP port found")
+
+
+def _udp_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except (OSError, OverflowError):  # in use, or past 65535
+            return False
+    return True
