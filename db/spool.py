@@ -73,6 +73,11 @@ class Spool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     @property
+    def waiting(self) -> bool:
+        """Anything spooled (a stat, not a read: asked before every write)."""
+        return self.path.exists()
+
+    @property
     def pending(self) -> int:
         """Writes waiting for the database."""
         try:

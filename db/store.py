@@ -381,7 +381,7 @@ class CallStore:
         if self._spool is None or self._replaying:
             return self._run(work)
         with self._spool_lock:
-            if self._spool.pending and self._replay():
+            if self._spool.waiting and self._replay():
                 self._spool.append(*entry)  # behind the older ones, in order
                 return spooled
             try:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import uuid
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -253,12 +254,14 @@ class ConsoleActions:
         if call is not None:
             await call.hangup()
             return True
-        for server in self.servers:
-            for session in list(server.sessions.values()):
-                if str(session.call_id) == call_id:
-                    await session.hangup()
-                    return True
-        return False
+        try:
+            key = uuid.UUID(call_id)
+        except ValueError:
+            return False
+        session = next((s.sessions[key] for s in self.servers if key in s.sessions), None)
+        if session is not None:
+            await session.hangup()
+        return session is not None
 
     async def transfer(self, call_id: str) -> bool:
         dialog = self.dialogs.get(call_id)

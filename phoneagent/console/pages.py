@@ -12,6 +12,7 @@ from html import escape
 from urllib.parse import urlencode
 
 from db.schema import CallView, Overview, TurnView
+from phoneagent.records import STAGES
 
 BASE = "/console"
 WATERFALL_MS = 3000.0  # full width of a waterfall bar; slower turns run off the end (and say so)
@@ -70,8 +71,7 @@ def call_list(calls: Iterable[CallView], query: Mapping[str, str], csrf: str, er
     return page("Calls", problem + form + table, csrf=csrf)
 
 
-MILESTONES = (("endpoint", "endpoint_ms"), ("stt", "stt_done_ms"), ("llm", "llm_first_token_ms"),
-              ("tts", "tts_first_audio_ms"), ("wire", "first_frame_ms"))
+MILESTONES = tuple((name, done) for name, _, done in STAGES)  # each stage by the field that says it was done
 
 
 def waterfall(turn: TurnView) -> str:
