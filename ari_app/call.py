@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ari_app.controller import AriController
+    from ari_app.lease import Lease
 
 Speak = Callable[[str], Awaitable[None]]
 
@@ -50,6 +51,8 @@ class CallControl(Protocol):
     def transfer_available(self) -> bool: ...
     @property
     def transfer_target(self) -> str: ...  # where a transfer goes, for the record ("" if nowhere)
+    @property
+    def ended_by(self) -> str: ...  # why the telephony side ended the call ("shutdown", ...); "" while it goes on
 
     def drain_digits(self) -> list[str]: ...
 
@@ -75,6 +78,7 @@ class AriCall:
     bridges: set[str] = field(default_factory=set)
     recording_name: str = ""
     transferred: str = ""  # "", "warm" (caller and human bridged), "blind"
+    ended_by: str = ""  # the controller's tear-down reason, once torn down
     started_at: float = 0.0  # controller clock
     attached: asyncio.Event = field(default_factory=asyncio.Event)  # AudioSocket session arrived
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # caller bridged to the agent
@@ -82,6 +86,7 @@ class AriCall:
     digits: list[str] = field(default_factory=list)
     human_digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     controller: AriController | None = field(default=None, repr=False)
+    lease: Lease | None = field(default=None, repr=False)  # Asterisk's hang-up deadline while the call is ours
 
     @property
     def transfer_available(self) -> bool:

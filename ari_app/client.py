@@ -218,6 +218,10 @@ class AriClient:
     async def stop_recording(self, name: str) -> bool:
         return await self._gone_ok("POST", f"/recordings/live/{q(name)}/stop")
 
+    async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
+        """A channel variable or a dialplan function (e.g. TIMEOUT(absolute))."""
+        await self.request("POST", f"/channels/{q(channel_id)}/variable", {"variable": variable, "value": value})
+
     async def continue_in_dialplan(self, channel_id: str, context: str, extension: str, priority: int = 1) -> None:
         await self.request("POST", f"/channels/{q(channel_id)}/continue",
                            {"context": context, "extension": extension, "priority": str(priority)})

@@ -109,6 +109,9 @@ class ControllerConfig:
     fallback_context: str = ""  # where the caller goes if the agent cannot take the call
     fallback_extension: str = ""
     id_prefix: str = "pa-"  # channels and bridges we create; the start-up sweep removes leftovers
+    # While we have a call, Asterisk holds a hang-up deadline on the caller's channel, renewed
+    # every lease_s/3 (lease.py): if the service dies, Asterisk frees the caller within this. 0: off.
+    lease_s: float = 15.0
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     agents: Mapping[str, CallProfile] = field(default_factory=dict)
@@ -126,5 +129,7 @@ class ControllerConfig:
             raise ValueError(f"media_format must be slin or slin16, got {self.media_format!r}")
         if not re.match(r"^[a-z][a-z0-9-]*$", self.id_prefix):
             raise ValueError(f"id_prefix must be lower-case letters, digits and '-', got {self.id_prefix!r}")
+        if not math.isfinite(self.lease_s) or not (self.lease_s == 0 or self.lease_s >= 3):
+            raise ValueError(f"lease_s must be 0 (off) or >= 3 seconds, got {self.lease_s}")
         if bool(self.fallback_context) != bool(self.fallback_extension):
             raise ValueError("set both fallback_context and fallback_extension, or neither")

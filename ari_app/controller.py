@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from ari_app.call import AriCall, Speak, TransferResult
 from ari_app.client import AriClient, AriError, Connected, Disconnected
 from ari_app.config import ControllerConfig
+from ari_app.lease import Lease
 from ari_app.events import (
     AriEvent,
     ChannelDestroyed,
@@ -184,6 +185,20 @@ class AriController:
         self.seen_calls += 1
         self.calls[call.call_id] = call
         self._by_channel[call.caller_id] = call
+        self.hold(call)
+
+    def hold(self, call: AriCall) -> None:
+        """Keep Asterisk's hang-up deadline on the caller while the call is ours (lease.py)."""
+        if self.config.lease_s > 0 and not call.ended.is_set():
+            call.lease = Lease(self.client, call.caller_id, self.config.lease_s, self.clock)
+            self.spawn(call.lease.keep())
+
+    async def release(self, call: AriCall) -> None:
+        """The call goes on without us (a queue, a person): Asterisk must not end it when our
+        lease stops being renewed."""
+        if call.lease is not None:
+            await call.lease.release()
+            call.lease = None
 
     def _on_channel_gone(self, channel_id: str, ev: AriEvent) -> None:
         call = self._by_channel.get(channel_id)
@@ -252,6 +267,7 @@ class AriController:
         caller on in the dialplan if a fallback is configured (a queue), else hang up."""
         cfg = self.config
         if cfg.fallback_context:
+            await self.release(call)
             with contextlib.suppress(AriError):
                 await self.client.continue_in_dialplan(call.caller_id, cfg.fallback_context, cfg.fallback_extension)
                 call.transferred = "blind"
@@ -262,6 +278,9 @@ class AriController:
         if call.ended.is_set():
             return
         call.ended.set()
+        call.ended_by = why
+        if call.lease is not None:
+            call.lease.stop()
         log.info("call %s: tear-down (%s)", call.call_id, why)
         targets = set(call.channels)
         if hang_up_caller:
@@ -330,7 +349,18 @@ class AriController:
             await self._event(call, "recording_failed", cause=ev.cause)
             return
         path = self.config.profile(call.agent).recording.path(ev.name)
-        await self._event(call, "recording_finished", path=path, duration_s=ev.duration_s)
+        seconds = float(ev.duration_s or 0.0)
+        if not call.ended.is_set() or seconds <= 0.0:
+            # We never stop a recording before the call ends (no max duration, no terminate key):
+            # one that ends first, or with nothing in it, hit a write error (a full disk reports
+            # "finished", not "failed"). The call goes on; the record says what happened.
+            log.error("call %s: recording %s stopped after %.1f s while the call went on", call.call_id, ev.name, seconds)
+            await self._event(call, "recording_failed", cause=f"stopped by Asterisk after {seconds:g} s (disk full or unwritable?)",
+                              path=path, duration_s=seconds)
+            if seconds <= 0.0:
+                return
+        else:
+            await self._event(call, "recording_finished", path=path, duration_s=ev.duration_s)
         if self.store is not None:
             try:
                 await self.store.set_recording(call.call_id, path, float(ev.duration_s or 0.0))

@@ -34,12 +34,14 @@ async def blind_transfer(ctl: AriController, call: AriCall) -> TransferResult:
     cfg = ctl.config.profile(call.agent).transfer
     try:
         await ctl.client.remove_from_bridge(call.bridge_id, call.caller_id)
+        await ctl.release(call)
         await ctl.client.continue_in_dialplan(call.caller_id, cfg.blind_context, cfg.blind_extension)
     except AriError as exc:
         if call.ended.is_set():
             return TransferResult("caller_hangup")
         with contextlib.suppress(AriError):  # keep the caller with the agent
             await ctl.client.add_to_bridge(call.bridge_id, call.caller_id)
+        ctl.hold(call)
         return TransferResult("failed", str(exc)[:200])
     call.transferred = "blind"
     ctl.spawn(ctl.teardown(call, "blind_transfer"))  # not awaited: it ends the agent's own leg
@@ -149,6 +151,7 @@ async def _accept(ctl: AriController, call: AriCall) -> None:
     client = ctl.client
     hold_id = f"{ctl.config.id_prefix}hold-{call.call_id}"
     call.transferred = "warm"
+    await ctl.release(call)  # caller and person talk on even if the service goes away
     await client.bridge_moh(hold_id, on=False)
     await client.remove_from_bridge(hold_id, call.caller_id)
     await client.add_to_bridge(call.bridge_id, call.caller_id)

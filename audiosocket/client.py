@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import struct
 import uuid
 
 from audiosocket import protocol as p
@@ -60,6 +61,13 @@ class AudioSocketClient:
                 self._decoder.receive_data(data)
 
         return await asyncio.wait_for(_next(), timeout)
+
+    def reset(self) -> None:
+        """Drop the connection with a TCP RST (SO_LINGER 0): a crashed peer or a middlebox, not a hangup."""
+        sock = self._writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._writer.transport.abort()
 
     async def close(self) -> None:
         """Hang up the way Asterisk does: a TCP close without a 0x00 frame."""

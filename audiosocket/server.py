@@ -218,6 +218,11 @@ class AudioSocketServer:
         self.port = sock.getsockname()[1]
         log.info("AudioSocket server listening on %s:%d", self.host, self.port)
 
+    @property
+    def listening(self) -> bool:
+        """Started and not closing: new calls are accepted."""
+        return self._server is not None and not self._closing
+
     async def close(self, grace: float = 2.0) -> None:
         """Graceful shutdown, in this order: stop accepting (no new calls can race in), then ask
         every live call to end (0x00 so Asterisk hangs up cleanly rather than seeing a reset),

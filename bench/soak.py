@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import aiohttp
 from bench.dialog import INTERRUPTION, QUESTIONS, pct
 from bench.machine import machine_info, save_results
 from db import CallStore
+from devtools.ports import free_tcp_port
 from devtools import sipcall, testbed
 from devtools.utterances import say, synthesize_set
 from media.pcm import resample
@@ -41,11 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 GOODBYE = "Okay, thanks. That's all, goodbye."
 SAMPLE_S = 5.0
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def process_sample(pid: int) -> dict[str, float]:
@@ -84,7 +79,7 @@ def caller_script(utts: list[Any], i: int) -> list[sipcall.Step]:
 async def soak(calls: int, minutes: float, workdir: Path, *, llm: str = "", max_calls: int | None = None) -> dict[str, Any]:
     bed = await asyncio.to_thread(testbed.ensure)
     utts = await asyncio.to_thread(lambda: [*synthesize_set(), say(GOODBYE, voice="en-gb", speed=150)])
-    port, http_port, db = _free_port(), _free_port(), workdir / "calls.db"
+    port, http_port, db = free_tcp_port(), free_tcp_port(), workdir / "calls.db"
     env = {**os.environ, "PHONEAGENT_ARI_USER": bed.ari_user, "PHONEAGENT_ARI_PASSWORD": bed.ari_password}
     argv = [sys.executable, "-m", "phoneagent.cli", "serve", "--ari", "--port", str(port), "--http-port", str(http_port),
             "--db", f"sqlite:///{db}", "--db-spool", str(workdir / "spool.jsonl"), "--skip-preflight"]
@@ -184,7 +179,8 @@ def _report(calls: int, minutes: float, results: list[tuple[float, bool, str]], 
         "ari_leftovers": leftovers, "close_wait_at_end": samples[-1]["close_wait"] if samples else None,
         "close_wait_max": max((s["close_wait"] for s in samples), default=None),
         "growth_after_first_minute": growth, "service_exit_code": exit_code,
-        "v2v_ms_per_minute": {m: pct(v) for m, v in sorted(per_minute.items())}, "samples": samples,
+        "v2v_ms_per_minute": {m: pct(v) for m, v in sorted(per_minute.items())},
+        "v2v_ms": pct([x for v in per_minute.values() for x in v]), "samples": samples,
     }
 
 

@@ -15,7 +15,6 @@ AudioSocket. An Asterisk MixMonitor on the SIP leg records what the caller heard
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import tempfile
@@ -24,9 +23,10 @@ import uuid
 import wave
 from pathlib import Path
 
-from media.pcm import dominant_frequency, resample, rms_dbfs, talk_spurts, tone, tone_segments
+from media.pcm import dominant_frequency, resample, rms_dbfs, tone, tone_segments
 from audiosocket.server import AudioSocketServer
 from devtools import sipcall, testbed
+from devtools.ear import heard_words
 from phoneagent.echo_agent import EchoAgent
 
 AGENTS_DIR = Path(__file__).resolve().parents[1] / "agents"
@@ -169,15 +169,9 @@ async def run_dialog_demo(as_json: bool = False, llm: str = "") -> int:
                 call = await svc.store.get_call(calls[0].id) if calls else None
     heard = await asyncio.to_thread(heard_by_caller, bed, rec_name)
     heard_text = ""
-    if heard is not None:  # whisper each talk spurt: without timestamps it can stop at a pause
+    if heard is not None:
         stt = WhisperSTT(catalog.whisper_tiny_en(), device="cpu")  # the demo's ear, not the agent's
-        rate = heard[0]
-        spurts = [(int(a * rate) * 2, int(b * rate) * 2) for a, b in talk_spurts(heard[1], rate, gap_s=0.35, min_dbfs=-45) if b - a >= 0.2 - 1e-9]
-        # repeats: the agent reads numbers back digit by digit ("4 5 7 2"); with the default
-        # repetition penalty tiny.en sometimes ended the whole answer there.
-        parts = [(await asyncio.to_thread(functools.partial(stt.transcribe, heard[1][a:b], rate, repeats=True))).text
-                 for a, b in spurts]
-        heard_text = " | ".join(p.strip() for p in parts if p.strip())
+        heard_text = await heard_words(stt, heard[1], heard[0])
     if call is None:
         print(f"FAILED: the call never reached the agent. SIPp rc={result.returncode}\n{result.errors}\n{result.stderr}")
         return 1

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+from devtools.ports import free_tcp_port
 
 ROOT_BIN = Path("/usr/lib/postgresql")
 SUPERUSER = "phoneagent"
@@ -33,11 +33,6 @@ def server_bin() -> Path:
     return versions[-1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 class Postgres:
     """One server. `start()` and `stop()` may be called again (a test stops the database under
@@ -48,7 +43,7 @@ class Postgres:
         self.bin = server_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="phoneagent-pg-"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_tcp_port()
         self._as: list[str] = []
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")

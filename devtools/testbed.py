@@ -432,7 +432,7 @@ def _write_hold_music(moh_dir: Path) -> None:
         w.writeframes(pcm.tobytes())
 
 
-def _daemon_pid(bed: AsteriskBed) -> int | None:
+def daemon_pid(bed: AsteriskBed) -> int | None:
     """The pid in asterisk.pid if that process is alive and is this bed's asterisk."""
     try:
         pid = int((bed.run_dir() / "asterisk.pid").read_text().strip())
@@ -450,15 +450,15 @@ def _daemon_pid(bed: AsteriskBed) -> int | None:
 
 def _clear_stale(bed: AsteriskBed) -> None:
     """After a crash or a wedge: kill a leftover daemon, remove its pid and control socket."""
-    if (pid := _daemon_pid(bed)) is not None:
+    if (pid := daemon_pid(bed)) is not None:
         log.warning("killing unresponsive Asterisk pid %d", pid)
         for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
             deadline = time.monotonic() + wait
-            while _daemon_pid(bed) is not None and time.monotonic() < deadline:
+            while daemon_pid(bed) is not None and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if _daemon_pid(bed) is None:
+            if daemon_pid(bed) is None:
                 break
         else:
             raise TestBedError(f"Asterisk pid {pid} survives SIGKILL")
@@ -484,7 +484,7 @@ def _wait_healthy(bed: AsteriskBed, timeout: float, just_started: bool = False) 
             report = HealthReport("", False, {}, False, [str(exc)])
         if report.ok or time.monotonic() > t0 + timeout:
             return report
-        if just_started and time.monotonic() > t0 + 3 and _daemon_pid(bed) is None:
+        if just_started and time.monotonic() > t0 + 3 and daemon_pid(bed) is None:
             report.problems.append("the asterisk process exited during start-up")
             return report  # fail now, not after the whole timeout
         time.sleep(0.1)
@@ -541,7 +541,7 @@ def _stop_locked(bed: AsteriskBed, timeout: float = 20) -> None:
         with contextlib.suppress(TestBedError):  # the connection may drop as it exits
             bed.rx("core stop now", timeout=timeout)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (bed.is_running() or _daemon_pid(bed)):
+        while time.monotonic() < deadline and (bed.is_running() or daemon_pid(bed)):
             time.sleep(0.1)
     _clear_stale(bed)
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ari_app.call import CallControl
 from audiosocket.server import CallEnded, CallSession
@@ -18,29 +18,43 @@ from media.pcm import resample
 
 log = logging.getLogger(__name__)
 
+class Live(Protocol):
+    @property
+    def is_ended(self) -> bool: ...
+
+
 BUSY_MESSAGE = "Sorry, all our agents are busy right now. Please try again in a few minutes. Goodbye."
 
 
 class Admission:
-    """Counts the calls the dialog is serving; `enter()` refuses the one past `max_calls`
-    (None: no limit). Single event loop, no lock needed."""
+    """Counts the calls being served; `enter()` refuses the one past `max_calls` (None: no
+    limit). A call counts while its caller is on the line: once its session has ended it frees
+    its place at once, even while its handler still writes the record and releases the engines
+    (a caller who redials at once must not hear "busy" from a box serving fewer than max_calls).
+    Single event loop, no lock needed."""
 
     def __init__(self, max_calls: int | None) -> None:
         if max_calls is not None and max_calls < 1:
             raise ValueError(f"max_calls must be >= 1 (or unset for no limit), got {max_calls}")
         self.max_calls = max_calls
-        self.active = 0
+        self._calls: list[Live] = []
         self.turned_away = 0
 
-    def enter(self) -> bool:
+    @property
+    def active(self) -> int:
+        self._calls = [c for c in self._calls if not c.is_ended]
+        return len(self._calls)
+
+    def enter(self, call: Live) -> bool:
         if self.max_calls is not None and self.active >= self.max_calls:
             self.turned_away += 1
             return False
-        self.active += 1
+        self._calls.append(call)
         return True
 
-    def leave(self) -> None:
-        self.active = max(0, self.active - 1)
+    def leave(self, call: Live) -> None:
+        with contextlib.suppress(ValueError):
+            self._calls.remove(call)
 
 
 class BusyMessage:

@@ -140,12 +140,15 @@ class MeteredStore(AsyncCallStore):
         await super().add_event(call_id, t_ms, kind, detail)
 
 
-def metrics_app(metrics: CallMetrics) -> web.Application:
+def metrics_app(metrics: CallMetrics, readiness: Callable[[], dict[str, Any]] | None = None) -> web.Application:
+    """/metrics, and /healthz: 200 when `readiness()["ok"]` (taking calls), else 503 with what
+    is missing, so a load balancer or a test sends calls only to a service that can answer."""
     async def scrape(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+        state = readiness() if readiness is not None else {"ok": True}
+        return web.json_response(state, status=200 if state["ok"] else 503)
 
     app = web.Application()
     app.router.add_get("/metrics", scrape)

@@ -66,7 +66,7 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
     from models.scheduler import Priority
     from phoneagent.dialog.actions import system_prompt
     from phoneagent.dialog.session import CallDialog
-    from phoneagent.dialog.voice import Phrases
+    from phoneagent.dialog.voice import Phrases, synthesise_ahead
     from phoneagent.tools.webhook import ToolRunner
 
     agents = dict(agents or {"default": default_agent_config()})
@@ -97,6 +97,8 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
         busy = BusyMessage(busy_message, pcm)
     runners = {a.name: ToolRunner(a.webhooks, a.allowed_hosts) for a in agents.values() if a.webhooks}
     phrases: dict[str, Phrases] = {name: {} for name in agents}  # fillers, synthesised once per agent
+    for name, agent in agents.items():  # the fallback ahead: said even when the TTS fails mid-call
+        phrases[name].update(await synthesise_ahead(engines[name].tts, agent.config.fallback))
     own_store = store is None
     calls = store or AsyncCallStore(db_url)
 
@@ -105,7 +107,7 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
             control = controller.attach(str(session.call_id)) if controller is not None else None
             chosen = control.agent if control is not None and control.agent else name
             agent = agents.get(chosen) or agents[default]
-            if admission is not None and busy is not None and not admission.enter():
+            if admission is not None and busy is not None and not admission.enter(session):
                 why = f"the service was full ({admission.active} calls in progress, max_calls {admission.max_calls})"
                 log.warning("call %s turned away: %s", session.call_id, why)
                 await turn_away(session, control, calls, busy, agent=agent.name, why=why)
@@ -120,7 +122,7 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
                 if dialogs is not None:
                     dialogs.pop(str(session.call_id), None)
                 if admission is not None and busy is not None:
-                    admission.leave()
+                    admission.leave(session)
 
         return handler
 
@@ -133,6 +135,14 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
             await calls.aclose()
 
     return handler_for, close
+
+
+def _readiness(server: AudioSocketServer, controller: AriController | None) -> dict[str, Any]:
+    """Taking calls: the AudioSocket server listens and, with ARI, the controller is connected
+    (Asterisk keeps a dead service's Stasis app listed for a while, so its list cannot tell)."""
+    listening = server.listening
+    ari = None if controller is None else controller.connected.is_set()
+    return {"ok": listening and ari is not False, "audiosocket": listening, "ari": ari, "calls": len(server.sessions)}
 
 
 @dataclass
@@ -203,7 +213,7 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
              for a in (agents or {}).values() if a.audiosocket_port is not None}
     web_runner, http_port = None, None
     if http is not None:
-        site_app = metrics_app(metrics)
+        site_app = metrics_app(metrics, lambda: _readiness(server, controller))
         if console_token:
             actions = ConsoleActions(controller, [server, *extra.values()], dialogs)
             site_app.add_subapp("/console/", console_app(store, live, console_token, actions=actions))

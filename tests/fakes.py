@@ -360,6 +360,7 @@ class FakeControl:
     transfer_target: str = "PJSIP/fake-desk"
     recording_notice: str | None = None
     agent: str = ""
+    ended_by: str = ""
     summaries: list[str] = field(default_factory=list)
     heard_by_person: list[str] = field(default_factory=list)
     sent_on: bool = False

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,15 +20,33 @@ from phoneagent.admission import BUSY_MESSAGE, Admission
 from phoneagent.service import running
 
 
+@dataclass
+class Call:
+    is_ended: bool = False
+
+
 def test_admission_counts_calls_and_refuses_past_the_limit() -> None:
     gate = Admission(2)
-    assert gate.enter() and gate.enter() and not gate.enter()
+    a, b, c = Call(), Call(), Call()
+    assert gate.enter(a) and gate.enter(b) and not gate.enter(c)
     assert (gate.active, gate.turned_away) == (2, 1)
-    gate.leave()
-    assert gate.enter() and gate.active == 2
-    assert all(Admission(None).enter() for _ in range(100))  # no limit
+    gate.leave(a)
+    assert gate.enter(c) and gate.active == 2
+    assert all(Admission(None).enter(Call()) for _ in range(100))  # no limit
     with pytest.raises(ValueError, match="max_calls must be >= 1"):
         Admission(0)
+
+
+def test_a_call_whose_caller_has_gone_frees_its_place_before_its_handler_returns() -> None:
+    """Found by bench.surge: two callers redialling at once on room for three heard "busy",
+    because both finished calls were still writing their records."""
+    gate = Admission(2)
+    a, b = Call(), Call()
+    assert gate.enter(a) and gate.enter(b)
+    a.is_ended = True  # the caller hung up; the dialog is still cleaning up (leave() not yet called)
+    assert gate.active == 1 and gate.enter(Call())
+    gate.leave(a)  # later, when the handler returns: nothing changes
+    assert gate.active == 2 and not gate.enter(Call())
 
 
 async def _audio_until_hangup(client: AudioSocketClient, timeout_s: float = 30.0) -> tuple[bytes, bool]:

@@ -6,12 +6,12 @@ the agent (SIPp sees the BYE); both are recorded; nothing is left in Asterisk.""
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from pathlib import Path
 
 import pytest
 
+from devtools.ports import free_tcp_port
 from devtools import sipcall, testbed
 from devtools.demo import heard_by_caller
 from devtools.testbed_ari import ari_config
@@ -25,15 +25,10 @@ from tests.ari.harness import assert_nothing_left
 pytestmark = pytest.mark.asterisk
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 async def test_with_room_for_one_call_the_second_caller_hears_busy_and_is_hung_up(
         asterisk_bed: testbed.AsteriskBed, tmp_path: Path) -> None:
-    bed, port, rec = asterisk_bed, _free_port(), f"busy-{uuid.uuid4().hex[:10]}"
+    bed, port, rec = asterisk_bed, free_tcp_port(), f"busy-{uuid.uuid4().hex[:10]}"
     bill = resample(synthesize_set()[0].pcm16k, 16000, 8000)
     async with running("127.0.0.1", port, agent="dialog", db_url=f"sqlite:///{tmp_path}/calls.db", ari=ari_config(bed),
                        max_calls=1) as svc:

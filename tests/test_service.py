@@ -18,14 +18,10 @@ import pytest
 from audiosocket import protocol as p
 from audiosocket.client import AudioSocketClient
 from devtools.demo import run_demo
+from devtools.ports import free_tcp_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _connect_when_listening(port: int, tries: int = 1200, pause_s: float = 0.1) -> AudioSocketClient:
@@ -39,7 +35,7 @@ async def _connect_when_listening(port: int, tries: int = 1200, pause_s: float =
 
 
 async def test_serve_answers_then_sigterm_hangs_up_calls_and_exits_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_tcp_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "phoneagent.cli", "--log-json", "serve", "--agent", "echo", "--port", str(port),
         "--db", f"sqlite:///{tmp_path}/calls.db",
@@ -115,7 +111,7 @@ async def test_serve_with_ari_bridges_a_caller_and_cleans_up_on_sigterm(asterisk
     from devtools.testbed import ari_request
     from tests.ari.harness import assert_nothing_left, call_in
 
-    port = _free_port()
+    port = free_tcp_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "phoneagent.cli", "serve", "--agent", "echo", "--port", str(port), "--ari",
         "--db", f"sqlite:///{tmp_path}/calls.db",
@@ -153,7 +149,7 @@ async def test_dial_places_outbound_calls_and_reports_each(asterisk_bed, tmp_pat
 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "phoneagent.cli", "dial", "human-busy", "human-hangup", "--agent", "echo",
-        "--endpoint", "Local/{number}@phoneagent-test", "--port", str(_free_port()), "--interval", "0.2",
+        "--endpoint", "Local/{number}@phoneagent-test", "--port", str(free_tcp_port()), "--interval", "0.2",
         "--db", f"sqlite:///{tmp_path}/calls.db", "--json",
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=_ari_env(asterisk_bed),
     )
@@ -185,7 +181,7 @@ async def test_a_call_cut_by_a_killed_service_is_closed_as_interrupted_at_the_ne
     url = f"sqlite:///{tmp_path}/calls.db"
 
     async def start(agent: str) -> tuple[asyncio.subprocess.Process, int]:
-        port = _free_port()
+        port = free_tcp_port()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "phoneagent.cli", "serve", "--agent", agent, "--port", str(port), "--db", url, "--skip-preflight",
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
@@ -233,7 +229,7 @@ async def test_serve_exposes_prometheus_metrics_and_health(tmp_path: Path) -> No
     import aiohttp
     from prometheus_client.parser import text_string_to_metric_families
 
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_tcp_port(), free_tcp_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "phoneagent.cli", "serve", "--agent", "echo", "--port", str(port), "--http-port", str(http_port),
         "--db", f"sqlite:///{tmp_path}/calls.db", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
@@ -242,7 +238,11 @@ async def test_serve_exposes_prometheus_metrics_and_health(tmp_path: Path) -> No
             for _ in range(200):
                 try:
                     async with http.get(f"http://127.0.0.1:{http_port}/healthz") as r:
-                        assert r.status == 200 and (await r.json()) == {"ok": True}
+                        state = await r.json()
+                        if r.status == 503 and not state["audiosocket"]:  # up, not listening yet
+                            await asyncio.sleep(0.05)
+                            continue
+                        assert r.status == 200 and state == {"ok": True, "audiosocket": True, "ari": None, "calls": 0}, state
                     break
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.05)
@@ -266,7 +266,7 @@ async def test_database_stopped_mid_call_then_back_the_spool_replays_and_nothing
     from devtools.postgres import Postgres
 
     with Postgres() as pg:
-        url, spool, port = pg.create_database(), tmp_path / "spool.jsonl", _free_port()
+        url, spool, port = pg.create_database(), tmp_path / "spool.jsonl", free_tcp_port()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "phoneagent.cli", "serve", "--port", str(port), "--db", url, "--db-spool", str(spool),
             "--skip-preflight", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
@@ -317,7 +317,7 @@ async def test_serve_mounts_the_console_only_with_a_token(tmp_path: Path) -> Non
     import aiohttp
 
     async def serve(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
-        port, http_port = _free_port(), _free_port()
+        port, http_port = free_tcp_port(), free_tcp_port()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "phoneagent.cli", "serve", "--agent", "echo", "--port", str(port), "--http-port", str(http_port),
             "--db", f"sqlite:///{tmp_path}/calls.db", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,

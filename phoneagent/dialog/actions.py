@@ -115,8 +115,9 @@ class Actions:
         return bool(self.specs)
 
     async def prepare(self) -> None:
-        """Synthesise the fillers ahead (while the greeting plays), so one starts at once."""
-        await self.voice.prepare({t.filler for t in self.tools.values() if t.filler})
+        """Synthesise the fillers and the fallback ahead (while the greeting plays), so a filler
+        starts at once and the fallback can be said when the TTS itself has failed."""
+        await self.voice.prepare({t.filler for t in self.tools.values() if t.filler} | {self.ctx.config.fallback})
 
     async def decide(self, messages: list[Message], cancel: CancelToken, released: asyncio.Event) -> ToolCall | None:
         """The constrained step. A tool's filler starts the moment its name is chosen (its
@@ -200,9 +201,16 @@ class Actions:
             result = ToolResult(False, error="no tool runner for this agent", kind="unavailable")
         else:
             result = await self.runner.call(call.name, arguments)
+        payload = json.dumps(result.data if result.ok else {"error": result.kind}, ensure_ascii=False)
+        if result.ok and tool.answer is None and self._too_big(call.name, payload):
+            # The LLM would have to read it all to phrase it: past half its budget the newest
+            # turn cannot fit, and a clipped result invites invention. Honest failure instead.
+            result = ToolResult(False, error=f"answer of {len(payload)} characters is too large for the model's context",
+                                kind="unavailable", status=result.status, duration_s=result.duration_s, attempts=result.attempts)
+            payload = json.dumps({"error": result.kind})
         ctx.record.event("tool_call", name=call.name, arguments=call.arguments, **result.record())
         ctx.conversation.add_tool_call(call)
-        ctx.conversation.add_tool_result(call.name, json.dumps(result.data if result.ok else {"error": result.kind}, ensure_ascii=False))
+        ctx.conversation.add_tool_result(call.name, payload)
         if result.ok:
             if tool.answer is None:  # the LLM phrases it, from the result now in its context
                 await phrase(ctx.conversation.messages(ctx.system_prompt))
@@ -222,6 +230,10 @@ class Actions:
             except AnswerError:
                 pass
         await self._failed(tool, call)
+
+    def _too_big(self, name: str, payload: str) -> bool:
+        conversation = self.ctx.conversation
+        return len(payload) > 4 * conversation.budget or conversation.size([Message("tool", payload, name=name)]) > conversation.budget // 2
 
     def _from_call(self, tool: ToolUse) -> dict[str, Any]:
         ctl = self.ctx.control

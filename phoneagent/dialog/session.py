@@ -144,7 +144,7 @@ class CallDialog:
         if ctl is not None and ctl.recording_notice:
             opening = f"{ctl.recording_notice} {opening}"
         if not over:
-            floor.take(voice.say(opening, role_text="greeting"))
+            floor.take(voice.say_or_fail(opening, role_text="greeting"))
             ctx.warm(opening)  # while it plays, not after: the caller may answer at once
         preparing = asyncio.create_task(actions.prepare())  # fillers, while the greeting plays
 
@@ -194,10 +194,14 @@ class CallDialog:
                     floor.take(handover.run(reason))
             if state.ending:
                 end_reason = "agent_hangup"
+            elif ctl is not None and ctl.ended_by == "shutdown":  # ARI hung the caller up first: not their doing
+                end_reason = "shutdown"
         except asyncio.CancelledError:  # the service is shutting down under this call
             end_reason = "interrupted"
             raise
         finally:
+            if end_reason in ("shutdown", "interrupted") and state.outcome == "completed":
+                state.outcome = "interrupted"  # cut by the service going down, not finished
             for pump in (*pumps, preparing):
                 pump.cancel()
             # Hangup mid-sentence: stop playout first so the reply task records what was heard.
@@ -230,7 +234,7 @@ class CallDialog:
         """No input for `no_input_s` while nobody is doing anything: a reprompt, then goodbye."""
         cfg, state = ctx.config, ctx.state
         busy = ctx.playout.speaking or floor.busy or audio.in_turn or state.transferring or bool(keypad.pending)
-        if busy or ctx.clock.now() - state.last_activity < cfg.no_input_s:
+        if busy or state.ending or ctx.clock.now() - state.last_activity < cfg.no_input_s:  # never a reprompt after goodbye
             return
         if state.reprompts < cfg.max_reprompts:
             state.reprompts += 1

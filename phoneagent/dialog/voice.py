@@ -3,11 +3,12 @@ playout segment, recorded with what the caller actually heard of it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from media.clock import wait_for
-from media.pcm import tone
-from models.base import CancelToken
+from media.pcm import resample, tone
+from models.base import TTS, Cancelled, CancelToken
 from models.scheduler import Priority
 from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.chunker import split_text
@@ -18,6 +19,13 @@ log = logging.getLogger(__name__)
 
 
 Phrases = dict[tuple[str, int], bytes]  # (text, sample rate) -> synthesised audio
+
+
+async def synthesise_ahead(tts: TTS, text: str) -> Phrases:
+    """`text` in a voice at both AudioSocket rates (slin16, and slin for older Asterisk), made
+    at service start: the fallback must be sayable when the TTS itself has failed."""
+    pcm = await asyncio.to_thread(lambda: b"".join(c.pcm for c in tts.synthesize(text, 16000)))
+    return {(text, 16000): pcm, (text, 8000): resample(pcm, 16000, 8000)}
 
 
 class Voice:
@@ -107,16 +115,46 @@ class Voice:
             ctx.warm()
         ctx.touch()
 
+    async def say_or_fail(self, text: str, *, role_text: str) -> None:
+        """A prompt the call cannot go on without (the greeting): if the TTS fails on it, the
+        caller gets the fallback and a clean end, not silence until the no-input timer."""
+        try:
+            await self.say(text, role_text=role_text)
+        except Cancelled:
+            raise
+        except Exception as exc:
+            await self.fail("tts", exc)
+
     async def fail(self, stage: str, exc: BaseException) -> None:
-        """An engine failed or timed out: apologise, then end the call cleanly (never dead air)."""
+        """An engine failed or timed out: apologise, then end the call cleanly (never dead air).
+        The fallback is played from audio synthesised ahead (`prepare`) where there is some,
+        so a failed or hung TTS still says it; otherwise synthesised now; a tone if that fails."""
         ctx = self.ctx
         log.warning("call %s: %s failed: %r", ctx.call_id, stage, exc)
         ctx.record.event("engine_error", stage=stage, error=repr(exc)[:200])
         ctx.state.outcome = "error"
         ctx.playout.clear()
+        text = ctx.config.fallback
+        pcm = self._prepared.get((text, ctx.rate))
         try:
-            await wait_for(ctx.clock, self.say(ctx.config.fallback, role_text="fallback"), ctx.config.step_timeout_s * 2)
+            if pcm is not None:
+                await self._play(text, pcm)
+            else:
+                await wait_for(ctx.clock, self.say(text, role_text="fallback"), ctx.config.step_timeout_s * 2)
         except Exception as exc2:  # the TTS itself is down: a tone is better than silence
             log.error("call %s: fallback prompt failed too: %r", ctx.call_id, exc2)
             await ctx.playout.play(tone(480.0, 400, ctx.rate) + tone(620.0, 400, ctx.rate))
         ctx.state.ending = True
+
+    async def _play(self, text: str, pcm: bytes) -> None:
+        """Play audio synthesised ahead and record what the caller heard of it."""
+        ctx = self.ctx
+        spoken = SpokenReply()
+        spoken.add_clause(text, len(pcm) / 2 / ctx.rate * 1000)
+        sid = ctx.playout.capture(pcm)
+        ctx.playout.flush()
+        report = await ctx.playout.wait(sid)
+        heard = ctx.conversation.add_agent_heard(spoken, report.played_ms, report.interrupted)
+        timing = TurnTiming(first_frame=ctx.playout.first_sent_at(report.segment_id))
+        await ctx.record.turn("agent", heard, timing, interrupted=report.interrupted)
+        ctx.touch()

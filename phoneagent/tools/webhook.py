@@ -3,7 +3,8 @@
 Everything that can be checked before a request is checked before it: the arguments against the
 tool's JSON schema, the URL's host against the agent's allowed hosts, the secrets it names
 against the environment. A request gets a timeout, bounded retries (connection errors, 5xx and
-429 only: a 4xx will not change) and an optional per-arguments cache. The result is a
+429 only: a 4xx will not change), a bound on the answer's size (a runaway endpoint must not fill the
+service's memory) and an optional per-arguments cache. The result is a
 `ToolResult` whatever happens: the dialog speaks an honest answer from it, never an invented one.
 """
 
@@ -28,6 +29,11 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _FIELD_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}")
 _SECRET_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_ANSWER_BYTES = 256 * 1024  # far past any lookup a caller is read; a bigger answer is an error
+
+
+class AnswerTooLarge(Exception):
+    """The endpoint sent more than the runner reads (Content-Length or the body itself)."""
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
@@ -135,8 +141,10 @@ class ToolRunner:
     """Runs one agent's webhooks for every call (one aiohttp session, one cache)."""
 
     def __init__(self, hooks: Mapping[str, Webhook], allowed_hosts: frozenset[str], *, clock: Clock | None = None,
-                 env: Mapping[str, str] | None = None, session: Callable[[], aiohttp.ClientSession] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, session: Callable[[], aiohttp.ClientSession] | None = None,
+                 max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         self.hooks = dict(hooks)
+        self.max_answer_bytes = max_answer_bytes
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
         self.clock = clock or MonotonicClock()
         self.env = os.environ if env is None else env
@@ -210,6 +218,9 @@ class ToolRunner:
             except aiohttp.ClientError as exc:
                 last = ToolResult(False, error=f"{type(exc).__name__}: {exc}"[:300], kind="unavailable", attempts=attempt)
                 continue
+            if isinstance(payload, AnswerTooLarge):  # not retried: it would only be as large again
+                return ToolResult(False, error=str(payload), kind="unavailable", status=status,
+                                  duration_s=time.perf_counter() - t0, attempts=attempt)
             if 200 <= status < 300:
                 if isinstance(payload, Exception):
                     return ToolResult(False, error=f"answer is not JSON: {payload}"[:300], kind="unavailable", status=status,
@@ -225,8 +236,15 @@ class ToolRunner:
 
     async def _once(self, method: str, url: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
         assert self._session is not None
+        limit = self.max_answer_bytes
         async with self._session.request(method, url, json=body, headers=headers, allow_redirects=False) as resp:
-            raw = await resp.read()
+            if resp.content_length is not None and resp.content_length > limit:
+                return resp.status, AnswerTooLarge(f"answer of {resp.content_length} bytes is over the {limit}-byte limit; not read")
+            raw = bytearray()
+            async for piece in resp.content.iter_chunked(64 * 1024):
+                raw += piece
+                if len(raw) > limit:  # no (or a false) Content-Length: stop reading at the limit
+                    return resp.status, AnswerTooLarge(f"answer is over the {limit}-byte limit; the rest was not read")
             try:
                 return resp.status, json.loads(raw.decode("utf-8")) if raw else None
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # a result either way, never an exception

@@ -9,6 +9,7 @@ the dialog through ARI with the real engines is tested in tests/dialog/test_dial
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 from pathlib import Path
@@ -163,6 +164,45 @@ async def test_startup_sweep_removes_what_a_crashed_controller_left(asterisk_bed
     async with ari_stack(asterisk_bed, recording=_no_recording()) as stack2:
         assert not stack2.ctl.calls
     await assert_nothing_left(asterisk_bed)
+
+
+@pytest.mark.parametrize("lease_s", [0.0, 3.0], ids=["no-lease", "lease-3s"])
+async def test_a_dead_controller_leaves_no_caller_behind_once_its_lease_runs_out(asterisk_bed: testbed.AsteriskBed,
+                                                                                 lease_s: float) -> None:
+    """The whole service dies (its ARI connection and its AudioSocket server at once, as kill -9
+    does): without a lease the caller stays in Stasis in silence; with one, Asterisk itself
+    hangs the caller up within lease_s, because nobody renews the deadline (lease.py)."""
+    async with ari_stack(asterisk_bed, recording=_no_recording(), check_clean=False, lease_s=lease_s) as stack:
+        caller = await call_in(asterisk_bed, "silence")
+        call = await ready_call(stack)
+        assert call.control is not None and (call.control.lease is not None) == (lease_s > 0)
+        if lease_s:
+            await wait_until(lambda: call.control is not None and call.control.lease is not None
+                             and call.control.lease.renewals >= 2, 5, "two renewals")
+        stack.run_task.cancel()  # "kill -9": no tear-down, ...
+        for live in stack.ctl.calls.values():  # ... no more renewals, ...
+            if live.lease is not None:
+                live.lease.stop()
+        await stack.server.close()  # ... and the AudioSocket side gone with it
+        stack.ctl.calls.clear()
+        t_dead = time.monotonic()
+        while time.monotonic() - t_dead < (lease_s or 5.0) + 3.0:
+            if await asyncio.to_thread(_channel_exists, asterisk_bed, caller) is False:
+                break
+            await asyncio.sleep(0.2)
+        gone_after = time.monotonic() - t_dead
+    still_there = await asyncio.to_thread(_channel_exists, asterisk_bed, caller)
+    if lease_s:
+        assert not still_there and gone_after <= lease_s + 1.0, gone_after
+    else:
+        assert still_there  # what the lease is for
+    async with ari_stack(asterisk_bed, recording=_no_recording()):  # the start-up sweep clears the rest
+        pass
+    await assert_nothing_left(asterisk_bed)
+
+
+def _channel_exists(bed: testbed.AsteriskBed, channel_id: str) -> bool:
+    return any(c["id"] == channel_id for c in ari_request(bed, "GET", "/channels") or [])
 
 
 @pytest.mark.parametrize("fallback", [False, True])

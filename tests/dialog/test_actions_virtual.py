@@ -129,6 +129,28 @@ async def test_a_failed_tool_gets_an_honest_answer_and_a_second_failure_a_person
     assert run.dialog.outcome == "transferred"
 
 
+@pytest.mark.parametrize("rows", [3, 3000], ids=["fits", "too-large"])
+async def test_a_result_too_large_for_the_models_context_is_an_honest_failure(start, rows: int) -> None:  # type: ignore[no-untyped-def]
+    """A tool the LLM phrases (no answer template) whose answer would not fit half the LLM's
+    budget: the caller hears the tool-failed sentence, never a reply from a clipped result."""
+    phrased = ToolUse("order_history", "list past orders", {"type": "object", "properties": {}}, filler="")
+    data = {"orders": [{"order_id": f"{i:04d}", "item": "a desk", "status": "delivered"} for i in range(rows)]}
+    run = await start([Heard("What did I order before?")], acts=[ToolCall("order_history", {})],
+                      said=[Said("You ordered a desk.")], tools=(phrased,),
+                      results={"order_history": [ToolResult(True, data=data, status=200, duration_s=0.1, attempts=1)]})
+    await run.turn()
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    call = run.event("tool_call")
+    if rows == 3:
+        assert call["ok"] is True and run.agent_texts()[-1] == "You ordered a desk."
+    else:
+        assert call["ok"] is False and "too large for the model's context" in call["error"], call
+        assert "result" not in call  # the record keeps the reason, not the 3000 rows
+        assert run.agent_texts()[-1] == AgentConfig().tool_failed
+        assert all(len(m.content) < 100 for m in run.dialog.conversation.history if m.role == "tool")
+    await run.finish()
+
+
 async def test_arguments_the_caller_never_said_are_asked_for_not_used(start) -> None:  # type: ignore[no-untyped-def]
     run = await start([Heard("Is my order delayed?")], acts=[ToolCall("order_status", {"order_id": "1234"})])
     await run.turn()

@@ -28,11 +28,11 @@ async def start() -> AsyncIterator[Callable[..., Any]]:
     runs: list[VirtualRun] = []
 
     async def make(heard: list[Heard] | None = None, said: list[Said] | None = None, control: FakeControl | None = None,
-                   turn_p: list[float] | None = None, store: Any = None, **cfg: Any) -> VirtualRun:
+                   turn_p: list[float] | None = None, store: Any = None, phrases: Any = None, **cfg: Any) -> VirtualRun:
         clock = ManualClock(0.0)
         engines = VirtualEngines(clock, heard=heard or [], said=said or [], turn_p=turn_p or [])
         call = VirtualCall(clock)
-        dialog = CallDialog(engines, AgentConfig(**{"greeting": GREETING, **cfg}), control=control, store=store)
+        dialog = CallDialog(engines, AgentConfig(**{"greeting": GREETING, **cfg}), control=control, store=store, phrases=phrases)
         call.start()
         run = VirtualRun(clock, engines, call, dialog, asyncio.create_task(dialog.run(call)))
         runs.append(run)
@@ -118,6 +118,21 @@ async def test_a_hung_llm_times_out_into_the_spoken_fallback(start) -> None:  # 
     assert run.when("engine_error") == pytest.approx(stt_done + 8.0, abs=0.001)  # the first-token timeout
     errors = [d for _, k, d in run.dialog.events if k == "engine_error"]
     assert len(errors) == 1 and "TimeoutError" in errors[0]["error"]
+    await run.finish()
+
+
+async def test_a_fallback_made_ahead_is_played_and_is_the_last_thing_the_caller_hears(start) -> None:  # type: ignore[no-untyped-def]
+    """The service synthesises the fallback at start (a failed TTS cannot say it then): it is
+    played from that audio, recorded as heard, and the call ends on it."""
+    fallback = AgentConfig().fallback
+    ahead = {(fallback, VirtualCall.RATE): b"\x00\x40" * (VirtualCall.RATE * 3)}  # 3 s of loud "speech"
+    run = await start(heard=[Heard("Hello?")], said=[Said("never", first_s=60.0)], first_token_timeout_s=8.0, no_input_s=2.0, filler_after_s=30.0,
+                      phrases=ahead)
+    run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(run.task.done, limit=60.0)
+    assert fallback not in run.engines.spoken  # not synthesised: played from the audio made ahead
+    assert run.agent_texts()[-1] == fallback and run.dialog.outcome == "error" and run.call.hung_up
+    assert "reprompt" not in run.kinds()
     await run.finish()
 
 
@@ -275,6 +290,31 @@ async def test_barge_in_during_the_first_clause_stops_playout_within_a_frame(sta
     assert run.engines.cancelled == [long]  # generation was cancelled, not run to its end
     assert run.engines.prompts[-1][-2].content == cut  # the LLM saw only the heard part
     await run.finish()
+
+
+async def test_fifty_barge_ins_in_one_call_each_stop_the_agent_and_the_call_goes_on(start) -> None:  # type: ignore[no-untyped-def]
+    """The fault table's "50 barge-ins": every one stops playout within a frame and cancels its
+    generation, each cut reply keeps only what was heard, and the 51st reply plays whole."""
+    long = "Our opening hours are eight in the morning to six in the evening from Monday to Friday."
+    n = 50
+    run = await start(heard=[Heard(f"Question {i}.") for i in range(n + 1)], said=[Said(long, token_s=0.2)] * n + [Said("Sure.")])
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    for i in range(n):
+        await run.until(lambda: run.call.agent_talking(t_end, run.clock.now()))
+        run.call.say(at=run.clock.now() + 0.3, seconds=0.8)
+        await run.until(lambda: run.kinds().count("barge_in") == i + 1)
+        fired = [t for t, k, _ in run.dialog.events if k == "barge_in"][-1]
+        await run.clock.run(0.2)
+        assert len([t for t in run.call.agent_voiced_times() if t > fired]) <= 1, i  # at most the frame on its way
+        t_end = fired + 0.8
+    await run.until(lambda: run.agent_texts()[-1:] == ["Sure."], limit=30.0)
+    agent = [t for t in run.dialog.turns if t["role"] == "agent"][1:]
+    assert len(agent) == n + 1 and all(t["interrupted"] for t in agent[:n]) and not agent[n]["interrupted"]
+    assert all(t["text"].endswith(CUT_MARK) and len(t["text"]) < len(long) for t in agent[:n])
+    assert run.engines.cancelled == [long] * n
+    assert "engine_error" not in run.kinds() and not run.task.done()
+    await run.finish()
+    assert run.dialog.outcome == "completed"
 
 
 async def test_watchdog_reprompts_then_says_goodbye(start) -> None:  # type: ignore[no-untyped-def]

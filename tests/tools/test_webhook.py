@@ -115,6 +115,23 @@ async def too_many(request: web.Request) -> web.Response:
     return web.json_response({"error": "slow down"}, status=429)
 
 
+async def huge(request: web.Request) -> web.Response:
+    """A 1 MB JSON answer, Content-Length set: refused before its body is read."""
+    await _record(request)
+    return web.json_response({"rows": ["x" * 1000] * 1000})
+
+
+async def endless(request: web.Request) -> web.StreamResponse:
+    """A chunked answer that never ends (no Content-Length): a runaway export endpoint."""
+    await _record(request)
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    await resp.write(b'{"rows": [')
+    while True:
+        await resp.write(b'"' + b"x" * 65536 + b'",')
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
     app = web.Application()
@@ -132,6 +149,8 @@ async def server() -> AsyncIterator[Server]:
     app.router.add_get("/bytes", bad_bytes)
     app.router.add_get("/bad", bad_request)
     app.router.add_get("/busy", too_many)
+    app.router.add_get("/huge", huge)
+    app.router.add_get("/endless", endless)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -312,6 +331,19 @@ async def test_non_json_200_is_not_ok(server: Server) -> None:
 async def test_undecodable_body_is_a_result_not_an_exception(server: Server) -> None:
     r = await call_once(hook("t", server.base + "/bytes"), {"order_id": "1"})
     assert (r.ok, r.status) == (False, 200)
+
+
+@pytest.mark.parametrize("path", ["/huge", "/endless"])
+async def test_an_answer_over_the_size_limit_is_an_error_and_not_retried(server: Server, path: str) -> None:
+    h = hook("t", server.base + path, retries=2, timeout_s=5.0)
+    runner = ToolRunner({h.name: h}, ALLOWED, env={}, max_answer_bytes=200_000)
+    try:
+        r = await runner.call(h.name, {"order_id": "1"})
+    finally:
+        await runner.aclose()
+    assert (r.ok, r.kind, r.status, r.attempts) == (False, "unavailable", 200, 1)
+    assert "200000-byte limit" in r.error, r.error
+    assert len(server.seen) == 1
 
 
 # --- cache ----------------------------------------------------------------------------------------

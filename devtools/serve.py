@@ -1,0 +1,78 @@
+"""`phoneagent serve --ari` as its own process, as users run it, for tests and benchmarks that
+need the whole service against the bundled Asterisk (faults, soak)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+
+from devtools import testbed
+from devtools.ports import free_tcp_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Service:
+    proc: subprocess.Popen[bytes]
+    http_port: int
+
+    async def health(self) -> dict[str, Any] | None:
+        """The service's /healthz (ok: listening and connected to ARI); None while it is not up."""
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{self.http_port}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    state: dict[str, Any] = await r.json()
+                    return state
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+
+    async def ready(self) -> bool:
+        state = await self.health()
+        return bool(state and state["ok"])
+
+
+@asynccontextmanager
+async def serving(bed: testbed.AsteriskBed, db: str, *, host: str = "127.0.0.1", agent: str = "dialog",
+                  log: Path | None = None, extra: tuple[str, ...] = (),
+                  ready_timeout_s: float = 180.0) -> AsyncIterator[Service]:
+    """The service, yielded once /healthz says it takes calls (listening, connected to ARI; the
+    engines load first); on exit SIGTERM, then SIGKILL after 30 s. Credentials come from the
+    environment, as a deployment passes them."""
+    env = {**os.environ, "PHONEAGENT_ARI_USER": bed.ari_user, "PHONEAGENT_ARI_PASSWORD": bed.ari_password}
+    out: IO[bytes] | int = log.open("ab") if log is not None else subprocess.DEVNULL
+    http_port = free_tcp_port()
+    proc = subprocess.Popen([sys.executable, "-m", "phoneagent.cli", "serve", "--agent", agent, "--ari", "--host", host,
+                             "--port", str(free_tcp_port(host)), "--http-port", str(http_port), "--db", db, "--skip-preflight",
+                             *extra], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    service = Service(proc, http_port)
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while not await service.ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the service exited ({proc.returncode})" + (f"; see {log}" if log else ""))
+            if time.monotonic() > deadline:
+                raise RuntimeError("the service never became ready (/healthz)")
+            await asyncio.sleep(0.2)
+        yield service
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(proc.wait, 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+        if not isinstance(out, int):
+            out.close()
