@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.faults import Row
-from bench.soak import process_sample
+from bench.soak import ari_leftovers, process_sample
 from db import CallStore
 from db.schema import CallView
 from devtools import sipcall, testbed
@@ -59,7 +59,7 @@ def greeted(db: str) -> bool:
 
 
 def leftovers(bed: testbed.AsteriskBed) -> int:
-    return len(testbed.ari_request(bed, "GET", "/channels") or []) + len(testbed.ari_request(bed, "GET", "/bridges") or [])
+    return sum(ari_leftovers(bed).values())
 
 
 def place(bed: testbed.AsteriskBed, rec: str, pause_ms: int, *, wait_for_bye: bool) -> asyncio.Task[sipcall.SippResult]:
@@ -173,7 +173,7 @@ async def recordings_disk_full(stt: STT, tmp: Path) -> Row:
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(spool)], check=True)
     t0 = time.monotonic()
     try:
-        fill(spool)
+        fill_disk(spool)
         async with serving(bed, db, log=tmp / "disk.log", extra=("--agents", str(agents))):
             result = await place(bed, rec, 9000, wait_for_bye=False)
             await asyncio.sleep(2.0)  # the recording's end event comes after the hang-up
@@ -220,7 +220,7 @@ async def sigterm_mid_call(stt: STT, tmp: Path) -> Row:
     return row
 
 
-def fill(directory: Path) -> None:
+def fill_disk(directory: Path) -> None:
     """Leave the filesystem at `directory` with no space at all."""
     fd = os.open(directory / f"filler-{uuid.uuid4().hex[:6]}", os.O_WRONLY | os.O_CREAT, 0o644)
     try:

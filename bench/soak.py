@@ -18,29 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bench.dialog import INTERRUPTION, QUESTIONS, pct
 from bench.machine import machine_info, save_results
 from db import CallStore
-from devtools.ports import free_tcp_port
+from devtools.serve import serving
 from devtools import sipcall, testbed
 from devtools.utterances import say, synthesize_set
 from media.pcm import resample
 
-ROOT = Path(__file__).resolve().parents[1]
 GOODBYE = "Okay, thanks. That's all, goodbye."
 SAMPLE_S = 5.0
-
 
 
 def process_sample(pid: int) -> dict[str, float]:
@@ -79,30 +72,12 @@ def caller_script(utts: list[Any], i: int) -> list[sipcall.Step]:
 async def soak(calls: int, minutes: float, workdir: Path, *, llm: str = "", max_calls: int | None = None) -> dict[str, Any]:
     bed = await asyncio.to_thread(testbed.ensure)
     utts = await asyncio.to_thread(lambda: [*synthesize_set(), say(GOODBYE, voice="en-gb", speed=150)])
-    port, http_port, db = free_tcp_port(), free_tcp_port(), workdir / "calls.db"
-    env = {**os.environ, "PHONEAGENT_ARI_USER": bed.ari_user, "PHONEAGENT_ARI_PASSWORD": bed.ari_password}
-    argv = [sys.executable, "-m", "phoneagent.cli", "serve", "--ari", "--port", str(port), "--http-port", str(http_port),
-            "--db", f"sqlite:///{db}", "--db-spool", str(workdir / "spool.jsonl"), "--skip-preflight"]
-    if llm:
-        argv += ["--llm", llm]
-    if max_calls:
-        argv += ["--max-calls", str(max_calls)]
-    log = (workdir / "service.log").open("w")
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    db = workdir / "calls.db"
+    extra = ["--db-spool", str(workdir / "spool.jsonl")] + (["--llm", llm] if llm else []) + (["--max-calls", str(max_calls)] if max_calls else [])
     samples: list[dict[str, float]] = []
     results: list[tuple[float, bool, str]] = []
-    try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(1800):  # the engines load first
-                try:
-                    async with http.get(f"http://127.0.0.1:{http_port}/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the service exited ({proc.returncode}); see {workdir / 'service.log'}")
-                await asyncio.sleep(0.1)
+    async with serving(bed, f"sqlite:///{db}", log=workdir / "service.log", extra=tuple(extra)) as service:
+        proc = service.proc
         t0 = time.monotonic()
         deadline = t0 + minutes * 60
 
@@ -123,19 +98,12 @@ async def soak(calls: int, minutes: float, workdir: Path, *, llm: str = "", max_
         await asyncio.sleep(3)  # the last records and tear-downs
         sampling.cancel()
         samples.append({"t_s": round(time.monotonic() - t0, 1), **process_sample(proc.pid)})
-        leftovers = await asyncio.to_thread(_ari_leftovers, bed)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            exit_code = await asyncio.to_thread(proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            exit_code = -9
-        log.close()
+        leftovers = await asyncio.to_thread(ari_leftovers, bed)
+    exit_code = proc.returncode  # after serving's SIGTERM (-9: it had to be killed)
     return _report(calls, minutes, results, samples, leftovers, exit_code, db)
 
 
-def _ari_leftovers(bed: testbed.AsteriskBed) -> dict[str, int]:
+def ari_leftovers(bed: testbed.AsteriskBed) -> dict[str, int]:
     channels = testbed.ari_request(bed, "GET", "/channels") or []
     bridges = testbed.ari_request(bed, "GET", "/bridges") or []
     return {"channels": len(channels), "bridges": len(bridges)}

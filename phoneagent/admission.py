@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ari_app.call import CallControl
@@ -18,7 +18,10 @@ from media.pcm import resample
 
 log = logging.getLogger(__name__)
 
+
 class Live(Protocol):
+    """A call as admission sees it (CallSession)."""
+
     @property
     def is_ended(self) -> bool: ...
 
@@ -42,8 +45,7 @@ class Admission:
 
     @property
     def active(self) -> int:
-        self._calls = [c for c in self._calls if not c.is_ended]
-        return len(self._calls)
+        return sum(1 for c in self._calls if not c.is_ended)
 
     def enter(self, call: Live) -> bool:
         if self.max_calls is not None and self.active >= self.max_calls:
@@ -58,12 +60,12 @@ class Admission:
 
 
 class BusyMessage:
-    """The message synthesised once at start (the engines may be saturated when it is needed),
-    at 16 kHz, resampled for an 8 kHz call."""
+    """The message synthesised once at start (the engines may be saturated when it is needed):
+    `audio` as voice.synthesise_ahead makes it, at 16 and 8 kHz; another rate is resampled."""
 
-    def __init__(self, text: str, pcm16k: bytes) -> None:
+    def __init__(self, text: str, audio: Mapping[tuple[str, int], bytes]) -> None:
         self.text = text
-        self._pcm = {16000: pcm16k}
+        self._pcm = {rate: pcm for (said, rate), pcm in audio.items() if said == text}
 
     def pcm(self, rate: int) -> bytes:
         if rate not in self._pcm:

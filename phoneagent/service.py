@@ -92,9 +92,7 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
             await engines[name].prefill([Message("system", prompt)], every_instance=True, priority=Priority.TURN)
     busy = None
     if admission is not None and admission.max_calls is not None:
-        tts = engines[default].tts
-        pcm = await asyncio.to_thread(lambda: b"".join(c.pcm for c in tts.synthesize(busy_message, 16000)))
-        busy = BusyMessage(busy_message, pcm)
+        busy = BusyMessage(busy_message, await synthesise_ahead(engines[default].tts, busy_message))
     runners = {a.name: ToolRunner(a.webhooks, a.allowed_hosts) for a in agents.values() if a.webhooks}
     phrases: dict[str, Phrases] = {name: {} for name in agents}  # fillers, synthesised once per agent
     for name, agent in agents.items():  # the fallback ahead: said even when the TTS fails mid-call

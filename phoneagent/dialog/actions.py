@@ -115,9 +115,10 @@ class Actions:
         return bool(self.specs)
 
     async def prepare(self) -> None:
-        """Synthesise the fillers and the fallback ahead (while the greeting plays), so a filler
-        starts at once and the fallback can be said when the TTS itself has failed."""
-        await self.voice.prepare({t.filler for t in self.tools.values() if t.filler} | {self.ctx.config.fallback})
+        """Synthesise the fillers ahead (while the greeting plays), so one starts at once. (The
+        fallback is made once at service start, voice.synthesise_ahead: made here, per call, it
+        would take the CPU from the caller's first answer.)"""
+        await self.voice.prepare({t.filler for t in self.tools.values() if t.filler})
 
     async def decide(self, messages: list[Message], cancel: CancelToken, released: asyncio.Event) -> ToolCall | None:
         """The constrained step. A tool's filler starts the moment its name is chosen (its

@@ -105,6 +105,12 @@ class Voice:
             ctx.live.discard(cancel)
         if sid is None:
             return
+        await self._played(spoken, sid, record=record, timing=timing)
+
+    async def _played(self, spoken: SpokenReply, sid: int, *, record: bool = True, timing: TurnTiming | None = None,
+                      warm: bool = True) -> None:
+        """Wait until segment `sid` has played (or was cut), then record what was heard of it."""
+        ctx, playout = self.ctx, self.ctx.playout
         playout.flush()
         report = await playout.wait(sid)
         if record:
@@ -112,7 +118,8 @@ class Voice:
             timing = timing or TurnTiming()  # a reply's own timing (from its endpoint) where given
             timing.first_frame = playout.first_sent_at(report.segment_id)
             await ctx.record.turn("agent", heard, timing, interrupted=report.interrupted)
-            ctx.warm()
+            if warm:
+                ctx.warm()
         ctx.touch()
 
     async def say_or_fail(self, text: str, *, role_text: str) -> None:
@@ -147,14 +154,8 @@ class Voice:
         ctx.state.ending = True
 
     async def _play(self, text: str, pcm: bytes) -> None:
-        """Play audio synthesised ahead and record what the caller heard of it."""
-        ctx = self.ctx
+        """Play audio synthesised ahead and record what the caller heard of it (no warming:
+        the call ends on it)."""
         spoken = SpokenReply()
-        spoken.add_clause(text, len(pcm) / 2 / ctx.rate * 1000)
-        sid = ctx.playout.capture(pcm)
-        ctx.playout.flush()
-        report = await ctx.playout.wait(sid)
-        heard = ctx.conversation.add_agent_heard(spoken, report.played_ms, report.interrupted)
-        timing = TurnTiming(first_frame=ctx.playout.first_sent_at(report.segment_id))
-        await ctx.record.turn("agent", heard, timing, interrupted=report.interrupted)
-        ctx.touch()
+        spoken.add_clause(text, len(pcm) / 2 / self.ctx.rate * 1000)
+        await self._played(spoken, self.ctx.playout.capture(pcm), warm=False)
