@@ -45,7 +45,7 @@ async def test_caller_asks_for_a_person_and_the_human_hears_the_summary(asterisk
     utts = synthesize_set()
     bill, person = (resample(utts[i].pcm16k, 16000, 8000) for i in (0, 10))
     steps: list[sipcall.Step] = [
-        sipcall.Pause(2500), sipcall.Audio(bill), sipcall.Pause(3500),
+        sipcall.Pause(4000), sipcall.Audio(bill), sipcall.Pause(3500),
         *(sipcall.Digit(d) for d in "4711#"), sipcall.Pause(3500),
         sipcall.Audio(person), sipcall.Pause(30000),
     ]
@@ -69,7 +69,9 @@ async def test_caller_asks_for_a_person_and_the_human_hears_the_summary(asterisk
         assert d.outcome == "transferred"
         assert any(t["role"] == "caller" and t["text"] == "(keypad) 4711" for t in d.turns), "\n".join(map(str, [*((t["role"], t["text"]) for t in d.turns), *d.events]))
         assert d.summary is not None and "4 7 1 1" in d.summary and "bill" in d.summary.lower(), d.summary
-        assert d.turns[0]["text"] == "This call is recorded. Hello."  # the consent notice comes first
+        # The consent notice comes first. On a slow runner the greeting can start late enough for the
+        # caller's first words to overlap its end (a barge-in, by design), so only the notice is certain.
+        assert d.turns[0]["text"].startswith("This call is recorded."), d.turns[0]
         view = await store.get_call(d.call_id)
         assert view is not None and view.summary == d.summary and view.outcome == "transferred"
         assert view.recording_path and asterisk_bed.host_path(view.recording_path).stat().st_size > 100_000
