@@ -28,6 +28,10 @@ import pytest
 from devtools import bundle, target, testbed
 from devtools.ports import free_tcp_port
 
+# Two converges (~1.1 GB copied, a pip install and a preflight each) run in the module's fixture:
+# about 4 minutes on 2 cores, near the suite's 300 s default, which also counts fixture setup.
+pytestmark = pytest.mark.timeout(1200)
+
 ANSIBLE = Path(__file__).resolve().parents[2] / "ansible"
 BIN = Path(sys.executable).parent
 UNIT = "etc/systemd/system/phoneagent.service"
