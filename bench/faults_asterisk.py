@@ -137,11 +137,7 @@ async def asterisk_restart(stt: STT, tmp: Path) -> Row:
         first = await sip
         t_down = time.monotonic()
         bed = await asyncio.to_thread(testbed.start)
-        deadline = time.monotonic() + 30
-        while not await service.ready():  # the controller reconnects by itself (back-off)
-            if time.monotonic() > deadline:
-                raise TimeoutError("the service never reconnected to ARI")
-            await asyncio.sleep(0.2)
+        await service.wait_ready(30, "the controller to reconnect to ARI by itself (back-off)")
         reconnected_after = time.monotonic() - t_down
         second = await place(bed, f"{rec}-2", 6000, wait_for_bye=False)
         alive = proc.poll() is None

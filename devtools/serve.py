@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Service:
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | subprocess.Popen[str]
     http_port: int
 
     async def health(self) -> dict[str, Any] | None:
@@ -41,6 +41,16 @@ class Service:
     async def ready(self) -> bool:
         state = await self.health()
         return bool(state and state["ok"])
+
+    async def wait_ready(self, timeout_s: float, what: str = "/healthz ok") -> None:
+        """Until /healthz says it takes calls; RuntimeError if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while not await self.ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the service exited ({self.proc.returncode}) before {what}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {timeout_s:g} s waiting for {what}")
+            await asyncio.sleep(0.2)
 
 
 @asynccontextmanager
@@ -58,13 +68,10 @@ async def serving(bed: testbed.AsteriskBed, db: str, *, host: str = "127.0.0.1",
                              *extra], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     service = Service(proc, http_port)
     try:
-        deadline = time.monotonic() + ready_timeout_s
-        while not await service.ready():
-            if proc.poll() is not None:
-                raise RuntimeError(f"the service exited ({proc.returncode})" + (f"; see {log}" if log else ""))
-            if time.monotonic() > deadline:
-                raise RuntimeError("the service never became ready (/healthz)")
-            await asyncio.sleep(0.2)
+        try:
+            await service.wait_ready(ready_timeout_s, "it became ready")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}" + (f"; see {log}" if log else "")) from None
         yield service
     finally:
         if proc.poll() is None:

@@ -29,12 +29,12 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _FIELD_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}")
 _SECRET_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_ANSWER_BYTES = 256 * 1024  # far past any lookup a caller is read; a bigger answer is an error
 
 
 class AnswerTooLarge(Exception):
     """The endpoint sent more than the runner reads (Content-Length or the body itself)."""
-_RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
 class ToolConfigError(ValueError):

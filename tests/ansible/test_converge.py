@@ -10,14 +10,11 @@ real Asterisk, and a second run changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import secrets
 import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +24,13 @@ import pytest
 
 from devtools import bundle, target, testbed
 from devtools.ports import free_tcp_port
+from devtools.serve import Service
+from tests.ansible import ANSIBLE, BIN, ansible_env
 
 # Two converges (~1.1 GB copied, a pip install and a preflight each) run in the module's fixture:
 # about 4 minutes on 2 cores, near the suite's 300 s default, which also counts fixture setup.
 pytestmark = pytest.mark.timeout(1200)
 
-ANSIBLE = Path(__file__).resolve().parents[2] / "ansible"
-BIN = Path(sys.executable).parent
 UNIT = "etc/systemd/system/phoneagent.service"
 
 
@@ -49,8 +46,7 @@ class Converged:
 
 def _play(inventory: Path, extra: Path) -> dict[str, Any]:
     """One ansible-playbook run; its per-host stats (a failure fails the test with the task's message)."""
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"),
-           "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_NOCOLOR": "1"}
+    env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1")
     done = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), "-e", f"@{extra}", "site.yml"],
                           cwd=ANSIBLE, capture_output=True, text=True, env=env, timeout=1800, check=False)
     try:
@@ -136,16 +132,6 @@ def _unit_command(root: Path) -> tuple[list[str], dict[str, str]]:
     return fields["ExecStart"].split(), env
 
 
-def _healthz(port: int) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, {}
-    except (OSError, ValueError):
-        return 0, {}
-
-
 def test_the_installed_service_comes_up_healthy_against_asterisk_and_stops_cleanly(converged: Converged) -> None:
     argv, env = _unit_command(converged.root)
     # setpriv execs (runuser stays as a parent and dies by the signal itself): the exit status
@@ -154,15 +140,11 @@ def test_the_installed_service_comes_up_healthy_against_asterisk_and_stops_clean
     proc = subprocess.Popen(["chroot", str(converged.root), *as_service,
                              "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    service = Service(proc, converged.http_port)
     try:
-        deadline, status = time.monotonic() + 240, 0  # the preflight loads each engine first
-        while time.monotonic() < deadline and proc.poll() is None:
-            status, state = _healthz(converged.http_port)
-            if status == 200:
-                break
-            time.sleep(0.5)
-        assert status == 200, f"/healthz {status}; service exit {proc.poll()}"
-        assert state["ok"] and state["audiosocket"] and state["ari"] is True, state  # --ari: logged in to the real Asterisk
+        asyncio.run(service.wait_ready(240))  # the preflight loads each engine first
+        state = asyncio.run(service.health())
+        assert state is not None and state["ok"] and state["audiosocket"] and state["ari"] is True, state  # --ari: logged in to the real Asterisk
         proc.send_signal(signal.SIGTERM)  # as systemd's KillSignal does
         assert proc.wait(timeout=60) == 0
     finally:

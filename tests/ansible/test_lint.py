@@ -3,18 +3,13 @@ role-prefixed variables, named tasks, no risky shell)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
-ANSIBLE = Path(__file__).resolve().parents[2] / "ansible"
-BIN = Path(sys.executable).parent
+from tests.ansible import ANSIBLE, BIN, ansible_env
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "NO_COLOR": "1", "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg")}
-    return subprocess.run(argv, cwd=ANSIBLE, capture_output=True, text=True, env=env, timeout=600, check=False)
+    return subprocess.run(argv, cwd=ANSIBLE, capture_output=True, text=True, env=ansible_env(NO_COLOR="1"), timeout=600, check=False)
 
 
 def test_yamllint_is_clean() -> None:
