@@ -10,6 +10,8 @@ its Python), then copied to the ansible controller; the playbook installs only f
       debs/*.deb           Debian packages the wheels need that a fresh server may lack
       models/<name>/...    model files named as in the catalogue, models/manifest.json (role, paths, sha256)
       agents/*.yaml        the example agent files
+      asterisk/asterisk-root.tar.gz   Asterisk 22 in a Debian sid root (the test bed's method), no configs
+      asterisk/moh/*.wav   hold music
       SHA256SUMS           of every file above (`sha256sum -c SHA256SUMS` checks a copied bundle)
 """
 
@@ -24,6 +26,7 @@ import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
 
+from devtools import testbed
 from models import catalog
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,6 +106,37 @@ def _debs(out: Path, packages: Sequence[str]) -> list[str]:
     return sorted(f.name for f in out.glob("*.deb"))
 
 
+# Test-bed state that must not ship: its configs (incl. the ARI password), logs, recordings, test prompts
+# (hold music ships beside the tarball instead: the bed writes it only once started).
+_ASTERISK_EXCLUDES = ("./etc/asterisk/*", "./tmp/*", "./run/asterisk/*", "./var/log/asterisk/*",
+                      "./var/spool/asterisk/recording/*", "./var/spool/asterisk/monitor/*",
+                      "./var/lib/asterisk/astdb.sqlite3", "./usr/share/asterisk/sounds/en/phoneagent-test",
+                      "./usr/share/asterisk/moh/*",
+                      "./proc/*", "./sys/*")
+
+
+def _asterisk(out: Path, root: Path) -> dict[str, str]:
+    """The Asterisk root as a tarball, remade only when the root was rebuilt (gzip takes ~20 s)."""
+    marker = root / testbed.MARKER
+    if not marker.is_file():
+        raise BundleError(f"no built Asterisk root at {root} (python -m devtools asterisk ensure builds it)")
+    source = {"root": str(root), "version": marker.read_text().strip(), "built": str(marker.stat().st_mtime_ns)}
+    tarball, stamp = out / "asterisk-root.tar.gz", out / "source.json"
+    if not (tarball.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == source):
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = tarball.with_suffix(".tmp")
+        argv = ["tar", "--create", "--gzip", "--numeric-owner", "--one-file-system", "--warning=no-file-ignored",
+                f"--file={tmp}", "-C", str(root), *(f"--exclude={x}" for x in _ASTERISK_EXCLUDES), "."]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=1200, env={"GZIP": "-1", "PATH": "/usr/bin:/bin"})
+        if done.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise BundleError(f"tar of {root} failed (rc {done.returncode}): {done.stderr[-2000:]}")
+        tmp.rename(tarball)
+        stamp.write_text(json.dumps(source) + "\n")
+    testbed.write_hold_music(out / "moh")  # the bed writes it at its first start, which may not have happened
+    return {"tarball": f"asterisk/{tarball.name}", "sha256": sha256(tarball), "version": source["version"]}
+
+
 def _sums(root: Path) -> None:
     lines = [f"{sha256(f)}  {f.relative_to(root).as_posix()}" for f in sorted(root.rglob("*"))
              if f.is_file() and f.name != "SHA256SUMS"]
@@ -110,7 +144,7 @@ def _sums(root: Path) -> None:
 
 
 def build(out: Path, llama_wheel: Path, models: Sequence[str] = DEFAULT_MODELS,
-          pip: Sequence[str] = (sys.executable, "-m", "pip")) -> dict[str, object]:
+          pip: Sequence[str] = (sys.executable, "-m", "pip"), asterisk_root: Path | None = None) -> dict[str, object]:
     """Write the bundle into `out` (made or refreshed in place) and return bundle.json's content."""
     if not llama_wheel.is_file():
         raise BundleError(f"llama-cpp-python wheel {llama_wheel} not found (./dev bundle builds it)")
@@ -122,6 +156,7 @@ def build(out: Path, llama_wheel: Path, models: Sequence[str] = DEFAULT_MODELS,
     manifest = _models(out / "models", models)
     shutil.rmtree(out / "agents", ignore_errors=True)
     shutil.copytree(REPO / "agents", out / "agents")
+    asterisk = _asterisk(out / "asterisk", asterisk_root or testbed.chroot_root())
     build_info = llama_wheel.parent / "build.json"
     info: dict[str, object] = {
         "project_version": next(p.split("==")[1] for p in pins if p.startswith("onprem-phone-agent==")),
@@ -132,6 +167,7 @@ def build(out: Path, llama_wheel: Path, models: Sequence[str] = DEFAULT_MODELS,
         "llama_build": json.loads(build_info.read_text()) if build_info.is_file() else None,
         "models": sorted(manifest),
         "debs": {name.split("_")[0]: name for name in debs},
+        "asterisk": asterisk,
     }
     (out / "bundle.json").write_text(json.dumps(info, indent=1) + "\n")
     _sums(out)

@@ -413,10 +413,10 @@ def _install_configs(bed: AsteriskBed, files: dict[str, bytes]) -> None:
     for path in (RECORDING_DIR, ARI_RECORDING_DIR, TEST_SOUNDS_DIR):
         bed.host_path(path).mkdir(parents=True, exist_ok=True)
     if bed.root is not None:
-        _write_hold_music(bed.host_path("/usr/share/asterisk/moh"))
+        write_hold_music(bed.host_path("/usr/share/asterisk/moh"))
 
 
-def _write_hold_music(moh_dir: Path) -> None:
+def write_hold_music(moh_dir: Path) -> None:
     """A soft two-note loop, so hold (MOH) works without Debian's sound packages."""
     if moh_dir.is_dir() and any(moh_dir.iterdir()):
         return

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ANSIBLE = Path(__file__).resolve().parents[2] / "ansible"
 BIN = Path(sys.executable).parent
@@ -12,3 +17,27 @@ BIN = Path(sys.executable).parent
 
 def ansible_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), **extra}
+
+
+def play(inventory: Path, extra: Path, playbook: Path | str = "site.yml", timeout: float = 1800) -> dict[str, Any]:
+    """One ansible-playbook run; host `target`'s stats plus `changed_tasks` (a failure fails the test with the task's message)."""
+    env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1", ANSIBLE_ROLES_PATH=str(ANSIBLE / "roles"))
+    done = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), "-e", f"@{extra}", str(playbook)],
+                          cwd=ANSIBLE, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    try:
+        report = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"ansible-playbook rc {done.returncode}, no JSON report:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    if done.returncode != 0:
+        failed = [f"{t['task']['name']}: {h.get('msg', '')} {h.get('stdout', '')[-1500:]} {h.get('stderr', '')[-1500:]}"
+                  for play in report["plays"] for t in play["tasks"] for h in t["hosts"].values() if h.get("failed")]
+        pytest.fail(f"ansible-playbook rc {done.returncode}:\n" + "\n".join(failed) + f"\n{done.stderr[-2000:]}")
+    stats: dict[str, Any] = report["stats"]["target"]
+    stats["changed_tasks"] = [t["task"]["name"] for play in report["plays"] for t in play["tasks"]
+                              if any(h.get("changed") for h in t["hosts"].values())]
+    return stats
+
+
+def unit_fields(root: Path, unit: str) -> dict[str, str]:
+    """A systemd unit file installed under `root`, as key=value (one value per key)."""
+    return dict(line.split("=", 1) for line in (root / unit).read_text().splitlines() if "=" in line and not line.startswith("#"))

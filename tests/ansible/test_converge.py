@@ -1,11 +1,12 @@
 """The playbook applied for real (not --check) to a fresh Debian 12 root, from the offline bundle.
 
 The target is a copy of a debootstrap'd bookworm (devtools/target.py) reached with the chroot
-connection plugin; in `./dev test` the whole run is inside a network namespace with only
-loopback, so the install is proven to need nothing but the bundle. Then: every model file
-matches the bundle's checksums, the installed config passes the service's own check, the unit is
-enabled with its limits, the service started as the unit starts it comes up healthy against the
-real Asterisk, and a second run changes nothing.
+connection plugin, in both groups (everything on one box); in `./dev test` the whole run is
+inside a network namespace with only loopback, so the install is proven to need nothing but the
+bundle. Then: every model file matches the bundle's checksums, the installed config passes the
+service's own check, the units are enabled with their limits, the provisioned Asterisk and the
+service started as their units start them answer a real SIP call with the example agent, logs
+rotate, old recordings expire, and a second run changes nothing.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
+import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +26,18 @@ from typing import Any
 
 import pytest
 
-from devtools import bundle, target, testbed
+from devtools import bundle, sipcall, target, testbed
 from devtools.ports import free_tcp_port
 from devtools.serve import Service
-from tests.ansible import ANSIBLE, BIN, ansible_env
+from tests.ansible import play, unit_fields
 
 # Two converges (~1.1 GB copied, a pip install and a preflight each) run in the module's fixture:
 # about 4 minutes on 2 cores, near the suite's 300 s default, which also counts fixture setup.
 pytestmark = pytest.mark.timeout(1200)
 
 UNIT = "etc/systemd/system/phoneagent.service"
+ASTERISK_UNIT = "etc/systemd/system/phoneagent-asterisk.service"
+ASTERISK_ROOT = "opt/phoneagent-asterisk"
 
 
 @dataclass
@@ -42,29 +48,11 @@ class Converged:
     second: dict[str, Any]
     http_port: int
     ari_app: str
-
-
-def _play(inventory: Path, extra: Path) -> dict[str, Any]:
-    """One ansible-playbook run; its per-host stats (a failure fails the test with the task's message)."""
-    env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1")
-    done = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), "-e", f"@{extra}", "site.yml"],
-                          cwd=ANSIBLE, capture_output=True, text=True, env=env, timeout=1800, check=False)
-    try:
-        report = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"ansible-playbook rc {done.returncode}, no JSON report:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    if done.returncode != 0:
-        failed = [f"{t['task']['name']}: {h.get('msg', '')} {h.get('stderr', '')[-1500:]}"
-                  for play in report["plays"] for t in play["tasks"] for h in t["hosts"].values() if h.get("failed")]
-        pytest.fail(f"ansible-playbook rc {done.returncode}:\n" + "\n".join(failed) + f"\n{done.stderr[-2000:]}")
-    stats: dict[str, Any] = report["stats"]["target"]
-    stats["changed_tasks"] = [t["task"]["name"] for play in report["plays"] for t in play["tasks"]
-                              if any(h.get("changed") for h in t["hosts"].values())]
-    return stats
+    sip_port: int
 
 
 @pytest.fixture(scope="module")
-def converged(tmp_path_factory: pytest.TempPathFactory, asterisk_bed: testbed.AsteriskBed) -> Iterator[Converged]:
+def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
     if os.geteuid() != 0:
         pytest.fail("the converge test needs root (debootstrap, chroot, mounts)", pytrace=False)
     src = testbed.cache_dir() / "bundle"
@@ -73,23 +61,30 @@ def converged(tmp_path_factory: pytest.TempPathFactory, asterisk_bed: testbed.As
     except bundle.BundleError as exc:
         pytest.fail(f"{exc}. ./dev test builds it before going offline (python -m devtools bundle {src} --llama-wheel ...)", pytrace=False)
     tmp = tmp_path_factory.mktemp("converge")
-    user, password = testbed.ari_credentials()
-    http_port, app = free_tcp_port(), "provisioned"
+    # Ports of its own: the test bed's Asterisk may be up on 5060/8088 in this namespace.
+    http_port, ari_port, sip_port, app = free_tcp_port(), free_tcp_port(), sipcall._free_udp_port(), "provisioned"
+    rtp = sipcall._free_udp_port(even=True)
     with target.fresh_target(tmp / "root") as root:
         inventory = tmp / "hosts.yml"
-        inventory.write_text(json.dumps({"all": {"children": {"phoneagent_agents": {"hosts": {"target": {
-            "ansible_connection": "community.general.chroot", "ansible_host": str(root)}}}}}}))
+        host = {"target": {"ansible_connection": "community.general.chroot", "ansible_host": str(root)}}
+        inventory.write_text(json.dumps({"all": {"children": {"phoneagent_asterisk": {"hosts": host},
+                                                              "phoneagent_agents": {"hosts": host}}}}))
         extra = tmp / "vars.json"
         extra.write_text(json.dumps({
             "phoneagent_bundle_dir": str(src),
+            "phoneagent_asterisk_sip_port": sip_port, "phoneagent_asterisk_http_port": ari_port,
+            "phoneagent_asterisk_rtp_start": rtp, "phoneagent_asterisk_rtp_end": rtp + 3,
+            "phoneagent_asterisk_sip_peers": [{"name": "pbx", "match": "127.0.0.1", "agent": "support", "path": "ari"}],
             "phoneagent_service_listen_port": free_tcp_port(), "phoneagent_service_http_port": http_port,
-            "phoneagent_service_ari_url": asterisk_bed.ari_url, "phoneagent_service_ari_app": app,
-            "phoneagent_service_ari_user": user, "phoneagent_service_ari_password": password,
-            "phoneagent_service_start": False,  # no init in a chroot: the test starts the unit's command itself
+            "phoneagent_service_ari_url": f"http://127.0.0.1:{ari_port}", "phoneagent_service_ari_app": app,
+            "phoneagent_service_ari_password": "converge-" + os.urandom(12).hex(),
+            "phoneagent_service_default_agent": "appointments",  # the peer's dialplan picks support
+            # no init in a chroot: the tests start the units' commands themselves
+            "phoneagent_service_start": False, "phoneagent_asterisk_start": False, "phoneagent_firewall_apply": False,
         }))
-        first = _play(inventory, extra)
-        second = _play(inventory, extra)
-        yield Converged(root, src, first, second, http_port, app)
+        first = play(inventory, extra)
+        second = play(inventory, extra)
+        yield Converged(root, src, first, second, http_port, app, sip_port)
 
 
 def test_the_first_run_installs_and_a_second_run_changes_nothing(converged: Converged) -> None:
@@ -124,15 +119,75 @@ def test_the_installed_config_passes_the_service_check_and_secrets_stay_private(
     assert (converged.root / "etc/systemd/system/multi-user.target.wants/phoneagent.service").is_symlink()
 
 
+def test_the_firewall_covers_the_ports_the_play_configured(converged: Converged) -> None:
+    """The firewall's behaviour is tests/ansible/test_firewall.py's; here: it protects this box's ports."""
+    ruleset = (converged.root / "etc/phoneagent-firewall.nft").read_text()
+    ari = next(line for line in (converged.root / ASTERISK_ROOT / "etc/asterisk/http.conf").read_text().splitlines() if line.startswith("bindport"))
+    protected = ruleset.split("elements = {", 1)[1].split("}", 1)[0].replace(",", " ").split()
+    assert {str(converged.http_port), ari.split("=")[1].strip()} <= set(protected), protected
+    assert (converged.root / "etc/systemd/system/multi-user.target.wants/phoneagent-firewall.service").is_symlink()
+
+
 def _unit_command(root: Path) -> tuple[list[str], dict[str, str]]:
     """ExecStart and the EnvironmentFile's variables, as systemd would use them."""
-    fields = dict(line.split("=", 1) for line in (root / UNIT).read_text().splitlines() if "=" in line and not line.startswith("#"))
+    fields = unit_fields(root, UNIT)
     env_file = root / fields["EnvironmentFile"].lstrip("/")
     env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and not line.startswith("#"))
     return fields["ExecStart"].split(), env
 
 
-def test_the_installed_service_comes_up_healthy_against_asterisk_and_stops_cleanly(converged: Converged) -> None:
+def _in_target(root: Path, command_line: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """One of a unit's command lines, run in the target as systemd would run it there."""
+    return subprocess.run(["chroot", str(root), *shlex.split(command_line)], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _asterisk_rx(root: Path, command: str) -> str:
+    done = subprocess.run(["chroot", str(root), "/usr/sbin/chroot", f"/{ASTERISK_ROOT}", "/usr/sbin/asterisk", "-rx", command],
+                          capture_output=True, text=True, timeout=30, check=False)
+    return done.stdout if done.returncode == 0 else ""
+
+
+@pytest.fixture(scope="module")
+def provisioned_asterisk(converged: Converged) -> Iterator[Path]:
+    """The installed Asterisk, started as its unit starts it (ExecStartPre, ExecStart; ExecStop after)."""
+    root = converged.root
+    unit = unit_fields(root, ASTERISK_UNIT)
+    pre = _in_target(root, unit["ExecStartPre"])
+    assert pre.returncode == 0, pre.stderr
+    console = converged.root.parent / "asterisk-console.log"
+    with open(console, "w") as out:
+        proc = subprocess.Popen(["chroot", str(root), *shlex.split(unit["ExecStart"])], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "fully booted" not in _asterisk_rx(root, "core waitfullybooted") and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert proc.poll() is None, f"the provisioned Asterisk exited: {console.read_text()[-3000:]}"
+        yield root
+    finally:
+        _in_target(root, unit["ExecStop"])
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_provisioned_asterisk_runs_the_agent_dialplan_as_its_own_user(provisioned_asterisk: Path) -> None:
+    root = provisioned_asterisk
+    assert "'agent' =>" in _asterisk_rx(root, "dialplan show phoneagent")
+    assert "pbx" in _asterisk_rx(root, "pjsip show endpoints")
+    assert "phoneagent" in _asterisk_rx(root, "ari show users").split()
+    assert _asterisk_rx(root, "module show like audiosocket").count("Running") == 3
+    pid = int((root / ASTERISK_ROOT / "run/asterisk/asterisk.pid").read_text())
+    uid = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")))
+    asterisk = next(line for line in (root / ASTERISK_ROOT / "etc/passwd").read_text().splitlines() if line.startswith("asterisk:"))
+    assert uid == int(asterisk.split(":")[2]) != 0
+    assert (root / "etc/systemd/system/multi-user.target.wants/phoneagent-asterisk.service").is_symlink()
+    assert (root / "etc/systemd/system/timers.target.wants/phoneagent-recordings-retention.timer").is_symlink()
+
+
+def test_a_sip_call_into_the_box_is_answered_by_the_example_agent_and_the_service_stops_cleanly(
+        converged: Converged, provisioned_asterisk: Path) -> None:
     argv, env = _unit_command(converged.root)
     # setpriv execs (runuser stays as a parent and dies by the signal itself): the exit status
     # seen here is the service's own, as systemd sees it.
@@ -144,7 +199,13 @@ def test_the_installed_service_comes_up_healthy_against_asterisk_and_stops_clean
     try:
         asyncio.run(service.wait_ready(240))  # the preflight loads each engine first
         state = asyncio.run(service.health())
-        assert state is not None and state["ok"] and state["audiosocket"] and state["ari"] is True, state  # --ari: logged in to the real Asterisk
+        assert state is not None and state["ok"] and state["audiosocket"] and state["ari"] is True, state  # logged in to the provisioned Asterisk
+        # A PBX at 127.0.0.1 (the configured SIP peer) sends a caller who listens for 8 s.
+        call = sipcall.place_call("127.0.0.1", converged.sip_port, "100", [sipcall.Pause(8000)], timeout=60)
+        assert call.ok, call.errors or call.stdout
+        calls = _finished_calls(converged.root / "var/lib/phoneagent/calls.db")
+        assert len(calls) == 1 and calls[0][1] == "support", calls
+        assert "Hello, this is Northwind support." in calls[0][2], calls  # after the recording notice
         proc.send_signal(signal.SIGTERM)  # as systemd's KillSignal does
         assert proc.wait(timeout=60) == 0
     finally:
@@ -152,3 +213,35 @@ def test_the_installed_service_comes_up_healthy_against_asterisk_and_stops_clean
             proc.kill()
         out = proc.communicate(timeout=30)[0]
     assert "preflight ok" in out, out[-3000:]
+
+
+def _finished_calls(db: Path, timeout: float = 30) -> list[tuple[str, str, str]]:
+    """(call id, agent, first agent turn) of every call whose record is finalised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT c.id, c.agent, (SELECT t.text FROM turns t WHERE t.call_id = c.id AND t.role = 'agent' "
+                                "ORDER BY t.turn_index LIMIT 1) FROM calls c WHERE c.ended_at IS NOT NULL").fetchall()
+        if rows or time.monotonic() > deadline:
+            return [(str(a), str(b), str(c or "")) for a, b, c in rows]
+        time.sleep(0.5)
+
+
+def test_asterisk_logs_rotate_and_expired_recordings_are_deleted(converged: Converged) -> None:
+    root, ast = converged.root, converged.root / ASTERISK_ROOT
+    log = ast / "var/log/asterisk/messages.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("a line to rotate\n")
+    done = subprocess.run(["chroot", str(root), "/usr/sbin/logrotate", "--force", "/etc/logrotate.d/phoneagent-asterisk"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (ast / "var/log/asterisk/messages.log.1").read_text() == "a line to rotate\n"
+    recordings = ast / "var/spool/asterisk/recording"
+    old, new = recordings / "old-call.wav", recordings / "new-call.wav"
+    for f in (old, new):
+        f.write_bytes(b"RIFF")
+    past = time.time() - 31 * 86400  # the default retention is 30 days
+    os.utime(old, (past, past))
+    done = _in_target(root, unit_fields(root, "etc/systemd/system/phoneagent-recordings-retention.service")["ExecStart"])
+    assert done.returncode == 0, done.stderr
+    assert not old.exists() and new.exists()
