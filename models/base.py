@@ -48,7 +48,7 @@ class CancelToken:
             raise Cancelled(self.reason)
 
 
-Device = Literal["cpu", "cuda"]
+Device = Literal["cpu", "cuda", "remote"]  # remote: an inference server on the network
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from media.clock import Clock, MonotonicClock
 from models import catalog as cat
-from models.base import LLM, STT, TTS, VAD, AudioChunk, CancelToken, EngineInfo, Message, Token, ToolCall, ToolSpec, Transcript, TurnModel
+from models.base import LLM, STT, TTS, VAD, AudioChunk, CancelToken, EngineError, EngineInfo, Message, Token, ToolCall, ToolSpec, Transcript, TurnModel
 from models.scheduler import EngineScheduler, Priority
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,10 @@ class EngineConfig:
     max_queue: dict[str, int] = field(default_factory=lambda: {"stt": 32, "llm": 32, "tts": 64})
     max_wait_s: dict[str, float] = field(default_factory=lambda: {"stt": 3.0, "llm": 5.0, "tts": 3.0})
     language: str | None = "en"
+    # An OpenAI-compatible inference server (llama-server, vLLM, ...) instead of in-process
+    # llama.cpp: its base URL; `llm` is then the model name it serves. API key: PHONEAGENT_LLM_API_KEY.
+    llm_url: str = ""
+    llm_schema_style: str = "json_object"  # tool-call response format: json_object (llama.cpp) | json_schema (vLLM)
 
 
 def _load_role(role: str, name: str, config: EngineConfig, catalog: dict[str, cat.ModelEntry], times: dict[str, float]) -> Any:
@@ -60,8 +64,12 @@ def _load_role(role: str, name: str, config: EngineConfig, catalog: dict[str, ca
 
     dev: Any = config.device
     t = time.perf_counter()
-    entry = cat.get(catalog, name)
     engine: Any
+    if role == "llm" and config.llm_url:
+        engine = _remote_llm(name, config)
+        times[role if role not in times else f"{role}:{name}"] = time.perf_counter() - t
+        return engine
+    entry = cat.get(catalog, name)
     if role == "vad":
         engine = SileroVAD(entry.path, device=dev)
     elif role == "turn":
@@ -77,6 +85,23 @@ def _load_role(role: str, name: str, config: EngineConfig, catalog: dict[str, ca
     else:
         engine = PiperTTS(entry.path, entry.config_path, device=dev, intra_op_threads=config.threads or 0)
     times[role if role not in times else f"{role}:{name}"] = time.perf_counter() - t
+    return engine
+
+
+def _remote_llm(name: str, config: EngineConfig) -> LLM:
+    """The LLM on an inference server. An unreachable server is logged, not fatal: calls get the
+    spoken fallback until it answers (and the preflight says so)."""
+    import os
+
+    from models.openai_llm import OpenAICompatLLM
+
+    style: Literal["json_object", "json_schema"] = "json_schema" if config.llm_schema_style == "json_schema" else "json_object"
+    engine = OpenAICompatLLM(config.llm_url, name, api_key=os.environ.get("PHONEAGENT_LLM_API_KEY", ""),
+                             context_tokens=config.llm_ctx, schema_style=style)
+    try:
+        log.info("llm server %s serves %s", config.llm_url, ", ".join(engine.served_models()))
+    except EngineError as exc:
+        log.warning("llm server %s not reachable at start (%s): calls get the fallback until it is", config.llm_url, exc)
     return engine
 
 

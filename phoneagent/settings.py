@@ -34,6 +34,9 @@ class EngineSettings(_Strict):
     llm_ctx: int | None = Field(None, ge=512, le=131072)
     tts_workers: int | None = Field(None, ge=1, le=16)
     threads: int | None = Field(None, ge=1, le=256)
+    llm_url: str | None = Field(None, pattern=r"^https?://[^/\s]+(/\S*)?$",
+                                description="an OpenAI-compatible inference server (llama-server, vLLM); llm is then its model name")
+    llm_schema_style: Literal["json_object", "json_schema"] | None = None
 
     def apply(self, base: EngineConfig) -> EngineConfig:
         from dataclasses import replace
