@@ -37,11 +37,14 @@ class LlmServer:
 def serving(model_path: Path, log: Path, *, alias: str = "qwen", n_ctx: int = 2048, threads: int = 1,
             timeout_s: float = 180) -> Iterator[LlmServer]:
     """The server up and answering GET /v1/models; stopped on exit. Its log goes to a file
-    (llama.cpp logs a lot: a pipe nobody reads would fill and stall it)."""
+    (llama.cpp logs a lot: a pipe nobody reads would fill and stall it). `--interrupt_requests
+    False`: by default this server cuts a running reply short whenever another request arrives
+    (measured: two calls at once got half their tokens each), so one call would silence another."""
     port = free_tcp_port()
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", alias,
-                                 "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads)],
+                                 "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
+                                 "--interrupt_requests", "False"],
                                 stdout=out, stderr=subprocess.STDOUT)
     server = LlmServer(f"http://127.0.0.1:{port}", alias, proc, log)
     try:
