@@ -51,7 +51,7 @@ class EngineConfig:
     # An OpenAI-compatible inference server (llama-server, vLLM, ...) instead of in-process
     # llama.cpp: its base URL; `llm` is then the model name it serves. API key: PHONEAGENT_LLM_API_KEY.
     llm_url: str = ""
-    llm_schema_style: str = "json_object"  # tool-call response format: json_object (llama.cpp) | json_schema (vLLM)
+    llm_schema_style: Literal["json_object", "json_schema"] = "json_object"  # tool-call response format: llama.cpp | vLLM
 
 
 def _load_role(role: str, name: str, config: EngineConfig, catalog: dict[str, cat.ModelEntry], times: dict[str, float]) -> Any:
@@ -65,12 +65,10 @@ def _load_role(role: str, name: str, config: EngineConfig, catalog: dict[str, ca
     dev: Any = config.device
     t = time.perf_counter()
     engine: Any
-    if role == "llm" and config.llm_url:
+    entry = None if role == "llm" and config.llm_url else cat.get(catalog, name)
+    if entry is None:
         engine = _remote_llm(name, config)
-        times[role if role not in times else f"{role}:{name}"] = time.perf_counter() - t
-        return engine
-    entry = cat.get(catalog, name)
-    if role == "vad":
+    elif role == "vad":
         engine = SileroVAD(entry.path, device=dev)
     elif role == "turn":
         engine = SmartTurn(entry.path, threads=1)
@@ -95,9 +93,8 @@ def _remote_llm(name: str, config: EngineConfig) -> LLM:
 
     from models.openai_llm import OpenAICompatLLM
 
-    style: Literal["json_object", "json_schema"] = "json_schema" if config.llm_schema_style == "json_schema" else "json_object"
     engine = OpenAICompatLLM(config.llm_url, name, api_key=os.environ.get("PHONEAGENT_LLM_API_KEY", ""),
-                             context_tokens=config.llm_ctx, schema_style=style)
+                             context_tokens=config.llm_ctx, schema_style=config.llm_schema_style)
     try:
         log.info("llm server %s serves %s", config.llm_url, ", ".join(engine.served_models()))
     except EngineError as exc:

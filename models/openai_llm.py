@@ -34,14 +34,14 @@ from models.base import LLM, CancelToken, EngineError, EngineInfo, GenerationSta
 from models.prompt import call_json, tool_instructions, tool_schema
 
 # Opening and closing markers of the chat templates in use (ChatML, Gemma, Llama 3, Mistral):
-# in caller text a zero-width space after the "<" keeps each from matching a special token.
-_CONTROL = re.compile(r"<(?=\|[A-Za-z_]+\||/?(?:start_of_turn|end_of_turn|s)>|\[/?INST\])")
+# in caller text a zero-width space after the "<" (or "[") keeps each from matching a special token.
+_CONTROL = re.compile(r"<(?=\|[A-Za-z_]+\||/?(?:start_of_turn|end_of_turn|s)>)|\[(?=/?INST\])")
 _ZWSP = "\u200b"
 
 
 def defuse(text: str) -> str:
     """Caller or tool text with every control-token look-alike broken (shown the same when read)."""
-    return _CONTROL.sub("<" + _ZWSP, text).replace("[INST]", "[" + _ZWSP + "INST]").replace("[/INST]", "[" + _ZWSP + "/INST]")
+    return _CONTROL.sub(lambda m: m.group(0) + _ZWSP, text)
 
 
 def wire_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
@@ -80,11 +80,9 @@ class OpenAICompatLLM(LLM):
 
     def served_models(self) -> list[str]:
         """The model names the server serves (GET /v1/models): a reachability check at start."""
-        cls = http.client.HTTPSConnection if self._url.scheme == "https" else http.client.HTTPConnection
-        conn = cls(self._url.hostname or "", self._url.port, timeout=self.connect_timeout_s)
+        conn = self._connection()
         try:
-            conn.request("GET", self._path.replace("/chat/completions", "/models"),
-                         headers={"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})
+            conn.request("GET", self._path.replace("/chat/completions", "/models"), headers=self._headers("application/json"))
             resp = conn.getresponse()
             if resp.status != 200:
                 raise EngineError(f"llm server {self.info.model_path}: GET /v1/models: HTTP {resp.status}")
@@ -94,13 +92,18 @@ class OpenAICompatLLM(LLM):
         finally:
             conn.close()
 
+    def _connection(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self._url.scheme == "https" else http.client.HTTPConnection
+        return cls(self._url.hostname or "", self._url.port, timeout=self.connect_timeout_s)
+
+    def _headers(self, accept: str) -> dict[str, str]:
+        return {"Content-Type": "application/json", "Accept": accept,
+                **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})}
+
     def _open(self, body: dict[str, Any]) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         """POST the request; the response once its headers are in. Errors become EngineError."""
-        cls = http.client.HTTPSConnection if self._url.scheme == "https" else http.client.HTTPConnection
-        conn = cls(self._url.hostname or "", self._url.port, timeout=self.connect_timeout_s)
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if body.get("stream") else "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+        conn = self._connection()
+        headers = self._headers("text/event-stream" if body.get("stream") else "application/json")
         try:
             conn.connect()
             assert conn.sock is not None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
+import yaml
 
 from devtools import testbed
 from tests.ansible import ANSIBLE
@@ -35,8 +36,7 @@ SITE = {
 
 
 def _static_configs() -> list[str]:
-    names = (ROLE / "vars" / "main.yml").read_text().split("phoneagent_asterisk_static_configs:", 1)[1].split("\n#", 1)[0]
-    return [line.strip()[2:] for line in names.splitlines() if line.strip().startswith("- ")]
+    return list(yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["phoneagent_asterisk_static_configs"])
 
 
 @pytest.fixture
