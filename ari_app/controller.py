@@ -188,7 +188,8 @@ class AriController:
         self.hold(call)
 
     def hold(self, call: AriCall) -> None:
-        """Keep Asterisk's hang-up deadline on the caller while the call is ours (lease.py)."""
+        """Keep Asterisk's hang-up deadline on the caller (and later the agent's leg) while the
+        call is ours (lease.py)."""
         if self.config.lease_s > 0 and not call.ended.is_set():
             call.lease = Lease(self.client, call.caller_id, self.config.lease_s, self.clock)
             self.spawn(call.lease.keep())
@@ -257,6 +258,8 @@ class AriController:
         try:
             await self.client.external_media(call.media_id, cfg.audiosocket_address, call.call_id,
                                              media_format=cfg.media_format)
+            if call.lease is not None:  # the agent's leg is held by the same deadline (lease.py)
+                call.lease.add(call.media_id)
             await wait_for(self.clock, asyncio.gather(started, call.attached.wait()), cfg.connect_timeout_s)
         finally:
             started.cancel()

@@ -195,6 +195,7 @@ class AudioSocketServer:
         default_format: MediaFormat = MediaFormat(8000, 20.0),
         inbound_limit: int = 500,
         write_timeout: float = 5.0,
+        peer_timeout: float = 5.0,
     ) -> None:
         self.handler = handler
         self.host = host
@@ -205,6 +206,14 @@ class AudioSocketServer:
         self.default_format = default_format
         self.inbound_limit = inbound_limit
         self.write_timeout = write_timeout
+        # A peer whose host vanished (power, network) sends no FIN or RST, and a read would wait
+        # forever. We send a frame every 20 ms, so TCP_USER_TIMEOUT (RFC 5482) ends the
+        # connection once our data has gone unacknowledged this long: the call ends as
+        # connection_lost within a few seconds instead of minutes of retransmits. 0: the
+        # kernel's default (tcp_retries2, ~15 min).
+        if not peer_timeout >= 0:
+            raise ValueError(f"peer_timeout must be >= 0 seconds, got {peer_timeout}")
+        self.peer_timeout = peer_timeout
         self.sessions: dict[uuid.UUID, CallSession] = {}
         self.calls_total = 0
         self.finished: list[tuple[uuid.UUID, EndReason]] = []  # bounded history for tests/metrics
@@ -263,6 +272,8 @@ class AudioSocketServer:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.peer_timeout:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(self.peer_timeout * 1000))
         peer = str(writer.get_extra_info("peername"))
         if self._closing:
             return

@@ -1,6 +1,6 @@
 """Rows of the fault table that need the real Asterisk: the service (as its own process, real
-engines, `phoneagent serve --ari`) killed, Asterisk restarted, the recordings disk full and
-SIGTERM, each with a SIPp caller (G.711) on the line. "Heard" is whisper over Asterisk's own
+engines, `phoneagent serve --ari`) killed, cut off by a network partition, Asterisk restarted, the
+recordings disk full and SIGTERM, each with a SIPp caller (G.711) on the line. "Heard" is whisper over Asterisk's own
 recording of the caller's leg (the dialplan's X-Phoneagent-Rec header). Run by bench/faults.py
 (`--only service-killed,...`) and tests/test_faults_asterisk.py.
 """
@@ -13,8 +13,9 @@ import os
 import signal
 import subprocess
 import time
+import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from bench.faults import Row
@@ -28,6 +29,7 @@ from devtools.serve import serving
 from models.base import STT
 
 LEASE_S = 15.0  # ControllerConfig.lease_s's default: what the service runs with
+PEER_TIMEOUT_S = 5.0  # AudioSocketServer.peer_timeout's default
 
 
 async def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -121,6 +123,66 @@ async def service_killed(stt: STT, tmp: Path) -> Row:
         "record open until the next start": before is None,
         "next start: record interrupted": (row.end_reason, row.outcome) == ("interrupted", "interrupted"),
         "next start: nothing left in Asterisk": left == 0,
+    }
+    return row
+
+
+@contextlib.contextmanager
+def partitioned(host: str, ari_port: int) -> Iterator[None]:
+    """Drop every packet to or from `host` and of ARI (port `ari_port`), as a dead link or a
+    host lost without a FIN or RST would: nothing is refused, nothing arrives. nftables rules in
+    this network namespace (the test suite runs in its own), removed on exit."""
+    table = f"phoneagent_partition_{os.getpid()}"
+    rules = (f"table ip {table} {{ chain out {{ type filter hook output priority -10; policy accept;\n"
+             f"ip saddr {host} drop\nip daddr {host} drop\ntcp dport {ari_port} drop\ntcp sport {ari_port} drop\n}}\n}}\n")
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "ip", table], check=False, capture_output=True)
+
+
+async def network_partition(stt: STT, tmp: Path) -> Row:
+    row = Row("network-partition", "the network between the service (on 127.0.0.2) and Asterisk cut mid-call for 25 s: "
+              "packets dropped both ways, no FIN, no RST (AudioSocket and ARI)",
+              f"Asterisk frees the caller within the lease ({LEASE_S:g} s); the service ends the call as connection_lost within "
+              f"its peer timeout ({PEER_TIMEOUT_S:g} s) and finalises the record; once the network is back it reconnects, "
+              "nothing is left in Asterisk and the next caller is served")
+    bed, db, rec = fresh(tmp, "partition")
+    ari_port = urllib.parse.urlsplit(bed.ari_url).port or 8088
+    t0 = time.monotonic()
+    async with serving(bed, db, host="127.0.0.2", log=tmp / "partition.log") as service:
+        sip = await caller_on_the_line(bed, db, rec)
+        with partitioned("127.0.0.2", ari_port):
+            t_cut = time.monotonic()
+            await until(lambda: calls(db)[0].ended_at is not None, 30, "the service to finalise the cut-off call")
+            finalised_after = time.monotonic() - t_cut
+            result = await sip
+            freed_after = time.monotonic() - t_cut
+            ari_during = await service.health()
+            await asyncio.sleep(max(0.0, 25.0 - (time.monotonic() - t_cut)))
+        t_back = time.monotonic()
+        await service.wait_ready(30, "the controller to reconnect to ARI by itself")
+        reconnected_after = time.monotonic() - t_back
+        with contextlib.suppress(TimeoutError):  # the resync after the reconnect removes the rest
+            await until(lambda: leftovers(bed) == 0, 20, "nothing left in Asterisk")
+        left = await asyncio.to_thread(leftovers, bed)
+        second = await place(bed, f"{rec}-2", 6000, wait_for_bye=False)
+    views = calls(db)
+    record_of(row, views[0] if views else None)
+    row.heard = await heard(bed, stt, rec)
+    row.agent_hung_up, row.seconds = result.ok, round(time.monotonic() - t0, 1)
+    row.extra.update(record_finalised_after_cut_s=round(finalised_after, 1), caller_freed_after_cut_s=round(freed_after, 1),
+                     ari_connected_during_cut=bool(ari_during and ari_during.get("ari")),
+                     reconnected_after_network_back_s=round(reconnected_after, 1), ari_leftovers_after=left,
+                     records=[(v.end_reason, v.outcome, len(v.turns)) for v in views])
+    row.checks = {
+        "caller hung up by Asterisk (SIPp got the BYE)": result.ok,
+        f"within the lease + 3 s ({LEASE_S + 3:g} s)": freed_after <= LEASE_S + 3.0,
+        "record: connection_lost, interrupted": (row.end_reason, row.outcome) == ("connection_lost", "interrupted"),
+        f"finalised while cut off, within the peer timeout + 5 s ({PEER_TIMEOUT_S + 5:g} s)": finalised_after <= PEER_TIMEOUT_S + 5.0,
+        "nothing left in Asterisk after the network is back": left == 0,
+        "next caller served": second.ok and len(views) == 2 and bool(views[1].turns) and views[1].ended_at is not None,
     }
     return row
 
@@ -230,6 +292,7 @@ def fill_disk(directory: Path) -> None:
 
 ROWS: dict[str, Callable[[STT, Path], Awaitable[Row]]] = {
     "service-killed": service_killed,
+    "network-partition": network_partition,
     "asterisk-restart": asterisk_restart,
     "recordings-disk-full": recordings_disk_full,
     "sigterm-mid-call": sigterm_mid_call,

@@ -2,7 +2,7 @@
 service as a user runs it (`phoneagent serve --ari`, a separate process, real engines), then
 check that nothing leaked and latency did not drift.
 
-    python -m bench.soak [--calls 20] [--minutes 10] [--out bench/results]
+    python -m bench.soak [--calls 20] [--minutes 10] [--env MALLOC_ARENA_MAX=2] [--out bench/results]
 
 Each of `--calls` SIPp callers (G.711, the ARI path) places calls back to back until the time is
 up; every call waits out the greeting, asks a question, talks over the answer (a barge-in),
@@ -69,14 +69,15 @@ def caller_script(utts: list[Any], i: int) -> list[sipcall.Step]:
             sipcall.Digit("4"), sipcall.Digit("2"), sipcall.Pause(2500), sipcall.Audio(goodbye), sipcall.Pause(2500)]
 
 
-async def soak(calls: int, minutes: float, workdir: Path, *, llm: str = "", max_calls: int | None = None) -> dict[str, Any]:
+async def soak(calls: int, minutes: float, workdir: Path, *, llm: str = "", max_calls: int | None = None,
+               env: dict[str, str] | None = None) -> dict[str, Any]:
     bed = await asyncio.to_thread(testbed.ensure)
     utts = await asyncio.to_thread(lambda: [*synthesize_set(), say(GOODBYE, voice="en-gb", speed=150)])
     db = workdir / "calls.db"
     extra = ["--db-spool", str(workdir / "spool.jsonl")] + (["--llm", llm] if llm else []) + (["--max-calls", str(max_calls)] if max_calls else [])
     samples: list[dict[str, float]] = []
     results: list[tuple[float, bool, str]] = []
-    async with serving(bed, f"sqlite:///{db}", log=workdir / "service.log", extra=tuple(extra)) as service:
+    async with serving(bed, f"sqlite:///{db}", log=workdir / "service.log", extra=tuple(extra), env=env) as service:
         proc = service.proc
         t0 = time.monotonic()
         deadline = t0 + minutes * 60
@@ -158,12 +159,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--llm", default="", help="an LLM from the catalogue (default: the service's)")
     ap.add_argument("--max-calls", type=int, default=None, help="the service's admission limit (default: none)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="set in the service's environment (e.g. MALLOC_ARENA_MAX=2); named in the results file")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
+    env = dict(kv.split("=", 1) for kv in args.env if "=" in kv)
+    if len(env) != len(args.env):
+        ap.error("--env takes NAME=VALUE")
     info = machine_info()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        r = asyncio.run(soak(args.calls, args.minutes, Path(tmp), llm=args.llm, max_calls=args.max_calls))
-    path = save_results(args.out, f"soak-{args.calls}calls", {"machine": info, **r})
+        r = asyncio.run(soak(args.calls, args.minutes, Path(tmp), llm=args.llm, max_calls=args.max_calls, env=env))
+    tag = "".join(f"-{k.lower()}-{v}" for k, v in sorted(env.items()))
+    path = save_results(args.out, f"soak-{args.calls}calls{tag}", {"machine": info, "service_env": env, **r})
     print(f"soak: {args.calls} concurrent callers for {args.minutes:g} min on {info['cpu']} ({info['cores']} cores)")
     print(f"  calls placed {r['calls_placed']}, SIP failures {len(r['sip_failures'])} (agent hung up first: {r['agent_hung_up_first']}, "
           f"harness port clashes: {r['harness_port_clashes']}), records {r['records']} "

@@ -56,16 +56,16 @@ class Service:
 @asynccontextmanager
 async def serving(bed: testbed.AsteriskBed, db: str, *, host: str = "127.0.0.1", agent: str = "dialog",
                   log: Path | None = None, extra: tuple[str, ...] = (),
-                  ready_timeout_s: float = 180.0) -> AsyncIterator[Service]:
+                  ready_timeout_s: float = 180.0, env: dict[str, str] | None = None) -> AsyncIterator[Service]:
     """The service, yielded once /healthz says it takes calls (listening, connected to ARI; the
     engines load first); on exit SIGTERM, then SIGKILL after 30 s. Credentials come from the
-    environment, as a deployment passes them."""
-    env = {**os.environ, "PHONEAGENT_ARI_USER": bed.ari_user, "PHONEAGENT_ARI_PASSWORD": bed.ari_password}
+    environment, as a deployment passes them; `env` adds to it (e.g. allocator settings)."""
+    environ = {**os.environ, **(env or {}), "PHONEAGENT_ARI_USER": bed.ari_user, "PHONEAGENT_ARI_PASSWORD": bed.ari_password}
     out: IO[bytes] | int = log.open("ab") if log is not None else subprocess.DEVNULL
     http_port = free_tcp_port()
     proc = subprocess.Popen([sys.executable, "-m", "phoneagent.cli", "serve", "--agent", agent, "--ari", "--host", host,
                              "--port", str(free_tcp_port(host)), "--http-port", str(http_port), "--db", db, "--skip-preflight",
-                             *extra], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                             *extra], cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
     service = Service(proc, http_port)
     try:
         try:

@@ -19,7 +19,8 @@ def engines() -> Iterator[Engines]:
     yield Engines.load(EngineConfig())
 
 
-@pytest.mark.parametrize("row", ["stt-hangs", "tts-raises", "tts-raises-from-start", "audiosocket-reset", "trickling-peer"])
+@pytest.mark.parametrize("row", ["stt-hangs", "tts-raises", "tts-raises-from-start", "audiosocket-reset", "trickling-peer",
+                                 "dtmf-flood-2000"])
 async def test_fault_row(engines: Engines, row: str) -> None:
     [r] = await run_rows([row], engines)
     failed = [name for name, ok in r.checks.items() if not ok]

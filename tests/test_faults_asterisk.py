@@ -1,5 +1,6 @@
 """The fault table's rows that need the real Asterisk (bench/faults_asterisk.py) as tests: the
-service killed mid-call on another address than Asterisk, Asterisk restarted mid-call, the
+service killed mid-call on another address than Asterisk, the network to it cut mid-call (no FIN),
+Asterisk restarted mid-call, the
 recordings disk full, SIGTERM mid-call; each through a SIPp caller and `phoneagent serve --ari`
 as its own process, checked on what the caller got and what the records say."""
 
@@ -27,6 +28,7 @@ def ear() -> Iterator[STT]:
 
 @pytest.mark.parametrize("row", [
     "service-killed", "asterisk-restart", "sigterm-mid-call",
+    pytest.param("network-partition", marks=pytest.mark.skipif(os.geteuid() != 0, reason="nftables rules need root")),
     pytest.param("recordings-disk-full", marks=pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")),
 ])
 async def test_fault_row(asterisk_bed: testbed.AsteriskBed, ear: STT, tmp_path: Path, row: str) -> None:

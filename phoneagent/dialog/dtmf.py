@@ -8,6 +8,8 @@ must not go backwards. The call flow owns the clock and the timers; it calls
   max_digits, and flags the escape entry ("0" alone = ask for a human).
 - `DtmfDeduper` drops the second report of one key press: the same press arrives as an ARI
   ChannelDtmfReceived on the caller's channel and as an AudioSocket DTMF frame via the bridge.
+- `FloodGuard` drops presses that come faster than any keypad sends them (a stuck key, a fax
+  or modem heard as DTMF, an attack) until they stop: a flood must not become a turn per entry.
 """
 
 from __future__ import annotations
@@ -202,3 +204,51 @@ class DtmfDeduper:
                 return False
         self._unmatched.append(_Report(now, source, d))
         return True
+
+
+class FloodGuard:
+    """Key presses faster than a keypad sends them are not entries.
+
+    ITU-T Q.24 lets a press be as short as 40 ms tone + 40 ms pause (12.5 a second); people
+    and autodiallers stay well below. More than `max_keys` presses within `window_s` trips the
+    guard: that press and every one after it is dropped until `quiet_s` passes with no press at
+    all. `bursts` counts the floods, `dropped` the presses they cost. Memory is bounded by
+    `max_keys`.
+    """
+
+    def __init__(self, max_keys: int = 15, window_s: float = 1.0, quiet_s: float = 1.0) -> None:
+        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
+            raise ValueError(f"max_keys must be an int >= 1, got {max_keys!r}")
+        for name, value in (("window_s", window_s), ("quiet_s", quiet_s)):
+            if not math.isfinite(value) or value <= 0.0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        self.max_keys: Final = max_keys
+        self.window_s: Final = window_s
+        self.quiet_s: Final = quiet_s
+        self._clock: float | None = None
+        self._recent: deque[float] = deque(maxlen=max_keys)
+        self._flooding_since: float | None = None
+        self._last = 0.0
+        self.bursts = 0
+        self.dropped = 0
+
+    @property
+    def flooding(self) -> bool:
+        return self._flooding_since is not None
+
+    def feed(self, now: float) -> bool:
+        """A press at `now`. True: a press to act on; False: part of a flood, drop it."""
+        self._clock = _check_time(now, self._clock)
+        if self._flooding_since is not None and now - self._last >= self.quiet_s:
+            self._flooding_since = None  # it stopped: presses count again from here
+            self._recent.clear()
+        self._last = now
+        if self._flooding_since is None:
+            if len(self._recent) == self.max_keys and now - self._recent[0] <= self.window_s:
+                self._flooding_since = now
+                self.bursts += 1
+            else:
+                self._recent.append(now)
+                return True
+        self.dropped += 1
+        return False

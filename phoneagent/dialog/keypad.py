@@ -1,11 +1,14 @@
 """Key presses for the dialog: one press reaches us twice on an ARI call (the ARI event and the
 AudioSocket DTMF frame through the bridge), once on a direct AudioSocket call. De-duplicated
-presses are collected into entries (account numbers ending in #, or a pause).
+presses are collected into entries (account numbers ending in #, or a pause). A flood of
+presses (dtmf.FloodGuard) is dropped, with the entry it was part of, and reported once.
 """
 
 from __future__ import annotations
 
-from phoneagent.dialog.dtmf import DigitCollector, DigitConfig, DigitEntry, DtmfDeduper
+from collections.abc import Callable
+
+from phoneagent.dialog.dtmf import DigitCollector, DigitConfig, DigitEntry, DtmfDeduper, FloodGuard
 from media.clock import Clock
 
 
@@ -14,10 +17,12 @@ class Keypad:
     # Asterisk 22 was seen reporting one RFC 2833 press as two ChannelDtmfReceived 5-15 ms apart.
     DEBOUNCE_S = 0.08
 
-    def __init__(self, config: DigitConfig, clock: Clock) -> None:
+    def __init__(self, config: DigitConfig, clock: Clock, *, on_flood: Callable[[str], None] | None = None) -> None:
         self.clock = clock
         self._dedup = DtmfDeduper()
         self._collector = DigitCollector(config)
+        self.flood = FloodGuard()
+        self._on_flood = on_flood  # told once per flood, with the open entry it threw away
         self.entries: list[DigitEntry] = []
         self._last: dict[str, tuple[str, float]] = {}
 
@@ -30,6 +35,14 @@ class Keypad:
             return []  # a repeated report of one press (Asterisk sometimes emits two events)
         try:
             if not self._dedup.feed(source, digit, now):
+                return []
+            bursts = self.flood.bursts
+            if not self.flood.feed(now):
+                if self.flood.bursts != bursts:  # this press started a flood: its entry goes too
+                    thrown = self._collector.pending
+                    self._collector.clear()
+                    if self._on_flood is not None:
+                        self._on_flood(thrown)
                 return []
             done = self._collector.feed(digit, now)
         except ValueError:  # not a DTMF key: ignore it, never end the call over it

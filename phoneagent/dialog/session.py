@@ -122,7 +122,7 @@ class CallDialog:
         voice = Voice(ctx, self.phrases)
         floor = Floor(ctx)
         audio = CallerAudio(self.engines.vad, fmt.sample_rate, cfg.preroll_s, cfg.endpointer)
-        keypad = Keypad(cfg.dtmf, clock)
+        keypad = Keypad(cfg.dtmf, clock, on_flood=lambda thrown: record.event("dtmf_flood", dropped_entry=thrown))
         handover = Handover(ctx, voice, audio, keypad)
         actions = Actions(ctx, voice, handover.run, self.tools)
 
@@ -200,8 +200,8 @@ class CallDialog:
             end_reason = "interrupted"
             raise
         finally:
-            if end_reason in ("shutdown", "interrupted") and state.outcome == "completed":
-                state.outcome = "interrupted"  # cut by the service going down, not finished
+            if end_reason in ("shutdown", "interrupted", "connection_lost") and state.outcome == "completed":
+                state.outcome = "interrupted"  # cut by the service going down or the network, not finished
             for pump in (*pumps, preparing):
                 pump.cancel()
             # Hangup mid-sentence: stop playout first so the reply task records what was heard.

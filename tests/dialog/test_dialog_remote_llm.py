@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from audiosocket.server import AudioSocketServer, CallSession
 from db import AsyncCallStore
 from devtools import llm_server
 from devtools.caller import CallerEmulator
@@ -19,7 +18,7 @@ from devtools.utterances import Utterance, synthesize_set
 from models import catalog as cat
 from models.engines import EngineConfig, Engines
 from phoneagent.dialog.config import AgentConfig
-from phoneagent.dialog.session import CallDialog
+from tests.dialog import dialog_server
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +38,8 @@ async def test_the_server_answers_the_caller_and_its_loss_is_heard_as_the_fallba
     engines = await asyncio.to_thread(Engines.load, EngineConfig(llm_url=server.url, llm=server.model, turn=""))
     store = AsyncCallStore(f"sqlite:///{tmp_path}/calls.db")
     config = AgentConfig(greeting="Hello.", system_prompt="You answer the phone for Northwind. We close at 1 PM on Saturday. One short sentence.")
-    dialogs: list[CallDialog] = []
-    done = asyncio.Event()
-
-    async def handler(session: CallSession) -> None:
-        d = CallDialog(engines, config, store=store)
-        dialogs.append(d)
-        try:
-            await d.run(session)
-        finally:
-            done.set()
-
-    srv = AudioSocketServer(handler, "127.0.0.1", 0)
-    await srv.start()
     try:
-        async with CallerEmulator("127.0.0.1", srv.port) as caller:
+        async with dialog_server(engines, config, store=store) as served, CallerEmulator("127.0.0.1", served.port) as caller:
             assert await caller.wait_agent_done(quiet_s=0.5, timeout=15), "no greeting heard"
             _, t_end = await caller.say(utts[8].pcm16k)  # "What time do you close on Saturday?"
             assert await caller.wait_agent_done(since=t_end, quiet_s=1.0, timeout=60), "no answer heard"
@@ -61,9 +47,9 @@ async def test_the_server_answers_the_caller_and_its_loss_is_heard_as_the_fallba
             await asyncio.to_thread(server.stop)
             _, t_end = await caller.say(utts[8].pcm16k)
             await caller.wait_agent_done(since=t_end, quiet_s=1.0, timeout=30)  # ends when the agent hangs up
-            await asyncio.wait_for(done.wait(), 30)  # the agent ends the call after the fallback
+            await asyncio.wait_for(served.done.wait(), 30)  # the agent ends the call after the fallback
             assert caller.first_voiced_after(t_end) is not None, "silence after the server went away"
-        d = dialogs[0]
+        d = served.dialogs[0]
         agent = [t["text"] for t in d.turns if t["role"] == "agent"]
         assert len(agent) == 3 and agent[1] and agent[1] != config.fallback, d.turns  # the server's answer
         assert agent[2] == config.fallback, d.turns
@@ -73,6 +59,5 @@ async def test_the_server_answers_the_caller_and_its_loss_is_heard_as_the_fallba
         assert record is not None and record.ended_at is not None and record.outcome == "error"
         assert any(e.kind == "engine_error" for e in record.events), record.events
     finally:
-        await srv.close()
         await engines.close_schedulers()
         await store.aclose()

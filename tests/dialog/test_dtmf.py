@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from phoneagent.dialog.dtmf import DTMF_DIGITS, DigitCollector, DigitConfig, DigitEntry, DtmfDeduper, normalize_digit
+from phoneagent.dialog.dtmf import DTMF_DIGITS, DigitCollector, DigitConfig, DigitEntry, DtmfDeduper, FloodGuard, normalize_digit
 
 Press = tuple[str, float]  # (key, time)
 
@@ -351,3 +351,40 @@ def test_one_source_alone_is_always_new(reports: list[tuple[str, float]]) -> Non
     for digit, gap in reports:
         t += gap
         assert d.feed("ari", digit, t)
+
+
+def test_flood_guard_trips_on_the_press_past_max_keys_within_the_window() -> None:
+    g = FloodGuard(max_keys=3, window_s=1.0, quiet_s=0.5)
+    assert [g.feed(t) for t in (0.0, 0.4, 0.9)] == [True, True, True]
+    assert g.feed(1.0) is False and g.flooding and g.bursts == 1  # 4 presses within 1.0 s
+    assert g.feed(1.3) is False  # still flooding: less than quiet_s since the last press
+    assert g.feed(1.79) is False  # each dropped press restarts the quiet wait
+    assert g.feed(2.29) is True and not g.flooding  # 0.5 s quiet: presses count again
+    assert g.dropped == 3 and g.bursts == 1
+
+
+def test_flood_guard_window_is_sliding() -> None:
+    g = FloodGuard(max_keys=3, window_s=1.0, quiet_s=0.5)
+    assert all(g.feed(t) for t in (0.0, 0.4, 0.9, 1.01, 1.41, 1.91))  # never 4 within 1.0 s
+    assert g.bursts == 0 and g.dropped == 0
+
+
+def test_flood_guard_counts_each_burst() -> None:
+    g = FloodGuard(max_keys=2, window_s=1.0, quiet_s=1.0)
+    for start in (0.0, 10.0):
+        for i in range(10):
+            g.feed(start + i * 0.01)
+    assert g.bursts == 2 and g.dropped == 16
+
+
+@pytest.mark.parametrize("kw", [{"max_keys": 0}, {"max_keys": True}, {"window_s": 0.0}, {"quiet_s": float("nan")}])
+def test_flood_guard_rejects_bad_settings(kw: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        FloodGuard(**kw)  # type: ignore[arg-type]
+
+
+def test_flood_guard_time_must_not_go_backwards() -> None:
+    g = FloodGuard()
+    g.feed(5.0)
+    with pytest.raises(ValueError, match="backwards"):
+        g.feed(4.0)

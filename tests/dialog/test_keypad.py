@@ -170,3 +170,35 @@ def test_lower_case_letters_are_keys() -> None:
     pad, clock = make()
     pad.press("ari", "a")
     assert pad.pending == "A"
+
+
+def test_a_flood_of_presses_is_dropped_with_its_open_entry_and_reported_once() -> None:
+    """2000 presses back to back (a stuck key, a modem heard as DTMF): at most the entries
+    finished before the guard tripped, the open one thrown away, one report; then, after a
+    quiet second, a person's entry counts again."""
+    clock = ManualClock(T0)
+    floods: list[str] = []
+    pad = Keypad(DigitConfig(), clock, on_flood=floods.append)
+    done: list[DigitEntry] = []
+    keys = "0123456789#"
+    for i in range(2000):
+        done += pad.press("audiosocket", keys[i % len(keys)])
+        clock.advance(0.001)
+    assert [e.digits for e in done] == ["0123456789"]  # the first 11 presses, before the guard tripped
+    assert floods == ["0123"] and pad.flood.bursts == 1 and pad.flood.dropped == 2000 - 15
+    assert pad.pending == ""
+    clock.advance(1.0)
+    for k in "4572#":
+        done += pad.press("audiosocket", k)
+        clock.advance(0.25)
+    assert [e.digits for e in done][-1] == "4572" and floods == ["0123"]
+
+
+def test_a_fast_person_is_no_flood() -> None:
+    """Twelve presses a second (faster than people type; Q.24 allows 12.5) for three seconds."""
+    clock = ManualClock(T0)
+    pad = Keypad(DigitConfig(max_digits=40), clock, on_flood=lambda _: pytest.fail("not a flood"))
+    for _ in range(36):
+        pad.press("ari", "1" if len(pad.pending) % 2 else "2")
+        clock.advance(1 / 12)
+    assert len(pad.pending) == 36 and pad.flood.bursts == 0
