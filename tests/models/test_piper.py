@@ -205,3 +205,10 @@ def test_corrupt_model(tmp_path: Path) -> None:
     shutil.copy(cfg, tmp_path / "voice.onnx.json")
     with pytest.raises(ModelFileError, match=str(model)):
         PiperTTS(model)
+
+
+def test_the_session_keeps_no_plan_per_sentence_shape(tts: PiperTTS) -> None:
+    """onnxruntime's memory pattern caches an allocation plan per input shape; every sentence is
+    a new shape, so with it on a service's RSS grew without end (bench/memory.py)."""
+    opts = tts._loaded.voice.session.get_session_options()
+    assert opts.enable_mem_pattern is False and opts.enable_cpu_mem_arena is True
