@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bench.dialog import INTERRUPTION, QUESTIONS, pct
 from bench.machine import machine_info, save_results
 from db import CallStore
@@ -84,7 +86,9 @@ async def soak(calls: int, minutes: float, workdir: Path, *, llm: str = "", max_
 
         async def sampler() -> None:
             while True:
-                samples.append({"t_s": round(time.monotonic() - t0, 1), **process_sample(proc.pid)})
+                heap = await python_heap_mb(service.http_port)
+                samples.append({"t_s": round(time.monotonic() - t0, 1), **process_sample(proc.pid),
+                                **({"py_heap_mb": heap} if heap is not None else {})})
                 await asyncio.sleep(SAMPLE_S)
 
         def caller(n: int) -> None:
@@ -102,6 +106,19 @@ async def soak(calls: int, minutes: float, workdir: Path, *, llm: str = "", max_
         leftovers = await asyncio.to_thread(ari_leftovers, bed)
     exit_code = proc.returncode  # after serving's SIGTERM (-9: it had to be killed)
     return _report(calls, minutes, results, samples, leftovers, exit_code, db)
+
+
+async def python_heap_mb(http_port: int) -> float | None:
+    """The service's Python heap from its /metrics (only with --env PYTHONTRACEMALLOC=1)."""
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{http_port}/metrics", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                text = await r.text()
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    line = next((ln for ln in text.splitlines() if ln.startswith("phoneagent_python_heap_bytes ")), None)
+    value = float(line.split()[1]) if line else 0.0
+    return round(value / 2**20, 1) if value > 0 else None
 
 
 def ari_leftovers(bed: testbed.AsteriskBed) -> dict[str, int]:
@@ -137,7 +154,7 @@ def _report(calls: int, minutes: float, results: list[tuple[float, bool, str]], 
                 minute = int((v.started_at - first).total_seconds() // 60)
                 per_minute.setdefault(minute, []).append(tm.first_frame_ms - tm.speech_end_ms)
     warm = [s for s in samples if s["t_s"] >= 60] or samples
-    growth = {k: round(warm[-1][k] - warm[0][k], 1) for k in ("rss_mb", "fds")} if warm else {}
+    growth = {k: round(warm[-1][k] - warm[0][k], 1) for k in ("rss_mb", "fds", "py_heap_mb") if k in warm[0] and k in warm[-1]} if warm else {}
     return {
         "concurrent_callers": calls, "minutes": minutes, "calls_placed": len(results),
         "sip_failures": [{"t_s": t, "errors": e} for t, ok, e in results if not ok and classify(e) == "failure"],

@@ -9,6 +9,7 @@ queues are read when Prometheus scrapes.
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -46,6 +47,11 @@ class CallMetrics:
         self._engines: list[tuple[str, EngineSnapshots]] = []
         r.register(_EngineQueues(self._engines))
         self.spooled = Gauge("phoneagent_records_spooled", "Call-log writes waiting on local disk for the database", registry=r)
+        # Apart from native memory (engines): is it our own objects that grow? Costs nothing
+        # unless the service runs with PYTHONTRACEMALLOC=1 (slower; for a soak, not production).
+        self.heap = Gauge("phoneagent_python_heap_bytes", "Memory held by Python objects (tracemalloc), "
+                          "when the service runs with PYTHONTRACEMALLOC=1; 0 otherwise", registry=r)
+        self.heap.set_function(lambda: float(tracemalloc.get_traced_memory()[0]) if tracemalloc.is_tracing() else 0.0)
 
     def watch_spool(self, pending: Callable[[], int]) -> None:
         """The spool's depth, read at scrape time (anything above 0: the database is or was down)."""

@@ -57,3 +57,22 @@ async def test_a_call_written_to_the_store_is_counted(tmp_path: Path) -> None:
     assert ("phoneagent_events_total", (("kind", "speculation_used"),)) not in s
     assert s[("phoneagent_engine_jobs_total", (("engine", "stt"), ("result", "shed"), ("set", "0")))] == 2
     assert s[("phoneagent_engine_queue_wait_seconds", (("engine", "stt"), ("quantile", "0.95"), ("set", "0")))] == 0.08
+
+
+def test_python_heap_is_reported_only_while_tracemalloc_traces() -> None:
+    import tracemalloc
+
+    def heap(m: CallMetrics) -> float:
+        fam = {f.name: f for f in text_string_to_metric_families(m.render().decode())}["phoneagent_python_heap_bytes"]
+        return float(fam.samples[0].value)
+
+    metrics = CallMetrics()
+    assert not tracemalloc.is_tracing() and heap(metrics) == 0.0
+    tracemalloc.start()
+    try:
+        held = [bytearray(1 << 20) for _ in range(4)]  # 4 MiB of Python objects
+        assert heap(metrics) >= 4 * (1 << 20)
+        del held
+    finally:
+        tracemalloc.stop()
+    assert heap(metrics) == 0.0
