@@ -85,6 +85,9 @@ class CallRecord(Base):
     disposition: Mapped[str | None] = mapped_column(String(256))  # why: "the caller asked for a person"
     transfer_target: Mapped[str | None] = mapped_column(String(256))  # e.g. PJSIP/200, queue@context
     amd_result: Mapped[str | None] = mapped_column(String(32))  # outbound: human | machine | ...
+    # Revision 0003: which service instance ran the call, so agent hosts can share one database
+    # and each closes only its own calls after a crash (CallStore.close_open_calls).
+    host: Mapped[str | None] = mapped_column(String(128), index=True)
 
     # passive_deletes: deleting a call leaves its children to the FK's ON DELETE CASCADE.
     turns: Mapped[list[TurnRecord]] = relationship(
@@ -103,7 +106,7 @@ class CallRecord(Base):
             summary=self.summary, metadata=_loads(self.metadata_json),
             turns=tuple(t.view() for t in turns), events=tuple(e.view() for e in events),
             callee=self.callee, disposition=self.disposition, transfer_target=self.transfer_target,
-            amd_result=self.amd_result,
+            amd_result=self.amd_result, host=self.host,
         )
 
 
@@ -226,6 +229,7 @@ class CallView:
     disposition: str | None = None
     transfer_target: str | None = None
     amd_result: str | None = None
+    host: str | None = None  # the service instance that ran it (None: before revision 0003)
 
 
 @dataclass(frozen=True, slots=True)

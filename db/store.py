@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import create_engine, event, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -65,7 +66,10 @@ class CallStore:
     """
 
     def __init__(self, url: str = DEFAULT_URL, *, clock: Callable[[], datetime] = UTC_NOW,
-                 spool: Path | str | None = None) -> None:
+                 spool: Path | str | None = None, host: str | None = None) -> None:
+        # Every call this store starts is stamped with `host` (default: this machine's name), and
+        # close_open_calls touches only those: agent hosts can share one database.
+        self.host = check_text("host", host if host is not None else socket.gethostname(), 128)
         parsed = make_url(url)
         options: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
@@ -105,6 +109,7 @@ class CallStore:
             started_at=check_aware("started_at", started_at) if started_at is not None else self._now(),
             media=check_opt_text("media", media, 64),
             metadata_json=check_json("metadata", metadata), callee=check_opt_text("callee", callee, 128),
+            host=self.host,
         )
 
         def work(s: Session) -> None:
@@ -300,15 +305,17 @@ class CallStore:
         return self._run(work)
 
     def close_open_calls(self, end_reason: str = "interrupted") -> list[str]:
-        """Finish every call that has no end: the service stopped without finishing them (a
-        crash, a kill -9, a power cut). Run at service start, before the first call; the
-        outcome says "interrupted". One service per database: several agent hosts sharing one
-        would close each other's live calls (the scale-out issue gives each host its own)."""
+        """Finish every call of this store's host that has no end: the service stopped without
+        finishing them (a crash, a kill -9, a power cut). Run at service start, before the first
+        call; the outcome says "interrupted". Calls of other hosts sharing the database are
+        theirs to close; calls from before revision 0003 (no host) were one service's, so any
+        host closes those."""
         reason = check_text("end_reason", end_reason, 64)
 
         def work(s: Session) -> list[str]:
             now = self._now()
-            open_calls = s.scalars(select(CallRecord).where(CallRecord.ended_at.is_(None))).all()
+            mine = or_(CallRecord.host == self.host, CallRecord.host.is_(None))
+            open_calls = s.scalars(select(CallRecord).where(CallRecord.ended_at.is_(None), mine)).all()
             for call in open_calls:
                 call.ended_at, call.end_reason, call.outcome = now, reason, "interrupted"
             return [c.id for c in open_calls]
@@ -337,7 +344,7 @@ class CallStore:
         call = s.get(CallRecord, cid)
         if call is None:
             log.warning("%s for unknown call %s: creating a minimal call record", why, cid)
-            call = CallRecord(id=cid, direction=UNKNOWN, agent=UNKNOWN,
+            call = CallRecord(id=cid, direction=UNKNOWN, agent=UNKNOWN, host=self.host,
                               started_at=started_at or self._now())
             s.add(call)
             s.flush()

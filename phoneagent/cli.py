@@ -116,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
         return refused
     asyncio.run(serve(cfg.host, cfg.port, agent=args.agent, db_url=cfg.db, db_spool=cfg.db_spool, ari=ari, engine_config=engines, agents=agents,
                       default_agent=cfg.default_agent, advertise=cfg.advertise, http=http, console_token=console_token,
-                      max_calls=cfg.max_calls, busy_message=cfg.busy_message, overflow=cfg.overflow))
+                      max_calls=cfg.max_calls, busy_message=cfg.busy_message, overflow=cfg.overflow, instance=cfg.instance))
     return 0
 
 
@@ -146,7 +146,7 @@ def _dial(args: argparse.Namespace) -> int:
         return refused
     results = asyncio.run(dial(cfg.host, cfg.port, args.numbers, outbound, agent=args.agent, db_url=cfg.db, db_spool=cfg.db_spool,
                                ari=_ari_config(cfg), engine_config=engines, agents=agents, default_agent=cfg.default_agent,
-                               advertise=cfg.advertise))
+                               advertise=cfg.advertise, instance=cfg.instance))
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
     else:

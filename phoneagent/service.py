@@ -161,7 +161,7 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
                   engine_config: EngineConfig | None = None, agents: Mapping[str, Agent] | None = None,
                   default_agent: str = "", advertise: str = "", http: tuple[str, int] | None = None,
                   console_token: str = "", max_calls: int | None = None, busy_message: str = BUSY_MESSAGE,
-                  overflow: tuple[str, str] | None = None) -> AsyncIterator[Running]:
+                  overflow: tuple[str, str] | None = None, instance: str = "") -> AsyncIterator[Running]:
     """The AudioSocket service (and, with `ari`, the ARI controller, connected) while inside.
     `agents` (from agent files) each get their own ARI profile and, where set, their own
     AudioSocket port; `advertise` is the host:port Asterisk connects back to (when `host` is
@@ -169,10 +169,11 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
     /metrics (Prometheus) and /healthz, and with a `console_token` the review console at
     /console; `db_spool` keeps call-log writes while the database is unreachable (replayed every
     few seconds once it is back). `max_calls`: past it a new call hears `busy_message` and goes
-    on to `overflow` (dialplan context, extension: a queue) through ARI, or is hung up."""
+    on to `overflow` (dialplan context, extension: a queue) through ARI, or is hung up.
+    `instance` names this service in the call records (default: the hostname)."""
     metrics = CallMetrics()
     live = LiveCalls(lambda: datetime.now(UTC))
-    store: AsyncCallStore = MeteredStore(CallStore(db_url, spool=db_spool), metrics, live)
+    store: AsyncCallStore = MeteredStore(CallStore(db_url, spool=db_spool, host=instance or None), metrics, live)
     metrics.watch_spool(lambda: store.spool_pending)
     try:
         left_open = await store.close_open_calls()  # calls a crash or a kill left unfinished (after the spool's replay)

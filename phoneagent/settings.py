@@ -55,6 +55,9 @@ class ServiceConfig(_Strict):
     advertise: str = Field("", description="host:port Asterisk connects to (externalMedia) when host is 0.0.0.0")
     db: str = "sqlite:///phoneagent.db"
     db_spool: Path = Field(Path("phoneagent-spool.jsonl"), description="call-log writes wait here while the database is unreachable")
+    instance: str = Field("", max_length=128, pattern=r"^[A-Za-z0-9_.:-]*$",
+                          description="this service's name in the call records (default: the machine's hostname); agent hosts "
+                          "sharing one database need different names: each closes only its own calls after a crash")
     http_host: str = Field("127.0.0.1", description="where /metrics and /healthz listen (keep it on loopback or a private network)")
     http_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /healthz on this port (none: not served)")
     console_token: str = Field("", description="opens the review console at /console on http_port (PHONEAGENT_CONSOLE_TOKEN wins); "

@@ -206,6 +206,7 @@ def test_service_config_file(tmp_path: Path) -> None:
     ("advertise: 0.0.0.0:9092\n", "advertise: Value error, write host:port of this box"),
     ("engines: {device: tpu}\n", "engines.device: Input should be 'auto', 'cpu' or 'cuda'"),
     ("port: 70000\n", "port: Input should be less than or equal to 65535"),
+    ("instance: agent one\n", "instance: String should match pattern"),
     ("listen: 1\n", "listen: Extra inputs are not permitted"),
 ])
 def test_service_config_mistakes(tmp_path: Path, text: str, expected: str) -> None:

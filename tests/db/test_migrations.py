@@ -19,7 +19,7 @@ T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
 def test_head_is_the_newest_revision() -> None:
-    assert migrate.head() == "0002"
+    assert migrate.head() == "0003"
 
 
 def test_a_new_database_is_built_by_the_migrations_and_matches_the_models(db_url: str) -> None:
@@ -102,3 +102,29 @@ def test_downgrade_to_nothing_and_back(db_url: str) -> None:
         assert migrate.upgrade(engine) == (None, migrate.head())
     finally:
         engine.dispose()
+
+
+def test_hosts_sharing_a_database_each_close_only_their_own_calls(db_url: str) -> None:
+    """Two agent hosts on one database: the one that restarts after a crash closes its own open
+    calls, never the other's live ones; a call from before revision 0003 (no host) was the one
+    service's and is closed by whichever host starts first."""
+    old = _old_database(db_url)  # an open call written before hosts were recorded
+    with CallStore(db_url, host="agent-a") as a, CallStore(db_url, host="agent-b") as b:
+        a.start_call("a" * 8 + "-0000-4000-8000-000000000001", direction="inbound", caller="1", agent="support")
+        b.start_call("b" * 8 + "-0000-4000-8000-000000000002", direction="inbound", caller="2", agent="support")
+        a.add_turn("c" * 8 + "-0000-4000-8000-000000000003", "caller", "a write for a call never started")  # a placeholder row
+        closed = a.close_open_calls()
+        assert sorted(closed) == sorted([old, "a" * 8 + "-0000-4000-8000-000000000001", "c" * 8 + "-0000-4000-8000-000000000003"])
+        live = b.get_call("b" * 8 + "-0000-4000-8000-000000000002")
+        assert live is not None and live.ended_at is None and live.host == "agent-b"
+        assert b.close_open_calls() == ["b" * 8 + "-0000-4000-8000-000000000002"]
+        assert a.get_call(old).host is None  # type: ignore[union-attr]
+
+
+def test_the_host_defaults_to_the_machine_name_and_is_checked(tmp_path: Path) -> None:
+    import socket
+
+    with CallStore(f"sqlite:///{tmp_path}/calls.db") as store:
+        assert store.host == socket.gethostname()
+    with pytest.raises(ValueError, match="host"):
+        CallStore(f"sqlite:///{tmp_path}/calls.db", host="")

@@ -50,7 +50,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(db_path: Path, clock: FakeClock) -> Iterator[CallStore]:
-    with CallStore(url(db_path), clock=clock) as s:
+    with CallStore(url(db_path), clock=clock, host="agent-1") as s:
         yield s
 
 
@@ -105,6 +105,7 @@ def test_full_life_cycle_round_trip(store: CallStore, clock: FakeClock) -> None:
             EventView(4500.0, "barge_in", {"heard_chars": 16}),
             EventView(9000.0, "reprompt", None),
         ),
+        host="agent-1",
     )
 
 
