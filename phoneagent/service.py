@@ -135,12 +135,16 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
     return handler_for, close
 
 
-def _readiness(server: AudioSocketServer, controller: AriController | None) -> dict[str, Any]:
+def _readiness(servers: Sequence[AudioSocketServer], controller: AriController | None, admission: Admission,
+               instance: str) -> dict[str, Any]:
     """Taking calls: the AudioSocket server listens and, with ARI, the controller is connected
-    (Asterisk keeps a dead service's Stasis app listed for a while, so its list cannot tell)."""
-    listening = server.listening
+    (Asterisk keeps a dead service's Stasis app listed for a while, so its list cannot tell).
+    With the load (calls in progress) and the capacity (max_calls; null: no limit), so whatever
+    spreads calls over agent hosts can send the next one to the least loaded."""
+    listening = servers[0].listening
     ari = None if controller is None else controller.connected.is_set()
-    return {"ok": listening and ari is not False, "audiosocket": listening, "ari": ari, "calls": len(server.sessions)}
+    return {"ok": listening and ari is not False, "audiosocket": listening, "ari": ari, "instance": instance,
+            "calls": sum(len(s.sessions) for s in servers), "max_calls": admission.max_calls}
 
 
 @dataclass
@@ -173,7 +177,8 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
     `instance` names this service in the call records (default: the hostname)."""
     metrics = CallMetrics()
     live = LiveCalls(lambda: datetime.now(UTC))
-    store: AsyncCallStore = MeteredStore(CallStore(db_url, spool=db_spool, host=instance or None), metrics, live)
+    records = CallStore(db_url, spool=db_spool, host=instance or None)
+    store: AsyncCallStore = MeteredStore(records, metrics, live)
     metrics.watch_spool(lambda: store.spool_pending)
     try:
         left_open = await store.close_open_calls()  # calls a crash or a kill left unfinished (after the spool's replay)
@@ -212,7 +217,7 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
              for a in (agents or {}).values() if a.audiosocket_port is not None}
     web_runner, http_port = None, None
     if http is not None:
-        site_app = metrics_app(metrics, lambda: _readiness(server, controller))
+        site_app = metrics_app(metrics, lambda: _readiness([server, *extra.values()], controller, admission, records.host))
         if console_token:
             actions = ConsoleActions(controller, [server, *extra.values()], dialogs)
             site_app.add_subapp("/console/", console_app(store, live, console_token, actions=actions))

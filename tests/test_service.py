@@ -242,7 +242,8 @@ async def test_serve_exposes_prometheus_metrics_and_health(tmp_path: Path) -> No
                         if r.status == 503 and not state["audiosocket"]:  # up, not listening yet
                             await asyncio.sleep(0.05)
                             continue
-                        assert r.status == 200 and state == {"ok": True, "audiosocket": True, "ari": None, "calls": 0}, state
+                        assert r.status == 200 and state == {"ok": True, "audiosocket": True, "ari": None, "calls": 0,
+                                                             "max_calls": None, "instance": socket.gethostname()}, state
                     break
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.05)

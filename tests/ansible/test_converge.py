@@ -200,6 +200,7 @@ def test_a_sip_call_into_the_box_is_answered_by_the_example_agent_and_the_servic
         asyncio.run(service.wait_ready(240))  # the preflight loads each engine first
         state = asyncio.run(service.health())
         assert state is not None and state["ok"] and state["audiosocket"] and state["ari"] is True, state  # logged in to the provisioned Asterisk
+        assert (state["instance"], state["max_calls"]) == ("target", 2), state  # the inventory name; the role's default capacity
         # A PBX at 127.0.0.1 (the configured SIP peer) sends a caller who listens for 8 s.
         call = sipcall.place_call("127.0.0.1", converged.sip_port, "100", [sipcall.Pause(8000)], timeout=60)
         assert call.ok, call.errors or call.stdout
