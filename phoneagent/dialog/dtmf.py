@@ -227,25 +227,25 @@ class FloodGuard:
         self.quiet_s: Final = quiet_s
         self._clock: float | None = None
         self._recent: deque[float] = deque(maxlen=max_keys)
-        self._flooding_since: float | None = None
+        self._flooding = False
         self._last = 0.0
         self.bursts = 0
         self.dropped = 0
 
     @property
     def flooding(self) -> bool:
-        return self._flooding_since is not None
+        return self._flooding
 
     def feed(self, now: float) -> bool:
         """A press at `now`. True: a press to act on; False: part of a flood, drop it."""
         self._clock = _check_time(now, self._clock)
-        if self._flooding_since is not None and now - self._last >= self.quiet_s:
-            self._flooding_since = None  # it stopped: presses count again from here
+        if self._flooding and now - self._last >= self.quiet_s:
+            self._flooding = False  # it stopped: presses count again from here
             self._recent.clear()
         self._last = now
-        if self._flooding_since is None:
+        if not self._flooding:
             if len(self._recent) == self.max_keys and now - self._recent[0] <= self.window_s:
-                self._flooding_since = now
+                self._flooding = True
                 self.bursts += 1
             else:
                 self._recent.append(now)
