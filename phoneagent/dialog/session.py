@@ -204,15 +204,20 @@ class CallDialog:
                 state.outcome = "interrupted"  # cut by the service going down or the network, not finished
             for pump in (*pumps, preparing):
                 pump.cancel()
-            # Hangup mid-sentence: stop playout first so the reply task records what was heard.
-            playout.clear()
-            await turns.close()
-            await ctx.stop_warming()
-            await floor.cancel("call ended", record_heard=True)
-            for pump in (*pumps, preparing):
-                await reap(pump)
-            await record.write("finish_call", self.call_id, end_reason=end_reason, outcome=state.outcome, summary=state.summary,
-                               disposition=state.disposition, transfer_target=state.transfer_target, amd_result=state.amd_result)
+            try:
+                # Hangup mid-sentence: stop playout first so the reply task records what was heard.
+                playout.clear()
+                await turns.close()
+                await ctx.stop_warming()
+                await floor.cancel("call ended", record_heard=True)
+                for pump in (*pumps, preparing):
+                    await reap(pump)
+            finally:
+                # The server cancels a handler still busy past its grace (an overloaded box, the
+                # store's writer backed up): the clean-up may be cut off, the record's end never.
+                await asyncio.shield(record.write(
+                    "finish_call", self.call_id, end_reason=end_reason, outcome=state.outcome, summary=state.summary,
+                    disposition=state.disposition, transfer_target=state.transfer_target, amd_result=state.amd_result))
         if state.ending and not session.is_ended:
             await session.hangup()
 

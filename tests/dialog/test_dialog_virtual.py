@@ -371,6 +371,36 @@ async def test_cancelling_the_dialog_still_finalises_the_record_and_is_not_swall
     assert finished == ["interrupted"]  # and the record was still closed on the way out
 
 
+async def test_a_cancel_during_the_clean_up_still_finishes_the_record(start) -> None:  # type: ignore[no-untyped-def]
+    """The server cancels a handler that has not finished within its grace after the call ended
+    (an overloaded box: the store's writer is backed up). The clean-up's own writes may be cut
+    off, but the call's record must still be finished: it was left open until the next start."""
+    long = "Let me read you the whole list of our branches one by one starting with the north."
+    run = await start(heard=[Heard("Where are you?")], said=[Said(long, token_s=0.2)])
+    finished: list[str] = []
+    stuck = asyncio.Event()
+
+    async def finish_call(*_a: Any, **kw: Any) -> None:
+        finished.append(kw["end_reason"])
+
+    async def add_turn(*_a: Any, **_k: Any) -> int:
+        stuck.set()
+        await asyncio.Event().wait()  # the writer never gets to it
+        return 0
+
+    assert run.dialog.record is not None
+    run.dialog.record.store = type("Store", (), {"finish_call": staticmethod(finish_call), "add_turn": staticmethod(add_turn),
+                                                 "add_event": staticmethod(_noop)})()
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: run.call.agent_talking(t_end, run.clock.now()))
+    run.call.caller_hangup()  # mid-reply: the clean-up records what was heard, and hangs there
+    await run.until(stuck.is_set)
+    run.task.cancel()
+    await run.clock.run(until=run.task.done, limit=10)
+    assert run.task.cancelled()
+    assert finished == ["caller_hangup"]
+
+
 async def _noop(*_a: Any, **_k: Any) -> None:
     return None
 
