@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # The call this task serves: set once its UUID is read; every task the call's handler creates
 # inherits it (phoneagent/logs.py puts it on each log line).
 CALL_ID: contextvars.ContextVar[str] = contextvars.ContextVar("call_id", default="")
+PEER_TIMEOUT_DEFAULT_S = 5.0  # see AudioSocketServer: a peer gone without a FIN ends the call this soon
 
 
 class EndReason(str, enum.Enum):
@@ -195,7 +196,7 @@ class AudioSocketServer:
         default_format: MediaFormat = MediaFormat(8000, 20.0),
         inbound_limit: int = 500,
         write_timeout: float = 5.0,
-        peer_timeout: float = 5.0,
+        peer_timeout: float = PEER_TIMEOUT_DEFAULT_S,
     ) -> None:
         self.handler = handler
         self.host = host

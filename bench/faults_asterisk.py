@@ -15,21 +15,24 @@ import subprocess
 import time
 import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from ari_app.config import ControllerConfig
+from audiosocket.server import PEER_TIMEOUT_DEFAULT_S
 from bench.faults import Row
 from bench.soak import ari_leftovers, process_sample
 from db import CallStore
 from db.schema import CallView
 from devtools import sipcall, testbed
+from devtools.netns import dropping
 from devtools.demo import heard_by_caller
 from devtools.ear import heard_words
 from devtools.serve import serving
 from models.base import STT
 
-LEASE_S = 15.0  # ControllerConfig.lease_s's default: what the service runs with
-PEER_TIMEOUT_S = 5.0  # AudioSocketServer.peer_timeout's default
+LEASE_S = ControllerConfig().lease_s  # what the service runs with
+PEER_TIMEOUT_S = PEER_TIMEOUT_DEFAULT_S
 
 
 async def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -127,21 +130,6 @@ async def service_killed(stt: STT, tmp: Path) -> Row:
     return row
 
 
-@contextlib.contextmanager
-def partitioned(host: str, ari_port: int) -> Iterator[None]:
-    """Drop every packet to or from `host` and of ARI (port `ari_port`), as a dead link or a
-    host lost without a FIN or RST would: nothing is refused, nothing arrives. nftables rules in
-    this network namespace (the test suite runs in its own), removed on exit."""
-    table = f"phoneagent_partition_{os.getpid()}"
-    rules = (f"table ip {table} {{ chain out {{ type filter hook output priority -10; policy accept;\n"
-             f"ip saddr {host} drop\nip daddr {host} drop\ntcp dport {ari_port} drop\ntcp sport {ari_port} drop\n}}\n}}\n")
-    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, capture_output=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["nft", "delete", "table", "ip", table], check=False, capture_output=True)
-
-
 async def network_partition(stt: STT, tmp: Path) -> Row:
     row = Row("network-partition", "the network between the service (on 127.0.0.2) and Asterisk cut mid-call for 25 s: "
               "packets dropped both ways, no FIN, no RST (AudioSocket and ARI)",
@@ -153,7 +141,7 @@ async def network_partition(stt: STT, tmp: Path) -> Row:
     t0 = time.monotonic()
     async with serving(bed, db, host="127.0.0.2", log=tmp / "partition.log") as service:
         sip = await caller_on_the_line(bed, db, rec)
-        with partitioned("127.0.0.2", ari_port):
+        with dropping(hosts=["127.0.0.2"], ports=[ari_port]):
             t_cut = time.monotonic()
             await until(lambda: calls(db)[0].ended_at is not None, 30, "the service to finalise the cut-off call")
             finalised_after = time.monotonic() - t_cut

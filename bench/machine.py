@@ -72,3 +72,11 @@ def save_results(out_dir: Path, name: str, results: dict[str, Any]) -> Path:
     path = out_dir / f"{name}-{slug(results['machine'])}.json"
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return path
+
+
+def env_settings(pairs: list[str]) -> dict[str, str]:
+    """`--env NAME=VALUE` options as a mapping; ValueError names a malformed one."""
+    bad = [kv for kv in pairs if "=" not in kv or kv.startswith("=")]
+    if bad:
+        raise ValueError(f"--env takes NAME=VALUE, got {bad}")
+    return dict(kv.split("=", 1) for kv in pairs)

@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.machine import machine_info, save_results
+from bench.machine import env_settings, machine_info, save_results
+from bench.soak import process_sample
 
 ENGINES = ("vad", "stt", "tts", "llm")
 SENTENCES = (
@@ -34,14 +35,6 @@ SENTENCES = (
     "Order four five seven two, a filing cabinet, is delayed because of a storm at the depot. The new delivery date is "
     "Monday, December the seventh, and we will send you a text message on the morning of the delivery.",
 )
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _turns(engine: str) -> Callable[[int], None]:
@@ -60,7 +53,9 @@ def _turns(engine: str) -> Callable[[int], None]:
                 stream.process(pcm[at:at + 1024])
         return vad
     if engine == "stt":
-        return lambda i: None if engines.stt.transcribe(utts[i % len(utts)][: (i % 7 + 3) * 16000], 16000) else None
+        def stt(i: int) -> None:
+            engines.stt.transcribe(utts[i % len(utts)][: (i % 7 + 3) * 16000], 16000)  # 3-9 s of speech
+        return stt
     if engine == "tts":
         def tts(i: int) -> None:
             for _ in engines.tts.synthesize(SENTENCES[i % len(SENTENCES)] + f" Reference {i}.", 16000):
@@ -89,7 +84,7 @@ def child(engine: str, turns: int) -> dict[str, Any]:
     for i in range(turns):
         run(i)
         if i % 10 == 9:
-            samples.append({"turn": i + 1, "rss_mb": round(rss_mb(), 1),
+            samples.append({"turn": i + 1, "rss_mb": process_sample(os.getpid())["rss_mb"],
                             "py_heap_mb": round(tracemalloc.get_traced_memory()[0] / 2**20, 2)})
     warm = samples[max(0, len(samples) // 5 - 1):]
     growth = {k: round(warm[-1][k] - warm[0][k], 1) for k in ("rss_mb", "py_heap_mb")} if len(warm) > 1 else {}
@@ -118,12 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.turns)))
         return 0
-    settings: list[dict[str, str]] = [{}]
-    for kv in args.env:
-        name, sep, value = kv.partition("=")
-        if not sep:
-            ap.error("--env takes NAME=VALUE")
-        settings.append({name: value})
+    try:
+        settings: list[dict[str, str]] = [{}, *({k: v} for k, v in env_settings(args.env).items())]
+    except ValueError as exc:
+        ap.error(str(exc))
     info = machine_info()
     rows = []
     for env in settings:

@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 
 from bench.dialog import INTERRUPTION, QUESTIONS, pct
-from bench.machine import machine_info, save_results
+from bench.machine import env_settings, machine_info, save_results
 from db import CallStore
 from devtools.serve import serving
 from devtools import sipcall, testbed
@@ -180,9 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="set in the service's environment (e.g. MALLOC_ARENA_MAX=2); named in the results file")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
-    env = dict(kv.split("=", 1) for kv in args.env if "=" in kv)
-    if len(env) != len(args.env):
-        ap.error("--env takes NAME=VALUE")
+    try:
+        env = env_settings(args.env)
+    except ValueError as exc:
+        ap.error(str(exc))
     info = machine_info()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         r = asyncio.run(soak(args.calls, args.minutes, Path(tmp), llm=args.llm, max_calls=args.max_calls, env=env))

@@ -1,4 +1,5 @@
-"""Throwaway network namespaces for tests that need a small network of their own (the firewall test).
+"""Throwaway network namespaces for tests that need a small network of their own (the firewall test),
+and packet drops that cut a link without a FIN or RST (`dropping`).
 
 Each namespace is held by a `sleep` started with `unshare --net` and entered with nsenter; killing
 that process frees the namespace and everything in it (addresses, veth ends, nftables tables).
@@ -9,6 +10,7 @@ inside the `unshare --net` that `./dev test` runs the suite in. Root only.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Iterator, Sequence
 
@@ -69,3 +71,20 @@ def namespaces(count: int) -> Iterator[list[NetNs]]:
     finally:
         for ns in made:
             ns.close()
+
+
+@contextlib.contextmanager
+def dropping(*, hosts: Sequence[str] = (), ports: Sequence[int] = ()) -> Iterator[None]:
+    """While inside, drop every outgoing packet to or from `hosts` and TCP `ports`, as a dead
+    link or a host lost without a FIN or RST would: nothing is refused, nothing arrives.
+    nftables rules in the current network namespace, removed on exit (run it inside a
+    namespace of its own, as the test suite is)."""
+    table = f"phoneagent_drop_{os.getpid()}"
+    rules = "".join(f"ip saddr {h} drop\nip daddr {h} drop\n" for h in hosts) + \
+        "".join(f"tcp dport {p} drop\ntcp sport {p} drop\n" for p in ports)
+    subprocess.run(["nft", "-f", "-"], check=True, capture_output=True, text=True,
+                   input=f"table ip {table} {{ chain out {{ type filter hook output priority -10; policy accept;\n{rules}}}\n}}\n")
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "ip", table], check=False, capture_output=True)

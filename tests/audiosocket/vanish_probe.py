@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import time
 import uuid
 
 from audiosocket import protocol as p
 from audiosocket.server import AudioSocketServer, CallEnded, CallSession
+from devtools.netns import dropping
 
 
 async def probe(peer_timeout: float, talk_s: float, wait_s: float) -> dict[str, object]:
@@ -38,15 +38,13 @@ async def probe(peer_timeout: float, talk_s: float, wait_s: float) -> dict[str, 
     for _ in range(round(talk_s / 0.02)):
         writer.write(frame)
         await asyncio.sleep(0.02)
-    rules = (f"table ip cut {{ chain out {{ type filter hook output priority 0; policy accept;\n"
-             f"tcp dport {server.port} drop\ntcp sport {server.port} drop\n}}\n}}\n")
-    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
-    cut = time.monotonic()
-    try:
-        reason, at = await asyncio.wait_for(asyncio.shield(ended), wait_s)
-        result: dict[str, object] = {"reason": reason, "after_s": round(at - cut, 2)}
-    except TimeoutError:
-        result = {"reason": None, "after_s": None, "sessions_open": len(server.sessions)}
+    with dropping(ports=[server.port]):
+        cut = time.monotonic()
+        try:
+            reason, at = await asyncio.wait_for(asyncio.shield(ended), wait_s)
+            result: dict[str, object] = {"reason": reason, "after_s": round(at - cut, 2)}
+        except TimeoutError:
+            result = {"reason": None, "after_s": None, "sessions_open": len(server.sessions)}
     writer.transport.abort()
     await server.close(grace=0.5)
     return result
