@@ -139,7 +139,7 @@ async def test_a_tone_from_asterisk_reaches_server_as_slin16(asterisk_bed, agent
     await asyncio.wait_for(seen.done.wait(), 10)
     assert seen.ended is not None and seen.ended.reason == EndReason.CALLER_HANGUP
     await no_channels_left(asterisk_bed)
-    assert not server.sessions
+    await wait_for(lambda: not server.sessions, 5, "the server to drop the ended session")  # just after the handler returns
 
 
 def read_wav(path: Path) -> tuple[int, bytes]:
