@@ -180,6 +180,8 @@ class CallDialog:
                     end_reason = item.reason.value
                     break
                 if isinstance(item, Audio):
+                    if session.is_ended:  # the caller has gone: audio still queued is never answered
+                        continue  # (an overloaded box would work through it before seeing the hangup)
                     await turns.on_audio(item.pcm)
                 elif isinstance(item, Dtmf):
                     await on_keys(keypad.press("audiosocket", item.digit))

@@ -18,7 +18,8 @@ from models.scheduler import EngineBusy
 from phoneagent.dialog.config import AgentConfig
 from phoneagent.dialog.context import CUT_MARK
 from phoneagent.dialog.session import CallDialog
-from tests.fakes import FakeControl, Heard, Said, VirtualCall, VirtualEngines, VirtualRun
+from audiosocket.protocol import Audio, Kind
+from tests.fakes import VOICED, FakeControl, Heard, Said, VirtualCall, VirtualEngines, VirtualRun
 
 GREETING = "Hello there."  # 2 words: 0.5 s of audio
 
@@ -196,6 +197,20 @@ class WritesSeen:
 
     def of(self, name: str) -> list[dict[str, Any]]:
         return [kw for n, _, kw in self.writes if n == name]
+
+
+async def test_audio_still_queued_when_the_caller_hangs_up_is_skipped(start) -> None:  # type: ignore[no-untyped-def]
+    """A box that fell behind has the caller's last seconds queued when they hang up: the dialog
+    goes straight to the hangup (caller_hangup, in time) instead of answering a caller who is gone."""
+    seen = WritesSeen()
+    run = await start(heard=[Heard("Are you there?")], store=seen)
+    loud = VOICED.to_bytes(2, "little", signed=True) * (VirtualCall.FRAME // 2)
+    for pcm in [loud] * 100 + [bytes(VirtualCall.FRAME)] * 60:  # 2 s of speech and 1.2 s of silence, queued at once
+        run.call._inbound.put_nowait(Audio(Kind.SLIN16, VirtualCall.RATE, pcm))
+    run.call.caller_hangup()
+    await run.finish()
+    assert [t for t in run.dialog.turns if t["role"] == "caller"] == []
+    assert seen.of("finish_call")[0]["end_reason"] == "caller_hangup"
 
 
 async def test_the_record_says_who_was_called_where_the_transfer_went_and_why(start) -> None:  # type: ignore[no-untyped-def]
