@@ -226,6 +226,17 @@ class AriClient:
         await self.request("POST", f"/channels/{q(channel_id)}/continue",
                            {"context": context, "extension": extension, "priority": str(priority)})
 
+    async def claim(self, channel_id: str) -> bool:
+        """Claim a channel StasisBroadcast() offered (Asterisk >= 20.17/22.7): True if we got it,
+        False if another app was first (409) or the offer is over (404: timed out, hung up)."""
+        try:
+            await self.request("POST", "/events/claim", {"channelId": channel_id, "application": self.config.app})
+        except AriError as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
     # --- events ---
     async def events(self) -> AsyncIterator[StreamItem]:
         """Typed events forever (until aclose), reconnecting with back-off after a drop."""

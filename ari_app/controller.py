@@ -23,13 +23,15 @@ from ari_app.config import ControllerConfig
 from ari_app.lease import Lease
 from ari_app.events import (
     AriEvent,
+    CallBroadcast,
+    Channel,
     ChannelDestroyed,
     ChannelDtmfReceived,
     RecordingEvent,
     StasisEnd,
     StasisStart,
 )
-from media.clock import Clock, MonotonicClock, wait_any, wait_for
+from media.clock import Clock, MonotonicClock, sleep as clock_sleep, wait_any, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,11 @@ class AriController:
         self.reconnects = 0
         self.seen_calls = 0
         self.on_outbound_answer: Callable[[AriCall], None] | None = None
+        # Calls offered by StasisBroadcast() (several agent hosts, one Asterisk): seconds to wait
+        # before claiming one, None to let the others have it (this host is full). The composition
+        # root sets it from the load, so the least-loaded host tends to claim first. Unset: at once.
+        self.claim_delay: Callable[[], float | None] | None = None
+        self.claims = {"won": 0, "lost": 0, "declined": 0}
 
     # --- running ---
     async def run(self) -> None:
@@ -149,6 +156,8 @@ class AriController:
                 self._waiters.remove(entry)
         if isinstance(ev, StasisStart):
             self._on_stasis_start(ev)
+        elif isinstance(ev, CallBroadcast):
+            self._on_broadcast(ev)
         elif isinstance(ev, (StasisEnd, ChannelDestroyed)):
             self._on_channel_gone(ev.channel.id, ev)
         elif isinstance(ev, ChannelDtmfReceived):
@@ -180,6 +189,26 @@ class AriController:
                        started_at=self.clock.now(), controller=self, agent=agent)
         self.register(call)
         self.spawn(self._inbound(call))
+
+    def _on_broadcast(self, ev: CallBroadcast) -> None:
+        delay = 0.0 if self.claim_delay is None else self.claim_delay()
+        if delay is None or not self.connected.is_set():
+            self.claims["declined"] += 1
+            log.info("ARI: %s offered; not claimed (this host is full)", ev.channel.name)
+            return
+        self.spawn(self._claim(ev.channel, delay))
+
+    async def _claim(self, chan: Channel, delay: float) -> None:
+        if delay > 0:
+            await clock_sleep(self.clock, delay)
+        try:
+            won = await self.client.claim(chan.id)
+        except AriError as exc:
+            log.warning("ARI: claiming %s failed: %s", chan.name, exc)
+            won = False
+        self.claims["won" if won else "lost"] += 1
+        log.info("ARI %s: %s %s after %.0f ms", self.client.config.url, chan.name, "claimed" if won else "taken by another host",
+                 delay * 1000)
 
     def register(self, call: AriCall) -> None:
         self.seen_calls += 1

@@ -119,6 +119,15 @@ class RecordingEvent(AriEvent):
 
 
 @dataclass(frozen=True)
+class CallBroadcast(AriEvent):
+    """StasisBroadcast() offers `channel` to every matching app; the first to claim it gets it."""
+
+    channel: Channel
+    caller: str
+    called: str
+
+
+@dataclass(frozen=True)
 class UnknownEvent(AriEvent):
     pass
 
@@ -135,6 +144,9 @@ def parse_event(message: object) -> AriEvent:
             raise AriEventError(f"StasisStart args must be a list, got {args!r}")
         return StasisStart(kind, app, d, Channel.from_json(d.get("channel")), tuple(str(a) for a in args),
                            Channel.from_json(replace) if replace else None)
+    if kind == "CallBroadcast":
+        return CallBroadcast(kind, app, d, Channel.from_json(d.get("channel")), str(d.get("caller") or ""),
+                             str(d.get("called") or ""))
     if kind == "StasisEnd":
         return StasisEnd(kind, app, d, Channel.from_json(d.get("channel")))
     if kind == "ChannelDtmfReceived":

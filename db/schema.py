@@ -110,6 +110,16 @@ class CallRecord(Base):
         )
 
 
+class HostRecord(Base):
+    """An agent host sharing the database, and when it last said it was alive: a host silent for
+    too long is dead, and another host finishes the calls it left open (CallStore.close_calls_of_silent_hosts)."""
+
+    __tablename__ = "hosts"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_seen: Mapped[datetime]
+
+
 class TurnRecord(Base):
     __tablename__ = "turns"
     __table_args__ = (UniqueConstraint("call_id", "turn_index", name="uq_turns_call_index"),)

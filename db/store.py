@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -37,7 +37,7 @@ from sqlalchemy.pool import StaticPool
 
 from db import migrate
 from db.spool import Spool, is_outage
-from db.schema import DIRECTIONS, ROLES, UNKNOWN, CallRecord, CallView, EventRecord, Overview
+from db.schema import DIRECTIONS, ROLES, UNKNOWN, CallRecord, CallView, EventRecord, HostRecord, Overview
 from db.schema import TurnRecord, TurnTimings, check_aware, check_call_id, check_json
 from db.schema import check_number, check_opt_text, check_text, check_timings
 
@@ -323,6 +323,38 @@ class CallStore:
         self.replay_spool()  # calls that ended while the database was down are not open
         return self._run(work)
 
+    def heartbeat(self) -> None:
+        """Say this host is alive (every few seconds while the service runs)."""
+        def work(s: Session) -> None:
+            row = s.get(HostRecord, self.host)
+            if row is None:
+                s.add(HostRecord(name=self.host, last_seen=self._now()))
+            else:
+                row.last_seen = self._now()
+
+        self._run(work)
+
+    def close_calls_of_silent_hosts(self, silent_s: float, end_reason: str = "interrupted") -> dict[str, list[str]]:
+        """Finish the open calls of every other host not heard from for `silent_s`: it died and
+        may never come back to close them itself. Returns {host: [call ids]}. A host that was
+        only cut off from the database and still has a call finishes its record when the call
+        ends, with the real reason (finish_call overwrites); `silent_s` should be well past the
+        lease (by then Asterisk has hung up a dead host's callers)."""
+        reason = check_text("end_reason", end_reason, 64)
+
+        def work(s: Session) -> dict[str, list[str]]:
+            cutoff = self._now() - timedelta(seconds=silent_s)
+            silent = s.scalars(select(HostRecord.name).where(HostRecord.last_seen < cutoff, HostRecord.name != self.host)).all()
+            closed: dict[str, list[str]] = {}
+            if silent:
+                now = self._now()
+                for call in s.scalars(select(CallRecord).where(CallRecord.ended_at.is_(None), CallRecord.host.in_(silent))):
+                    call.ended_at, call.end_reason, call.outcome = now, reason, "interrupted"
+                    closed.setdefault(str(call.host), []).append(call.id)
+            return closed
+
+        return self._run(work)
+
     # --- plumbing -------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -481,6 +513,8 @@ class AsyncCallStore:
     get_call = _in_worker(CallStore.get_call)
     list_calls = _in_worker(CallStore.list_calls)
     close_open_calls = _in_worker(CallStore.close_open_calls)
+    heartbeat = _in_worker(CallStore.heartbeat)
+    close_calls_of_silent_hosts = _in_worker(CallStore.close_calls_of_silent_hosts)
     overview = _in_worker(CallStore.overview)
     replay_spool = _in_worker(CallStore.replay_spool)
 

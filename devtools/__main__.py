@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from collections.abc import Sequence
 
-from devtools import target, testbed, testbed_cli
+from devtools import kamailio, target, testbed, testbed_cli
 from devtools.backend import app as backend_app
 
 
@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tgt = subparsers.add_parser("target", help="build the fresh Debian 12 root the ansible converge test copies (needs the mirror)")
     tgt.add_argument("--force", action="store_true", help="rebuild even if a good one is cached")
     tgt.set_defaults(func=lambda a: print(target.ensure_base(force=a.force)) or 0)
+    kam = subparsers.add_parser("kamailio", help="build the Kamailio root the multi-host tests run (needs the mirror)")
+    kam.add_argument("--force", action="store_true", help="rebuild even if a good one is cached")
+    kam.set_defaults(func=lambda a: print(kamailio.ensure_built(force=a.force)) or 0)
     backend_app.add_parser(subparsers)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -39,16 +39,21 @@ class Postgres:
     a live service and brings it back); `url(db)` is a SQLAlchemy URL; `create_database()`
     gives each test its own empty database."""
 
-    def __init__(self) -> None:
+    def __init__(self, listen: str = "127.0.0.1") -> None:
+        """`listen`: the address it serves on (another host's database: an address on a test network)."""
+        self.listen = listen
         self.bin = server_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="phoneagent-pg-"))
         self.data = self.dir / "data"
-        self.port = free_tcp_port()
+        self.port = free_tcp_port(listen)
         self._as: list[str] = []
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
             self._as = ["runuser", "-u", "postgres", "--"]
         self._pg(["initdb", "-D", str(self.data), "-U", SUPERUSER, "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+        if listen != "127.0.0.1":  # the hosts of the test network (initdb trusts only loopback)
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write("host all all samenet trust\n")
         self.running = False
 
     def _pg(self, argv: list[str]) -> None:
@@ -58,7 +63,7 @@ class Postgres:
             raise RuntimeError(f"{' '.join(argv[:2])} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
 
     def start(self) -> None:
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c full_page_writes=off"
+        options = f"-c listen_addresses={self.listen} -p {self.port} -k {self.dir} -c fsync=off -c full_page_writes=off"
         self._pg(["pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-o", options, "-w", "-t", "60", "start"])
         self.running = True
 
@@ -69,14 +74,14 @@ class Postgres:
             self.running = False
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql+psycopg://{SUPERUSER}@{self.listen}:{self.port}/{database}"
 
     def create_database(self) -> str:
         """A new empty database; returns its URL."""
         import psycopg
 
         name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname=postgres", autocommit=True) as conn:
+        with psycopg.connect(f"host={self.listen} port={self.port} user={SUPERUSER} dbname=postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 

@@ -117,8 +117,14 @@ def _ip_checksum(header: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def scenario_xml(pcap: Path, *, hold_ms: int, wait_for_bye: bool = False, headers: dict[str, str] | None = None) -> str:
-    """A UAC scenario: INVITE (PCMU + telephone-event), play the pcap, then hang up or await BYE."""
+def scenario_xml(pcap: Path, *, hold_ms: int, wait_for_bye: bool = False, headers: dict[str, str] | None = None,
+                 via_proxy: bool = False) -> str:
+    """A UAC scenario: INVITE (PCMU + telephone-event), play the pcap, then hang up or await BYE.
+    `via_proxy`: the INVITE goes to a proxy that record-routes (Kamailio); ACK and BYE then go to
+    the answering Asterisk's Contact along the recorded route, as a real phone's would."""
+    target = "[next_url]" if via_proxy else "sip:[service]@[remote_ip]:[remote_port]"
+    routes = "[routes]\n" if via_proxy else ""
+    rrs = ' rrs="true"' if via_proxy else ""
     sdp = (
         "v=0\n"
         "o=sipp 1 1 IN IP[local_ip_type] [local_ip]\n"
@@ -146,7 +152,7 @@ def scenario_xml(pcap: Path, *, hold_ms: int, wait_for_bye: bool = False, header
         "Content-Length: [len]\n\n" + sdp
     )
     ack = (
-        "ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n"
+        f"ACK {target} SIP/2.0\n{routes}"
         "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
         "From: \"phoneagent test\" <sip:caller@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n"
         "To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\n"
@@ -160,7 +166,7 @@ def scenario_xml(pcap: Path, *, hold_ms: int, wait_for_bye: bool = False, header
         )
     else:
         bye = (
-            "BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n"
+            f"BYE {target} SIP/2.0\n{routes}"
             "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
             "From: \"phoneagent test\" <sip:caller@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n"
             "To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]\n"
@@ -174,7 +180,7 @@ def scenario_xml(pcap: Path, *, hold_ms: int, wait_for_bye: bool = False, header
         '  <recv response="100" optional="true"/>\n'
         '  <recv response="180" optional="true"/>\n'
         '  <recv response="183" optional="true"/>\n'
-        '  <recv response="200" rtd="true" timeout="10000"/>\n'
+        f'  <recv response="200" rtd="true" timeout="10000"{rrs}/>\n'
         f"  <send><![CDATA[\n{ack}]]></send>\n"
         f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
         f"{ending}"
@@ -214,6 +220,8 @@ def place_call(
     local_port: int = 0,
     timeout: float = 60.0,
     workdir: Path | None = None,
+    local_ip: str = "127.0.0.1",
+    via_proxy: bool = False,
 ) -> SippResult:
     """Place one SIP call with SIPp and block until it ends. Returns what SIPp reported.
 
@@ -227,10 +235,10 @@ def place_call(
         pcap = tmp / "caller.pcap"
         write_pcap(pcap, packets)
         scen = tmp / "uac.xml"
-        scen.write_text(scenario_xml(pcap, hold_ms=hold_ms, wait_for_bye=wait_for_bye, headers=headers))
+        scen.write_text(scenario_xml(pcap, hold_ms=hold_ms, wait_for_bye=wait_for_bye, headers=headers, via_proxy=via_proxy))
         cmd = [
             sipp_binary(), f"{host}:{port}", "-sf", str(scen), "-s", extension, "-m", "1", "-l", "1",
-            "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(local_port or _free_udp_port()),
+            "-i", local_ip, "-mi", local_ip, "-p", str(local_port or _free_udp_port()),
             "-mp", str(_free_udp_port(even=True)), "-trace_err", "-error_file", str(tmp / "errors.log"),
             "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
         ]

@@ -41,22 +41,8 @@ def ensure_base(force: bool = False) -> Path:
         return root
     if os.geteuid() != 0:
         raise testbed.TestBedError("building a provisioning target needs root (debootstrap)")
-    tmp = root.with_name(root.name + ".tmp")
-    testbed._remove_tree(tmp)
-    mirror = testbed.debian_mirror()
-    build_log = testbed.cache_dir() / f"target-{SUITE}-build.log"
-    log.info("building a fresh %s root in %s from %s (about a minute)", SUITE, root, mirror)
     t0 = time.monotonic()
-    argv = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), mirror]
-    with open(build_log, "w") as out:
-        rc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=1800, env=testbed._ENV,
-                            stdin=subprocess.DEVNULL, check=False).returncode
-    if rc != 0 or not (tmp / "usr/bin/python3").exists():
-        testbed._remove_tree(tmp)
-        raise testbed.TestBedError(f"debootstrap {SUITE} failed (rc {rc}); see {build_log}")
-    for deb in (tmp / "var/cache/apt/archives").glob("*.deb"):
-        deb.unlink()
-    (tmp / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n")
+    tmp = testbed.debootstrap(root, SUITE, PACKAGES, "usr/bin/python3", f"a fresh {SUITE} root")
     (tmp / "etc/hostname").write_text("target\n")
     (tmp / MARKER).write_text(f"{SUITE}\n")
     testbed._remove_tree(root)

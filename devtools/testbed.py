@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 import wave
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,30 +172,36 @@ def _root_ok(root: Path) -> bool:
     return (root / MARKER).is_file() and (root / "usr/sbin/asterisk").is_file()
 
 
-def _build_chroot(root: Path) -> None:
-    """debootstrap into ROOT.tmp, then rename: a half-built chroot is never at ROOT."""
+def debootstrap(root: Path, suite: str, include: Sequence[str], probe: str, what: str) -> Path:
+    """`debootstrap --variant=minbase --include=...` into ROOT.tmp (returned; the caller renames it
+    into place, so a half-built root is never at ROOT), without the downloaded .debs, with an
+    /etc/hosts (debootstrap writes none). Raises with the log's tail if `probe` is not there."""
     tmp = root.with_name(root.name + ".tmp")
     _remove_tree(tmp)
-    build_log = cache_dir() / "asterisk-build.log"
+    build_log = cache_dir() / f"{root.name}-build.log"
     mirror = debian_mirror()
-    log.info("building the Asterisk chroot in %s from %s (about a minute)", root, mirror)
-    t0 = time.monotonic()
-    argv = ["debootstrap", "--variant=minbase",
-            "--include=asterisk,asterisk-modules,asterisk-config", "sid", str(tmp), mirror]
+    log.info("building %s in %s from %s (about a minute)", what, root, mirror)
+    argv = ["debootstrap", "--variant=minbase", f"--include={','.join(include)}", suite, str(tmp), mirror]
     with open(build_log, "w") as out:
         try:
             rc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=1800,
                                 env=_ENV, stdin=subprocess.DEVNULL, check=False).returncode
         except subprocess.TimeoutExpired:
             rc = -1
-    if rc != 0 or not (tmp / "usr/sbin/asterisk").is_file():
+    if rc != 0 or not (tmp / probe).exists():
         _remove_tree(tmp)
-        raise TestBedError(f"debootstrap failed (rc {rc}); last lines of {build_log}:\n"
-                           + _tail(build_log))
+        raise TestBedError(f"debootstrap of {what} failed (rc {rc}); last lines of {build_log}:\n" + _tail(build_log))
     for deb in (tmp / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
     # debootstrap writes no /etc/hosts; without it res_resolver_unbound fails to load.
     (tmp / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n")
+    return tmp
+
+
+def _build_chroot(root: Path) -> None:
+    """debootstrap into ROOT.tmp, then rename: a half-built chroot is never at ROOT."""
+    t0 = time.monotonic()
+    tmp = debootstrap(root, "sid", ("asterisk", "asterisk-modules", "asterisk-config"), "usr/sbin/asterisk", "the Asterisk chroot")
     version = _run(["chroot", str(tmp), "/usr/sbin/asterisk", "-V"], timeout=30).stdout.strip()
     (tmp / MARKER).write_text(version + "\n")
     old = root.with_name(root.name + ".old")
@@ -235,6 +241,19 @@ def ensure_built(force: bool = False) -> Path | None:
             return chroot_root()
     with _locked():
         return _ensure_built_locked(force)
+
+
+def ensure_chroot() -> Path:
+    """The chroot root, built if missing or broken, even where the host has its own Asterisk
+    (the multi-host bed, devtools.cluster, runs several Asterisk servers from it)."""
+    root = chroot_root()
+    if not _root_ok(root):
+        with _locked():
+            if not _root_ok(root):
+                if os.geteuid() != 0:
+                    raise TestBedError("building the Asterisk chroot needs root (debootstrap, chroot)")
+                _build_chroot(root)
+    return root
 
 
 def ari_credentials() -> tuple[str, str]:

@@ -34,7 +34,8 @@ def _settings(args: argparse.Namespace) -> ServiceConfig:
     return cfg.model_copy(update={"ari": cfg.ari.model_copy(update=ari)}) if ari else cfg
 
 
-def _ari_config(cfg: ServiceConfig) -> AriConfig:
+def _ari_config(cfg: ServiceConfig) -> list[AriConfig]:
+    """One AriConfig per Asterisk the service takes calls from (ari.url, then ari.servers)."""
     from ari_app.client import AriConfig
 
     from phoneagent import credentials
@@ -48,7 +49,8 @@ def _ari_config(cfg: ServiceConfig) -> AriConfig:
         raise UsageError(str(exc)) from None
     if cfg.host in ("0.0.0.0", "::") and not cfg.advertise:
         raise UsageError(f"listening on {cfg.host}: set advertise (host:port Asterisk connects back to) in the config or --advertise")
-    return AriConfig(url=cfg.ari.url, user=user, password=password, app=cfg.ari.app)
+    return [AriConfig(url=url.rstrip("/"), user=user, password=password, app=cfg.ari.app)
+            for url in dict.fromkeys([cfg.ari.url, *cfg.ari.servers])]
 
 
 def _engine_config(args: argparse.Namespace, cfg: ServiceConfig | None = None) -> EngineConfig:
@@ -116,7 +118,8 @@ def _serve(args: argparse.Namespace) -> int:
         return refused
     asyncio.run(serve(cfg.host, cfg.port, agent=args.agent, db_url=cfg.db, db_spool=cfg.db_spool, ari=ari, engine_config=engines, agents=agents,
                       default_agent=cfg.default_agent, advertise=cfg.advertise, http=http, console_token=console_token,
-                      max_calls=cfg.max_calls, busy_message=cfg.busy_message, overflow=cfg.overflow, instance=cfg.instance))
+                      max_calls=cfg.max_calls, busy_message=cfg.busy_message, overflow=cfg.overflow, instance=cfg.instance,
+                      host_timeout_s=cfg.host_timeout_s))
     return 0
 
 

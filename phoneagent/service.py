@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ari_app.call import AriCall
 from ari_app.client import AriClient, AriConfig
 from ari_app.config import ControllerConfig
 from ari_app.controller import AriController
@@ -36,12 +37,53 @@ from phoneagent.metrics import CallMetrics, MeteredStore, metrics_app
 log = logging.getLogger(__name__)
 
 SPOOL_REPLAY_S = 5.0  # how often spooled call-log writes are retried
+HEARTBEAT_S = 5.0  # how often this host tells the shared records it is alive
+HOST_TIMEOUT_S = 60.0  # silent this long, a host is dead: another finishes its open calls (well past the 15 s lease)
 
 
 Handlers = Callable[[str], Handler]  # agent name -> that agent's per-call handler
+CLAIM_SPREAD_S = 0.3  # a host at its max_calls would wait this long to claim a broadcast call (it does not: it is full)
 
 
-async def build_handlers(kind: str, db_url: str, controller: AriController | None = None,
+class Controllers:
+    """The ARI controllers of one service, one per Asterisk it takes calls from. An AudioSocket
+    session is linked to its call through the controller that made the call."""
+
+    def __init__(self, items: Sequence[AriController]) -> None:
+        self.items = list(items)
+
+    def attach(self, call_id: str) -> AriCall | None:
+        for controller in self.items:
+            if call_id in controller.calls:
+                return controller.attach(call_id)
+        return None
+
+    def call(self, call_id: str) -> AriCall | None:
+        return next((c.calls[call_id] for c in self.items if call_id in c.calls), None)
+
+    @property
+    def active(self) -> int:
+        return sum(len(c.calls) for c in self.items)
+
+
+def claim_delay(active: int, max_calls: int | None) -> float | None:
+    """How long this host waits before claiming a call StasisBroadcast() offers: nothing when
+    idle, longer as it fills (so the least-loaded host tends to claim first), never when full."""
+    if max_calls is not None:
+        return None if active >= max_calls else CLAIM_SPREAD_S * active / max_calls
+    return CLAIM_SPREAD_S * active / (active + 4)
+
+
+def pool_id_prefix(app: str) -> str:
+    """Channel and bridge ids of one agent host: the start-up sweep removes what has its prefix,
+    so hosts that share an Asterisk (each its own app) must not share one. The single-host app
+    keeps "pa-"; others get "pa" + a hash of the app name (never a prefix of another's)."""
+    import hashlib
+
+    return "pa-" if app == "phoneagent" else f"pa{hashlib.sha1(app.encode()).hexdigest()[:8]}-"
+
+
+async def build_handlers(kind: str, db_url: str, controller: AriController | Controllers | None = None,
                          store: AsyncCallStore | None = None, engine_config: EngineConfig | None = None,
                          agents: Mapping[str, Agent] | None = None, default_agent: str = "", metrics: CallMetrics | None = None,
                          dialogs: dict[str, Any] | None = None, admission: Admission | None = None,
@@ -135,37 +177,42 @@ async def build_handlers(kind: str, db_url: str, controller: AriController | Non
     return handler_for, close
 
 
-def _readiness(servers: Sequence[AudioSocketServer], controller: AriController | None, admission: Admission,
+def _readiness(servers: Sequence[AudioSocketServer], controllers: Sequence[AriController], admission: Admission,
                instance: str) -> dict[str, Any]:
-    """Taking calls: the AudioSocket server listens and, with ARI, the controller is connected
-    (Asterisk keeps a dead service's Stasis app listed for a while, so its list cannot tell).
-    With the load (calls in progress) and the capacity (max_calls; null: no limit), so whatever
-    spreads calls over agent hosts can send the next one to the least loaded."""
+    """Taking calls: the AudioSocket server listens and, with ARI, a controller is connected
+    (Asterisk keeps a dead service's Stasis app listed for a while, so its list cannot tell);
+    `asterisks`: which of several is connected. With the load (calls in progress) and the
+    capacity (max_calls; null: no limit)."""
     listening = servers[0].listening
-    ari = None if controller is None else controller.connected.is_set()
-    return {"ok": listening and ari is not False, "audiosocket": listening, "ari": ari, "instance": instance,
-            "calls": sum(len(s.sessions) for s in servers), "max_calls": admission.max_calls}
+    ari = None if not controllers else any(c.connected.is_set() for c in controllers)
+    state: dict[str, Any] = {"ok": listening and ari is not False, "audiosocket": listening, "ari": ari, "instance": instance,
+             "calls": sum(len(s.sessions) for s in servers), "max_calls": admission.max_calls}
+    if len(controllers) > 1:
+        state["asterisks"] = {c.client.config.url: c.connected.is_set() for c in controllers}
+    return state
 
 
 @dataclass
 class Running:
     server: AudioSocketServer
-    controller: AriController | None
+    controller: AriController | None  # the first Asterisk's (outbound calls go there)
     store: AsyncCallStore
     agent_servers: dict[str, AudioSocketServer]  # direct path: an agent's own port
     metrics: CallMetrics
     http_port: int | None = None  # /metrics and /healthz, where served
     admission: Admission | None = None
+    controllers: Sequence[AriController] = ()  # one per Asterisk
 
 
 @contextlib.asynccontextmanager
 async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = "sqlite:///phoneagent.db",
-                  db_spool: Path | None = None, shutdown_grace: float = 5.0, ari: AriConfig | None = None,
+                  db_spool: Path | None = None, shutdown_grace: float = 5.0, ari: AriConfig | Sequence[AriConfig] | None = None,
                   controller_config: ControllerConfig | None = None,
                   engine_config: EngineConfig | None = None, agents: Mapping[str, Agent] | None = None,
                   default_agent: str = "", advertise: str = "", http: tuple[str, int] | None = None,
                   console_token: str = "", max_calls: int | None = None, busy_message: str = BUSY_MESSAGE,
-                  overflow: tuple[str, str] | None = None, instance: str = "") -> AsyncIterator[Running]:
+                  overflow: tuple[str, str] | None = None, instance: str = "",
+                  host_timeout_s: float = HOST_TIMEOUT_S) -> AsyncIterator[Running]:
     """The AudioSocket service (and, with `ari`, the ARI controller, connected) while inside.
     `agents` (from agent files) each get their own ARI profile and, where set, their own
     AudioSocket port; `advertise` is the host:port Asterisk connects back to (when `host` is
@@ -174,7 +221,11 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
     /console; `db_spool` keeps call-log writes while the database is unreachable (replayed every
     few seconds once it is back). `max_calls`: past it a new call hears `busy_message` and goes
     on to `overflow` (dialplan context, extension: a queue) through ARI, or is hung up.
-    `instance` names this service in the call records (default: the hostname)."""
+    `instance` names this service in the call records (default: the hostname); it says it is
+    alive there every few seconds, and finishes the open calls of a host sharing the database that
+    has been silent for `host_timeout_s` (died and never came back). `ari` may name
+    several Asterisk servers (one controller each; a call is offered by StasisBroadcast to every
+    agent host connected to its Asterisk, see `claim_delay`)."""
     metrics = CallMetrics()
     live = LiveCalls(lambda: datetime.now(UTC))
     records = CallStore(db_url, spool=db_spool, host=instance or None)
@@ -187,27 +238,33 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
         left_open = []
     if left_open:
         log.warning("closed %d call(s) left open by the previous run as interrupted: %s", len(left_open), ", ".join(left_open))
-    client = AriClient(ari) if ari is not None else None
-    controller = None
-    if client is not None:
+    ari_configs = [] if ari is None else [ari] if isinstance(ari, AriConfig) else list(ari)
+    clients = [AriClient(c) for c in ari_configs]
+    controllers: list[AriController] = []
+    if clients:
         default = (agents or {}).get(default_agent) or next(iter((agents or {}).values()), None) or default_agent_config()
         profiles = {name: a.profile for name, a in (agents or {}).items()}
         queue_context, queue_extension = overflow or ("", "")
         cfg = controller_config or ControllerConfig(audiosocket_address=advertise or f"{host}:{port}",
                                                     recording=default.profile.recording, transfer=default.profile.transfer,
-                                                    fallback_context=queue_context, fallback_extension=queue_extension)
-        controller = AriController(client, replace(cfg, agents={**cfg.agents, **profiles}), store=store)
+                                                    fallback_context=queue_context, fallback_extension=queue_extension,
+                                                    id_prefix=pool_id_prefix(ari_configs[0].app))
+        controllers = [AriController(client, replace(cfg, agents={**cfg.agents, **profiles}), store=store) for client in clients]
+    group = Controllers(controllers) if controllers else None
+    controller = controllers[0] if controllers else None
     dialogs: dict[str, Any] = {}
     admission = Admission(max_calls)
-    handler_for, close_handler = await build_handlers(agent, db_url, controller, store, engine_config, agents, default_agent, metrics,
+    for c in controllers:
+        c.claim_delay = lambda: claim_delay(group.active if group else 0, max_calls)
+    handler_for, close_handler = await build_handlers(agent, db_url, group, store, engine_config, agents, default_agent, metrics,
                                                       dialogs, admission, busy_message)
 
     def linked(inner: Handler) -> Handler:
-        if controller is None:
+        if group is None:
             return inner
 
         async def handler(session: CallSession) -> None:
-            controller.attach(str(session.call_id))  # the controller bridges the caller once linked
+            group.attach(str(session.call_id))  # the controller bridges the caller once linked
             await inner(session)
 
         return handler
@@ -217,9 +274,9 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
              for a in (agents or {}).values() if a.audiosocket_port is not None}
     web_runner, http_port = None, None
     if http is not None:
-        site_app = metrics_app(metrics, lambda: _readiness([server, *extra.values()], controller, admission, records.host))
+        site_app = metrics_app(metrics, lambda: _readiness([server, *extra.values()], controllers, admission, records.host))
         if console_token:
-            actions = ConsoleActions(controller, [server, *extra.values()], dialogs)
+            actions = ConsoleActions(group, [server, *extra.values()], dialogs)
             site_app.add_subapp("/console/", console_app(store, live, console_token, actions=actions))
         web_runner = web.AppRunner(site_app, access_log=None)
         await web_runner.setup()
@@ -236,13 +293,15 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
         # silence), then the AudioSocket sessions end (they still use the engines), then
         # engines and store close.
         async with contextlib.AsyncExitStack() as stack:
-            if controller is not None:
-                await stack.enter_async_context(controller.running(connect_timeout_s=30, must_connect=False, grace=shutdown_grace))
+            for c in controllers:
+                await stack.enter_async_context(c.running(connect_timeout_s=30, must_connect=False, grace=shutdown_grace))
             stack.callback(lambda: log.info("shutting down: ending %d live call(s)", len(server.sessions)))
             if db_spool is not None:
                 replaying = asyncio.create_task(_replay_spool(store))
                 stack.push_async_callback(stop_task, replaying)
-            yield Running(server, controller, store, extra, metrics, http_port, admission)
+            watching = asyncio.create_task(_watch_hosts(store, host_timeout_s))
+            stack.push_async_callback(stop_task, watching)
+            yield Running(server, controller, store, extra, metrics, http_port, admission, controllers)
     finally:
         for s in extra.values():
             await s.close(grace=shutdown_grace)
@@ -251,7 +310,7 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
         live.close()  # open live views end their streams, or the web runner would wait on them
         if web_runner is not None:
             await web_runner.cleanup()
-        if client is not None:
+        for client in clients:
             await client.aclose()
         await store.aclose()
 
@@ -260,11 +319,11 @@ class ConsoleActions:
     """The console's buttons: end a call (through ARI, else on its AudioSocket), or hand it to
     a person (the call's dialog does it, with its notice and summary)."""
 
-    def __init__(self, controller: AriController | None, servers: list[AudioSocketServer], dialogs: dict[str, Any]) -> None:
-        self.controller, self.servers, self.dialogs = controller, servers, dialogs
+    def __init__(self, controllers: Controllers | None, servers: list[AudioSocketServer], dialogs: dict[str, Any]) -> None:
+        self.controllers, self.servers, self.dialogs = controllers, servers, dialogs
 
     async def end(self, call_id: str) -> bool:
-        call = self.controller.calls.get(call_id) if self.controller is not None else None
+        call = self.controllers.call(call_id) if self.controllers is not None else None
         if call is not None:
             await call.hangup()
             return True
@@ -292,6 +351,22 @@ async def _replay_spool(store: AsyncCallStore, every_s: float = SPOOL_REPLAY_S) 
                 await store.replay_spool()
             except Exception:
                 log.exception("replaying the call-log spool failed")
+
+
+async def _watch_hosts(store: AsyncCallStore, timeout_s: float, every_s: float = HEARTBEAT_S) -> None:
+    """Tell the shared records this host is alive; finish the open calls of hosts that are not.
+    The database being down only skips a beat (calls go on; their writes are spooled)."""
+    while True:
+        try:
+            await store.heartbeat()
+            closed = await store.close_calls_of_silent_hosts(timeout_s)
+        except Exception as exc:
+            log.debug("host heartbeat skipped: %s", exc)
+        else:
+            for host, ids in closed.items():
+                log.warning("host %s silent for %g s: finished its %d open call(s) as interrupted: %s",
+                            host, timeout_s, len(ids), ", ".join(ids))
+        await asyncio.sleep(every_s)
 
 
 async def serve(host: str, port: int, **kw: Any) -> None:

@@ -5,6 +5,7 @@ over the file; the file wins over the built-in defaults. Validated at start like
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -46,7 +47,19 @@ class EngineSettings(_Strict):
 
 class AriSettings(_Strict):
     url: str = "http://127.0.0.1:8088"
-    app: str = Field("phoneagent", pattern=r"^[A-Za-z0-9_-]+$")
+    app: str = Field("phoneagent", pattern=r"^[A-Za-z0-9_-]+$",
+                     description="the Stasis app; agent hosts sharing an Asterisk each need their own (phoneagent-<host>: "
+                     "the dialplan's agent-pool offers each call to all of them)")
+    servers: list[str] = Field(default_factory=list, description="more Asterisk servers (ARI base URLs) this host takes calls "
+                               "from, beside url: same app name and credentials, one controller each")
+
+    @field_validator("servers")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+                raise ValueError(f"{url!r} is not an ARI base URL like http://10.0.0.5:8088")
+        return v
 
 
 class ServiceConfig(_Strict):
@@ -58,6 +71,8 @@ class ServiceConfig(_Strict):
     instance: str = Field("", max_length=128, pattern=r"^[A-Za-z0-9_.:-]*$",
                           description="this service's name in the call records (default: the machine's hostname); agent hosts "
                           "sharing one database need different names: each closes only its own calls after a crash")
+    host_timeout_s: float = Field(60.0, ge=20.0, le=3600.0, description="an agent host sharing the database and silent this "
+                                  "long is dead: this host finishes the calls it left open (keep it well past the 15 s lease)")
     http_host: str = Field("127.0.0.1", description="where /metrics and /healthz listen (keep it on loopback or a private network)")
     http_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /healthz on this port (none: not served)")
     console_token: str = Field("", description="opens the review console at /console on http_port (PHONEAGENT_CONSOLE_TOKEN wins); "

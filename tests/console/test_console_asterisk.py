@@ -26,7 +26,7 @@ from phoneagent.console.live import LiveCalls
 from phoneagent.dialog.config import AgentConfig
 from phoneagent.dialog.session import CallDialog
 from phoneagent.metrics import CallMetrics, MeteredStore
-from phoneagent.service import ConsoleActions
+from phoneagent.service import ConsoleActions, Controllers
 from tests.ari.harness import ari_stack, wait_until
 from tests.console.browser import chromium, screenshot, wait_for
 from tests.console.seed import TOKEN
@@ -76,7 +76,7 @@ async def test_a_real_call_in_the_live_view_then_in_the_list_with_its_recording(
 
     try:
         async with ari_stack(asterisk_bed, agent=agent, store=store, recording=RecordingConfig()) as stack:
-            actions.controller, actions.servers = stack.ctl, [stack.server]
+            actions.controllers, actions.servers = Controllers([stack.ctl]), [stack.server]
             with chromium(tmp_path / "profile") as driver:
                 calling = asyncio.create_task(asyncio.to_thread(sipcall.place_call, asterisk_bed.sip_host, asterisk_bed.sip_port,
                                                                 "agent-ari", steps, wait_for_bye=True))

@@ -19,7 +19,7 @@ T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
 def test_head_is_the_newest_revision() -> None:
-    assert migrate.head() == "0003"
+    assert migrate.head() == "0004"
 
 
 def test_a_new_database_is_built_by_the_migrations_and_matches_the_models(db_url: str) -> None:
@@ -119,6 +119,36 @@ def test_hosts_sharing_a_database_each_close_only_their_own_calls(db_url: str) -
         assert live is not None and live.ended_at is None and live.host == "agent-b"
         assert b.close_open_calls() == ["b" * 8 + "-0000-4000-8000-000000000002"]
         assert a.get_call(old).host is None  # type: ignore[union-attr]
+
+
+def test_a_silent_host_s_open_calls_are_finished_by_another(db_url: str) -> None:
+    """A host that died and never came back: once it has been silent past the timeout, a live
+    host finishes its open calls as interrupted; a host still heard from keeps its calls."""
+    from datetime import UTC, datetime, timedelta
+
+    now = [datetime(2026, 12, 2, 12, 0, tzinfo=UTC)]
+    clock = lambda: now[0]  # noqa: E731
+    ids = {name: f"{ch * 8}-0000-4000-8000-00000000000{i}" for i, (name, ch) in enumerate((("a", "a"), ("b", "b"), ("c", "c")), 1)}
+    with CallStore(db_url, host="agent-a", clock=clock) as a, CallStore(db_url, host="agent-b", clock=clock) as b, \
+            CallStore(db_url, host="agent-c", clock=clock) as c:
+        for store, name in ((a, "a"), (b, "b"), (c, "c")):
+            store.start_call(ids[name], direction="inbound", caller=name, agent="support", started_at=now[0])
+            store.heartbeat()
+        now[0] += timedelta(seconds=30)
+        b.heartbeat()
+        c.heartbeat()
+        assert b.close_calls_of_silent_hosts(60) == {}  # nobody silent for 60 s yet
+        now[0] += timedelta(seconds=45)  # a: silent 75 s; c: 45 s
+        b.heartbeat()
+        assert b.close_calls_of_silent_hosts(60) == {"agent-a": [ids["a"]]}
+        dead = b.get_call(ids["a"])
+        assert dead is not None and dead.end_reason == "interrupted" and dead.outcome == "interrupted"
+        assert dead.ended_at == now[0]
+        for name in ("b", "c"):
+            live = b.get_call(ids[name])
+            assert live is not None and live.ended_at is None
+        assert a.close_calls_of_silent_hosts(60) == {}  # never its own (it is evidently running)
+        assert b.close_calls_of_silent_hosts(60) == {}  # nothing left open of a
 
 
 def test_the_host_defaults_to_the_machine_name_and_is_checked(tmp_path: Path) -> None:
