@@ -105,6 +105,10 @@ class ClusterAsterisk(testbed.AsteriskBed):
     def run_dir(self) -> Path:
         return self.host_path(f"{self.base}/run")
 
+    def active_channels(self) -> int:
+        m = re.search(r"(\d+) active channels?", self.rx("core show channels count"))
+        return int(m[1]) if m else 0
+
     def calls_processed(self) -> int:
         m = re.search(r"(\d+) calls? processed", self.rx("core show channels count"))
         return int(m[1]) if m else 0

@@ -3,11 +3,13 @@ and one PostgreSQL for the records, each a host of its own (a network namespace)
 
 Each agent host (the real service and models) connects to both Asterisk servers with its own ARI
 app; the dialplan's agent-pool offers every call to all of them (StasisBroadcast) and the
-least-loaded claims it. SIPp calls the proxy: calls spread over both Asterisk servers and both
-agent hosts, and every caller hears the agent. A host killed mid-call is never offered another
-call, its caller is freed by the lease, and its open record is finished as interrupted when it
-comes back. A question is answered by the inference server; with the server gone, the caller
-hears the fallback. Nothing is lost from the shared records.
+least-loaded claims it. SIPp calls the proxy, 20 calls in all: they spread over both Asterisk
+servers and both agent hosts, and every caller hears the agent. A host killed mid-call is never
+offered another call, its caller is freed by the lease, and once it has been silent past the host
+timeout the other host finishes its open record as interrupted. An Asterisk stopped with a call
+on it ends that call with a BYE and its record is finished; new calls go to the other. A question
+is answered by the inference server; with the server gone, the caller hears the fallback.
+Nothing is lost from the shared records.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pytest
 
 from db import CallStore
 from db.schema import CallView
-from devtools import kamailio, llm_server
+from devtools import cluster, kamailio, llm_server
 from devtools.postgres import Postgres, PostgresUnavailable
 from devtools.sipcall import Audio, Pause, SippResult, Step
 from devtools.utterances import synthesize_set
@@ -83,6 +85,7 @@ def test_calls_spread_over_hosts_and_no_failure_loses_a_record(bed: Bed, databas
                 try:
                     _spread_and_answer(bed, store)
                     _kill_one_host(bed, store, hosts)
+                    _stop_one_asterisk(bed, store, k)
                     _inference_server_lost(bed, store, server)
                 finally:
                     store.close()
@@ -93,14 +96,14 @@ def test_calls_spread_over_hosts_and_no_failure_loses_a_record(bed: Bed, databas
 
 def _spread_and_answer(bed: Bed, store: CallStore) -> None:
     before = bed.processed()
-    names = [f"pool-{i}-{os.getpid()}" for i in range(8)]
+    names = [f"pool-{i}-{os.getpid()}" for i in range(10)]
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda n: bed.call("agent-pool-rec", ms=6000, record_as=n), names))
     assert all(r.ok for r in results), [r.errors or r.stderr for r in results if not r.ok]
     spread = {n: c - before[n] for n, c in bed.processed().items()}
     assert spread["a"] >= 2 and spread["b"] >= 2, spread  # each counts the agent's leg too
     assert all(heard_voice(bed, n) for n in names), "a caller did not hear the agent"
-    calls = _wait_finished(store, 8)
+    calls = _wait_finished(store, 10)
     by_host = {h: sum(c.host == h for c in calls) for h in ("agent-1", "agent-2")}
     assert by_host["agent-1"] >= 2 and by_host["agent-2"] >= 2, by_host
     assert {c.end_reason for c in calls} <= {"caller_hangup"}, [c.end_reason for c in calls]
@@ -123,7 +126,7 @@ def _kill_one_host(bed: Bed, store: CallStore, hosts: list[AgentHost]) -> None:
         # the survivor's silent caller hears its reprompt and goodbye. Both get a BYE.
         assert all(f.result(timeout=60).ok for f in long_calls)
     calls = store.list_calls(limit=100)
-    assert len(calls) == 12, "a call has no record"
+    assert len(calls) == 14, "a call has no record"
     newest = sorted(calls, key=lambda c: c.started_at)[-2:]
     assert {c.host for c in newest} == {"agent-2"}
     # The killed host never comes back: silent past host_timeout_s, the survivor finishes its open call.
@@ -132,8 +135,27 @@ def _kill_one_host(bed: Bed, store: CallStore, hosts: list[AgentHost]) -> None:
         assert time.monotonic() < deadline, [(c.host, c.end_reason) for c in store.list_calls(limit=100)]
         time.sleep(0.5)
     assert len(calls) == 1 and calls[0].outcome == "interrupted"
-    assert all(c.ended_at is not None for c in _wait_finished(store, 12))
+    assert all(c.ended_at is not None for c in _wait_finished(store, 14))
     assert "host agent-1 silent for" in survivor.log.read_text()
+
+
+def _stop_one_asterisk(bed: Bed, store: CallStore, k: kamailio.Kamailio) -> None:
+    """An Asterisk stops with a call on it: that caller gets a BYE and its record is finished; the
+    call on the other Asterisk goes on; new calls go to the other."""
+    a, b = bed.asterisks["a"], bed.asterisks["b"]
+    with ThreadPoolExecutor(4) as pool:
+        long_calls = [pool.submit(bed.call, "agent-pool", ms=40_000, wait_for_bye=True) for _ in range(2)]
+        deadline = time.monotonic() + 30
+        while not (a.active_channels() >= 2 and b.active_channels() >= 2):  # caller + agent leg on each
+            assert time.monotonic() < deadline, (a.active_channels(), b.active_channels())
+            time.sleep(0.2)
+        cluster.stop_asterisk(b)
+        k.wait_for({bed.uri("b"): False}, timeout=15)
+        results: list[SippResult] = list(pool.map(lambda _: bed.call("agent-pool", ms=4000), range(2)))
+        assert all(r.ok for r in results)
+        assert all(f.result(timeout=60).ok for f in long_calls)  # b's at once, a's after the agent's goodbye
+    calls = _wait_finished(store, 18)
+    assert len(calls) == 18 and all(c.ended_at is not None for c in calls)
 
 
 def _inference_server_lost(bed: Bed, store: CallStore, server: llm_server.LlmServer) -> None:
@@ -142,8 +164,8 @@ def _inference_server_lost(bed: Bed, store: CallStore, server: llm_server.LlmSer
     assert bed.call("agent-pool", steps=steps).ok
     server.stop()
     assert bed.call("agent-pool", steps=steps, ms=20_000, wait_for_bye=True).ok  # the agent says the fallback, hangs up
-    calls = sorted(_wait_finished(store, 14), key=lambda c: c.started_at)
-    assert len(calls) == 14 and all(c.ended_at is not None for c in calls)
+    calls = sorted(_wait_finished(store, 20), key=lambda c: c.started_at)
+    assert len(calls) == 20 and all(c.ended_at is not None for c in calls)
     fallback = AgentConfig().fallback
     answered, failed = (store.get_call(c.id) for c in calls[-2:])
     assert answered is not None and failed is not None

@@ -29,11 +29,6 @@ def failed_over(k: kamailio.Kamailio) -> int:
     return k.log_path.read_text(errors="replace").count(" failed over to ")
 
 
-def active(a: cluster.ClusterAsterisk) -> int:
-    text = a.rx("core show channels count")
-    return int(text.split(" active channel")[0].split()[-1])
-
-
 def test_the_dispatcher_spreads_probes_and_takes_a_server_back(bed: Bed, tmp_path: Path) -> None:
     a, b = bed.start("a"), bed.start("b")
     with kamailio.running("test", bed.proxy, [a.sip_host, b.sip_host], netns_argv=bed.lan.hosts["kamailio"].argv(),
@@ -52,13 +47,13 @@ def test_the_dispatcher_spreads_probes_and_takes_a_server_back(bed: Bed, tmp_pat
             long_calls: list[Future[SippResult]] = [pool.submit(bed.call, "silence", ms=20_000, wait_for_bye=True)
                                                     for _ in range(2)]
             deadline = time.monotonic() + 15
-            while not (active(a) == 1 and active(b) == 1):
+            while not (a.active_channels() == 1 and b.active_channels() == 1):
                 assert time.monotonic() < deadline, "the two calls did not land one on each Asterisk"
                 time.sleep(0.1)
             cluster.stop_asterisk(b)
             done, _ = wait(long_calls, timeout=10, return_when=FIRST_COMPLETED)
             assert len(done) == 1 and next(iter(done)).result().ok, "the call on the stopped Asterisk did not end with a BYE"
-            assert active(a) == 1  # a's call is untouched
+            assert a.active_channels() == 1  # a's call is untouched
             a.rx("channel request hangup all")
             assert all(f.result(timeout=30).ok for f in long_calls)
 
