@@ -70,7 +70,6 @@ class AriController:
         # before claiming one, None to let the others have it (this host is full). The composition
         # root sets it from the load, so the least-loaded host tends to claim first. Unset: at once.
         self.claim_delay: Callable[[], float | None] | None = None
-        self.claims = {"won": 0, "lost": 0, "declined": 0}
 
     # --- running ---
     async def run(self) -> None:
@@ -192,8 +191,7 @@ class AriController:
 
     def _on_broadcast(self, ev: CallBroadcast) -> None:
         delay = 0.0 if self.claim_delay is None else self.claim_delay()
-        if delay is None or not self.connected.is_set():
-            self.claims["declined"] += 1
+        if delay is None:
             log.info("ARI: %s offered; not claimed (this host is full)", ev.channel.name)
             return
         self.spawn(self._claim(ev.channel, delay))
@@ -206,7 +204,6 @@ class AriController:
         except AriError as exc:
             log.warning("ARI: claiming %s failed: %s", chan.name, exc)
             won = False
-        self.claims["won" if won else "lost"] += 1
         log.info("ARI %s: %s %s after %.0f ms", self.client.config.url, chan.name, "claimed" if won else "taken by another host",
                  delay * 1000)
 

@@ -23,7 +23,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -313,12 +313,8 @@ class CallStore:
         reason = check_text("end_reason", end_reason, 64)
 
         def work(s: Session) -> list[str]:
-            now = self._now()
             mine = or_(CallRecord.host == self.host, CallRecord.host.is_(None))
-            open_calls = s.scalars(select(CallRecord).where(CallRecord.ended_at.is_(None), mine)).all()
-            for call in open_calls:
-                call.ended_at, call.end_reason, call.outcome = now, reason, "interrupted"
-            return [c.id for c in open_calls]
+            return [c.id for c in self._interrupt_open(s, mine, reason)]
 
         self.replay_spool()  # calls that ended while the database was down are not open
         return self._run(work)
@@ -346,14 +342,19 @@ class CallStore:
             cutoff = self._now() - timedelta(seconds=silent_s)
             silent = s.scalars(select(HostRecord.name).where(HostRecord.last_seen < cutoff, HostRecord.name != self.host)).all()
             closed: dict[str, list[str]] = {}
-            if silent:
-                now = self._now()
-                for call in s.scalars(select(CallRecord).where(CallRecord.ended_at.is_(None), CallRecord.host.in_(silent))):
-                    call.ended_at, call.end_reason, call.outcome = now, reason, "interrupted"
-                    closed.setdefault(str(call.host), []).append(call.id)
+            for call in self._interrupt_open(s, CallRecord.host.in_(silent), reason) if silent else ():
+                closed.setdefault(str(call.host), []).append(call.id)
             return closed
 
         return self._run(work)
+
+    def _interrupt_open(self, s: Session, which: Any, reason: str) -> Sequence[CallRecord]:
+        """Finish the open calls `which` selects as interrupted, now."""
+        now = self._now()
+        calls = s.scalars(select(CallRecord).where(CallRecord.ended_at.is_(None), which)).all()
+        for call in calls:
+            call.ended_at, call.end_reason, call.outcome = now, reason, "interrupted"
+        return calls
 
     # --- plumbing -------------------------------------------------------------------------
 

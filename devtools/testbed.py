@@ -223,6 +223,10 @@ def disk_usage_mb(path: Path) -> int:
 def _ensure_built_locked(force: bool = False) -> Path | None:
     if not force and host_asterisk() is not None:
         return None
+    return _chroot_locked(force)
+
+
+def _chroot_locked(force: bool = False) -> Path:
     root = chroot_root()
     if force or not _root_ok(root):
         if os.geteuid() != 0:
@@ -246,14 +250,10 @@ def ensure_built(force: bool = False) -> Path | None:
 def ensure_chroot() -> Path:
     """The chroot root, built if missing or broken, even where the host has its own Asterisk
     (the multi-host bed, devtools.cluster, runs several Asterisk servers from it)."""
-    root = chroot_root()
-    if not _root_ok(root):
-        with _locked():
-            if not _root_ok(root):
-                if os.geteuid() != 0:
-                    raise TestBedError("building the Asterisk chroot needs root (debootstrap, chroot)")
-                _build_chroot(root)
-    return root
+    if _root_ok(chroot_root()):
+        return chroot_root()
+    with _locked():
+        return _chroot_locked()
 
 
 def ari_credentials() -> tuple[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
 import uuid
@@ -52,14 +53,16 @@ class Controllers:
     def __init__(self, items: Sequence[AriController]) -> None:
         self.items = list(items)
 
+    def _owner(self, call_id: str) -> AriController | None:
+        return next((c for c in self.items if call_id in c.calls), None)
+
     def attach(self, call_id: str) -> AriCall | None:
-        for controller in self.items:
-            if call_id in controller.calls:
-                return controller.attach(call_id)
-        return None
+        owner = self._owner(call_id)
+        return owner.attach(call_id) if owner is not None else None
 
     def call(self, call_id: str) -> AriCall | None:
-        return next((c.calls[call_id] for c in self.items if call_id in c.calls), None)
+        owner = self._owner(call_id)
+        return owner.calls[call_id] if owner is not None else None
 
     @property
     def active(self) -> int:
@@ -78,8 +81,6 @@ def pool_id_prefix(app: str) -> str:
     """Channel and bridge ids of one agent host: the start-up sweep removes what has its prefix,
     so hosts that share an Asterisk (each its own app) must not share one. The single-host app
     keeps "pa-"; others get "pa" + a hash of the app name (never a prefix of another's)."""
-    import hashlib
-
     return "pa-" if app == "phoneagent" else f"pa{hashlib.sha1(app.encode()).hexdigest()[:8]}-"
 
 
