@@ -389,6 +389,7 @@ class AriController:
             if seconds <= 0.0:
                 return
         else:
+            log.info("call %s: recording %s finished (%.1f s)", call.call_id, ev.name, seconds)
             await self._event(call, "recording_finished", path=path, duration_s=ev.duration_s)
         if self.store is not None:
             try:

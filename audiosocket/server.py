@@ -10,6 +10,7 @@ root supplied. The server knows nothing about dialog: it only calls `handler(ses
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import enum
@@ -59,11 +60,22 @@ class CallEnded:
     detail: str = ""
 
 
-InboundItem = p.Audio | p.Dtmf | p.UnknownFrame | CallEnded
+@dataclass(frozen=True, slots=True)
+class KeyPress(p.Dtmf):
+    """A DTMF frame as the session read it. `at` is the session clock at that moment, so a
+    handler working through a backlog still sees how fast the keys really came (a flood guard
+    judging by when it got round to a key would miss a flood on a busy box)."""
+
+    at: float
+
+
+InboundItem = p.Audio | KeyPress | p.UnknownFrame | CallEnded
 
 
 class CallSession:
     """One call's state as the handler sees it: inbound items, playout, hangup."""
+
+    _KEY_LIMIT = 256  # queued key presses; a flood past this while the handler is behind is dropped
 
     def __init__(
         self,
@@ -82,8 +94,14 @@ class CallSession:
         self.clock = clock
         self._writer = writer
         self._default_format = default_format
-        self._inbound: asyncio.Queue[InboundItem] = asyncio.Queue()
+        # In arrival order. Only audio is bounded: past `inbound_limit` frames the oldest *audio*
+        # frame goes (late audio is worth nothing; a key press is the caller's input, and a key
+        # flood is the dialog's to judge, at most `_KEY_LIMIT` queued).
+        self._inbound: collections.deque[InboundItem] = collections.deque()
+        self._inbound_ready = asyncio.Event()
         self._inbound_limit = inbound_limit
+        self._audio_queued = 0
+        self._keys_queued = 0
         self._media: asyncio.Future[MediaFormat] = asyncio.get_running_loop().create_future()
         self._write_lock = asyncio.Lock()
         self.playout: Playout | None = None
@@ -93,7 +111,6 @@ class CallSession:
         self.frames_in = 0
         self.bytes_in = 0
         self.dropped_in = 0  # inbound frames dropped because the handler fell behind
-        self.dtmf_in: list[str] = []
         self.started_at = clock.now()
 
     # --- handler API ---
@@ -118,9 +135,22 @@ class CallSession:
 
     async def receive(self) -> InboundItem:
         """Next inbound audio frame, digit or the final CallEnded (repeated once ended)."""
-        if self.ended.is_set() and self._inbound.empty():
-            return CallEnded(self.end_reason or EndReason.CALLER_HANGUP, self.end_detail)
-        return await self._inbound.get()
+        while not self._inbound:
+            if self.ended.is_set():
+                return CallEnded(self.end_reason or EndReason.CALLER_HANGUP, self.end_detail)
+            self._inbound_ready.clear()
+            await self._inbound_ready.wait()
+        item = self._inbound.popleft()
+        if isinstance(item, p.Audio):
+            self._audio_queued -= 1
+        elif isinstance(item, KeyPress):
+            self._keys_queued -= 1
+        return item
+
+    @property
+    def inbound_queued(self) -> int:
+        """Items waiting for the handler."""
+        return len(self._inbound)
 
     async def hangup(self, reason: EndReason = EndReason.AGENT_HANGUP) -> None:
         """End the call from our side: a 0x00 frame tells Asterisk to hang up the channel."""
@@ -136,20 +166,26 @@ class CallSession:
         return self.ended.is_set()
 
     # --- server side ---
-    def _deliver(self, item: InboundItem) -> None:
+    def _deliver(self, item: p.Audio | p.Dtmf | p.UnknownFrame) -> None:
         if isinstance(item, p.Audio):
             self.frames_in += 1
             self.bytes_in += len(item.pcm)
             if not self._media.done() and item.pcm:
                 self._set_media(MediaFormat(item.sample_rate, duration_ms(len(item.pcm), item.sample_rate)))
-            if self._inbound.qsize() >= self._inbound_limit:
-                # Bounded memory: drop the oldest frame, never block the socket reader.
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    self._inbound.get_nowait()
+            if self._audio_queued >= self._inbound_limit:  # bounded memory, never block the reader
+                oldest = next(i for i, queued in enumerate(self._inbound) if isinstance(queued, p.Audio))
+                del self._inbound[oldest]
+                self._audio_queued -= 1
                 self.dropped_in += 1
+            self._audio_queued += 1
         elif isinstance(item, p.Dtmf):
-            self.dtmf_in.append(item.digit)
-        self._inbound.put_nowait(item)
+            if self._keys_queued >= self._KEY_LIMIT:
+                self.dropped_in += 1
+                return
+            item = KeyPress(item.digit, self.clock.now())
+            self._keys_queued += 1
+        self._inbound.append(item)
+        self._inbound_ready.set()
 
     def _set_media(self, fmt: MediaFormat) -> None:
         if not self._media.done():
@@ -160,7 +196,8 @@ class CallSession:
             self.end_reason = reason
             self.end_detail = detail
             self.ended.set()
-            self._inbound.put_nowait(CallEnded(reason, detail))
+            self._inbound.append(CallEnded(reason, detail))
+            self._inbound_ready.set()
 
     async def _send_audio(self, pcm: bytes) -> None:
         fmt = self._media.result() if self._media.done() else self._default_format

@@ -25,10 +25,18 @@ class Keypad:
         self._on_flood = on_flood  # told once per flood, with the open entry it threw away
         self.entries: list[DigitEntry] = []
         self._last: dict[str, tuple[str, float]] = {}
+        self._t = clock.now()  # the latest time used: every part below wants time to move forward
 
-    def press(self, source: str, digit: str) -> list[DigitEntry]:
-        """A digit from `source` ("audiosocket" or "ari"); returns entries it completed."""
-        now = self.clock.now()
+    def _time(self, at: float | None = None) -> float:
+        self._t = max(self._t, self.clock.now() if at is None else at)
+        return self._t
+
+    def press(self, source: str, digit: str, at: float | None = None) -> list[DigitEntry]:
+        """A digit from `source` ("audiosocket" or "ari"); returns entries it completed.
+
+        `at`: when the press was received (the session's clock), if known; a handler that is
+        behind would otherwise see a flood as a slow, plausible typist."""
+        now = self._time(at)
         last = self._last.get(source)
         self._last[source] = (digit, now)
         if last is not None and last[0] == digit and now - last[1] < self.DEBOUNCE_S:
@@ -51,7 +59,7 @@ class Keypad:
         return done
 
     def poll(self) -> list[DigitEntry]:
-        done = self._collector.poll(self.clock.now())
+        done = self._collector.poll(self._time())
         self.entries += done
         return done
 

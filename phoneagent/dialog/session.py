@@ -26,7 +26,7 @@ from phoneagent.dialog.dtmf import DigitEntry
 from media.clock import Clock, sleep
 from models.base import Transcript
 from audiosocket.protocol import Audio, Dtmf
-from audiosocket.server import CallEnded, InboundItem
+from audiosocket.server import CallEnded, InboundItem, KeyPress
 from db import AsyncCallStore
 from phoneagent.dialog.actions import Actions, ToolCaller, look_up_caller, system_prompt
 from phoneagent.dialog.call import CallContext
@@ -184,7 +184,7 @@ class CallDialog:
                         continue  # (an overloaded box would work through it before seeing the hangup)
                     await turns.on_audio(item.pcm)
                 elif isinstance(item, Dtmf):
-                    await on_keys(keypad.press("audiosocket", item.digit))
+                    await on_keys(keypad.press("audiosocket", item.digit, item.at if isinstance(item, KeyPress) else None))
                 if ctl is not None:
                     for digit in ctl.drain_digits():
                         await on_keys(keypad.press("ari", digit))

@@ -17,7 +17,7 @@ import pytest
 from audiosocket import protocol as p
 from audiosocket.client import AudioSocketClient
 from media.pcm import tone
-from audiosocket.server import AudioSocketServer, CallEnded, CallSession, EndReason
+from audiosocket.server import AudioSocketServer, CallEnded, CallSession, EndReason, KeyPress
 
 HandlerT = Callable[[CallSession], Awaitable[None]]
 
@@ -116,7 +116,7 @@ async def test_eof_is_caller_hangup_and_frees_the_session(make_server) -> None: 
     await _until(lambda: len(rec.items) >= 2)
     await c.close()
     await asyncio.wait_for(rec.ended.wait(), 2)
-    assert isinstance(rec.items[0], p.Audio) and rec.items[1] == p.Dtmf("7")
+    assert isinstance(rec.items[0], p.Audio) and isinstance(rec.items[1], KeyPress) and rec.items[1].digit == "7"
     assert isinstance(rec.items[-1], CallEnded) and rec.items[-1].reason == EndReason.CALLER_HANGUP
     await _until(lambda: not srv.sessions)
     assert srv.finished[-1] == (c.call_id, EndReason.CALLER_HANGUP)
@@ -209,7 +209,7 @@ async def test_unknown_kind_is_reported_not_fatal(make_server) -> None:  # type:
     await c.send_raw(p.encode_frame(0x42, b"xyz"))
     await c.send_dtmf("#")
     await _until(lambda: len(rec.items) >= 2)
-    assert rec.items[:2] == [p.UnknownFrame(0x42, b"xyz"), p.Dtmf("#")]
+    assert rec.items[0] == p.UnknownFrame(0x42, b"xyz") and isinstance(rec.items[1], KeyPress) and rec.items[1].digit == "#"
     assert c.call_id in srv.sessions
     await c.close()
 
@@ -269,6 +269,35 @@ async def test_slow_handler_bounds_inbound_queue(make_server) -> None:  # type: 
         await c.send_audio(bytes(320), 8000)
     await _until(lambda: c.call_id in srv.sessions and srv.sessions[c.call_id].frames_in == 30)
     s = srv.sessions[c.call_id]
-    assert s.dropped_in == 20 and s._inbound.qsize() == 10
+    assert s.dropped_in == 20 and s.inbound_queued == 10
     gate.set()
     await c.close()
+
+
+async def test_key_presses_survive_an_audio_backlog_and_carry_their_read_time(make_server) -> None:  # type: ignore[no-untyped-def]
+    """A handler that is behind loses its oldest audio, never a key press; each press says when
+    it was read (a flood guard must judge the wire rate, not the handler's)."""
+    gate = asyncio.Event()
+    seen: list[object] = []
+
+    async def script(session: CallSession) -> None:
+        await gate.wait()
+        while not isinstance(item := await session.receive(), CallEnded):
+            seen.append(item)
+
+    srv = await make_server(Recorder(script), inbound_limit=10)
+    c = await AudioSocketClient.connect("127.0.0.1", srv.port)
+    for i in range(30):
+        await c.send_audio(bytes(320), 8000)
+        if i % 10 == 0:
+            await c.send_dtmf(str(i // 10))
+    await _until(lambda: c.call_id in srv.sessions and srv.sessions[c.call_id].frames_in == 30)
+    s = srv.sessions[c.call_id]
+    assert s.dropped_in == 20 and s.inbound_queued == 13
+    gate.set()
+    await c.close()
+    await _until(lambda: s.is_ended and s.inbound_queued == 0)
+    keys = [k for k in seen if isinstance(k, KeyPress)]
+    assert [k.digit for k in keys] == ["0", "1", "2"]
+    assert all(s.started_at <= k.at <= srv.clock.now() for k in keys)
+    assert sum(isinstance(a, p.Audio) for a in seen) == 10

@@ -57,11 +57,12 @@ async def test_caller_asks_for_a_person_and_the_human_hears_the_summary(asterisk
                                              "agent-ari", steps)
             assert result.ok, result.errors
             await wait_until(lambda: not stack.ctl.calls, 10, "the call to end")
-            for _ in range(100):  # the recording is stored when Asterisk reports it finished
-                view = await store.get_call(dialogs[0].call_id) if dialogs else None
+            for _ in range(300):  # the recording is stored when Asterisk reports it finished (ms here;
+                view = await store.get_call(dialogs[0].call_id) if dialogs else None  # a CI run once took > 10 s)
                 if view is not None and view.recording_path:
                     break
                 await asyncio.sleep(0.1)
+            recordings_waiting = sorted(stack.ctl._recordings)
         assert dialogs, "the call never reached the dialog"
         d = dialogs[0]
         transfers = [detail for _, kind, detail in d.events if kind == "transfer"]
@@ -74,7 +75,8 @@ async def test_caller_asks_for_a_person_and_the_human_hears_the_summary(asterisk
         assert d.turns[0]["text"].startswith("This call is recorded."), d.turns[0]
         view = await store.get_call(d.call_id)
         assert view is not None and view.summary == d.summary and view.outcome == "transferred"
-        assert view.recording_path and asterisk_bed.host_path(view.recording_path).stat().st_size > 100_000
+        assert view.recording_path, f"no RecordingFinished handled in 30 s; controller still waits for {recordings_waiting}"
+        assert asterisk_bed.host_path(view.recording_path).stat().st_size > 100_000
         heard_path = await wait_file(asterisk_bed.host_path(f"{testbed.RECORDING_DIR}/human-{d.call_id}-heard.wav"))
         pcm, rate = read_wav(heard_path)
         heard = (await asyncio.to_thread(engines.stt.transcribe, pcm[: rate * 15].tobytes(), rate)).text.lower()

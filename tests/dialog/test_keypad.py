@@ -202,3 +202,26 @@ def test_a_fast_person_is_no_flood() -> None:
         pad.press("ari", "1" if len(pad.pending) % 2 else "2")
         clock.advance(1 / 12)
     assert len(pad.pending) == 36 and pad.flood.bursts == 0
+
+
+def test_a_flood_worked_through_late_is_still_a_flood() -> None:
+    """A busy box reads 2000 presses as they came (1 ms apart) but gets round to each 100 ms
+    later: the guard judges the receipt times, so the flood trips as if the box were idle."""
+    clock = ManualClock(T0)
+    floods: list[str] = []
+    pad = Keypad(DigitConfig(), clock, on_flood=floods.append)
+    keys, done = "0123456789#", list[DigitEntry]()
+    for i in range(60):
+        clock.advance(0.1)
+        done += pad.press("audiosocket", keys[i % len(keys)], at=T0 + i * 0.001)
+    assert [e.digits for e in done] == ["0123456789"] and floods == ["0123"]
+
+
+def test_a_receipt_time_behind_the_clock_never_moves_time_back() -> None:
+    """A press stamped before the last ARI press or poll is taken at that later time, not dropped."""
+    pad, clock = make()
+    clock.advance(1.0)
+    pad.press("ari", "1")
+    pad.poll()
+    pad.press("audiosocket", "2", at=T0 + 0.5)  # read before the ARI press was handled
+    assert pad.pending == "12"
