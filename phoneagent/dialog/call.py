@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 
 from ari_app.call import CallControl
 from media.clock import Clock
@@ -32,6 +34,9 @@ class CallContext:
     state: CallState
     control: CallControl | None  # ARI call control; None on a direct AudioSocket call
     system_prompt: str  # the LLM's instructions for this call (actions.system_prompt: the agent's, plus its steps)
+    # The caller's "today" (a date slot resolves "tomorrow" and dates without a year against it):
+    # the service's local date; the composition root passes its wall clock.
+    today: Callable[[], date] = field(default=lambda: datetime.now().astimezone().date())
     hold_llm: bool = False  # hold LLM decoding while a reply's first clause is synthesised (CPU)
     live: set[CancelToken] = field(default_factory=set)  # every generation/synthesis a barge-in must stop
     _warming: asyncio.Future[None] | None = field(default=None, repr=False)

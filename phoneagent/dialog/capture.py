@@ -1,4 +1,4 @@
-"""Capturing a number or an email for a tool: ask, read back, confirm or repair.
+"""Capturing a number, an email, a date or an amount for a tool: ask, read back, confirm or repair.
 
 A tool parameter declared as a slot (see slots.py) is never taken from what the LLM wrote: the
 dialog takes it from the caller's own words (or keypad), reads it back in a form that is easy to
@@ -11,7 +11,7 @@ recogniser is told what kind of value is coming (the slot's STT prompt).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from models.base import Message
@@ -79,6 +79,8 @@ class SlotCapture:
     async def begin(self, tool: ToolUse, arguments: dict[str, Any], confirmed: dict[str, str], slot: Slot, turn: str,
                     phrase: Phrase, timing: TurnTiming) -> None:
         """The step chose `tool`: read back the slot's value if the caller's turn had it, else ask."""
+        if slot.kind == "date":  # "tomorrow", or a date without a year, is resolved against the call's day
+            slot = replace(slot, today=self.ctx.today())
         p = self.pending = _Pending(tool, dict(arguments), dict(confirmed), slot)
         heard = slot.capture(turn)
         if slot.valid(heard):

@@ -118,7 +118,8 @@ class CallDialog:
         self.state = state = CallState(last_activity=clock.now())
         hold = cfg.hold_llm_for_first_audio
         ctx = CallContext(self.call_id, cfg, self.engines, clock, fmt.sample_rate, playout, self.conversation, record, state, ctl,
-                          system_prompt=system_prompt(cfg), hold_llm=self.engines.llm_on_cpu if hold is None else hold)
+                          system_prompt=system_prompt(cfg), hold_llm=self.engines.llm_on_cpu if hold is None else hold,
+                          today=lambda: self.wall_clock().astimezone().date())
         voice = Voice(ctx, self.phrases)
         floor = Floor(ctx)
         audio = CallerAudio(self.engines.vad, fmt.sample_rate, cfg.preroll_s, cfg.endpointer)

@@ -1,4 +1,4 @@
-"""Values a contact centre lives on (phone and account numbers, emails) as the dialog captures
+"""Values a contact centre lives on (phone and account numbers, emails, dates, amounts) as the dialog captures
 them from speech: what the recogniser is told to expect, how its words become the value, how the
 value is read back so a caller can check it by ear, and how a correction of one part is merged.
 
@@ -8,6 +8,8 @@ confirm or repair exchange. A tool parameter becomes a slot with "x-slot" in the
     phone: {type: string, x-slot: phone}           # 7-15 digits
     account: {type: string, pattern: "^[0-9]{8}$", x-slot: digits}
     email: {type: string, x-slot: email}
+    delivery_date: {type: string, x-slot: date}               # ISO 8601: 2027-03-05
+    refund: {type: string, x-slot: amount, x-currency: USD}  # "42.50", read back in dollars and cents
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal
 
 from models.normalize import UNITS, normalize_emails, normalize_transcript
+from phoneagent.dialog.spoken_values import CURRENCY_WORDS, say_amount, say_date, spoken_amount, spoken_date
 
-SlotKind = Literal["digits", "phone", "email"]
-KINDS: tuple[SlotKind, ...] = ("digits", "phone", "email")
+SlotKind = Literal["digits", "phone", "email", "date", "amount"]
+KINDS: tuple[SlotKind, ...] = ("digits", "phone", "email", "date", "amount")
 
 # What whisper is told came before the caller's words (its "previous text"): an example in the
 # form we want back. Measured in bench/telephone_stt.py (the slot rows).
@@ -28,6 +32,8 @@ STT_PROMPTS: dict[SlotKind, str] = {
     "digits": "4 7 2, 9 1 8, 3 5.",
     "phone": "5 5 5, 2 3 4, 9 8 7 6.",
     "email": "My email is john.smith@example.com.",
+    "date": "On Friday, March 5th, 2027.",
+    "amount": "$42.50.",
 }
 _DIGIT_WORDS = frozenset("zero oh o one two three four five six seven eight nine double triple".split())
 # Digit words as whisper writes them after the phone band took their high frequencies ("five"
@@ -43,6 +49,8 @@ _YES_RE = re.compile(r"^(?:yes|yeah|yep|yup|correct|right|that'?s (?:right|corre
 _NO_RE = re.compile(r"^(?:no|nope|nah|wrong|incorrect|not (?:quite|right|correct)|that'?s (?:wrong|not (?:right|correct|it))|"
                     r"that is (?:wrong|not (?:right|correct))|actually)\b", re.IGNORECASE)
 _KEYPAD_RE = re.compile(r"^\(keypad\)\s*([0-9A-D*#]*)$")
+_ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_AMOUNT_RE = re.compile(r"\d{1,12}\.\d{2}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,8 @@ class Slot:
     kind: SlotKind
     min_len: int = 1
     max_len: int = 20
+    currency: str = ""  # an amount's (ISO 4217: USD, EUR, GBP...), for its read-back in words
+    today: date | None = None  # a date slot's "today" (the dialog sets it when it asks; see spoken_values)
 
     @classmethod
     def of(cls, name: str, prop: Mapping[str, Any]) -> Slot | None:
@@ -64,6 +74,12 @@ class Slot:
             return None
         if kind not in KINDS:
             raise ValueError(f"x-slot must be one of {', '.join(KINDS)}, got {kind!r}")
+        currency = str(prop.get("x-currency", "")).upper()
+        if currency and (kind != "amount" or currency not in CURRENCY_WORDS):
+            raise ValueError(f"slot {name!r}: x-currency is for an amount slot, one of {', '.join(CURRENCY_WORDS)}; "
+                             f"got {prop.get('x-currency')!r}")
+        if kind in ("date", "amount"):
+            return cls(name, kind, currency=currency)
         lo, hi = (7, 15) if kind == "phone" else (1, 20)
         m = _LENGTH_RE.search(str(prop.get("pattern", "")))
         if m:
@@ -76,7 +92,8 @@ class Slot:
 
     @property
     def digits(self) -> bool:
-        return self.kind != "email"
+        """A string of digits (keypad entry, group repair and pieces apply)."""
+        return self.kind in ("digits", "phone")
 
     @property
     def stt_prompt(self) -> str:
@@ -90,26 +107,42 @@ class Slot:
     def valid(self, value: str) -> bool:
         if self.digits:
             return value.isdigit() and self.min_len <= len(value) <= self.max_len
+        if self.kind == "date":
+            return _ISO_DATE_RE.fullmatch(value) is not None
+        if self.kind == "amount":
+            return _AMOUNT_RE.fullmatch(value) is not None
         return _EMAIL_RE.fullmatch(value) is not None
 
     def capture(self, text: str) -> str:
         """The value as heard in `text` ("" if none): every digit of a digits slot, in order,
         after spoken numbers become digits ("nine double zero" -> "900", "oh" -> 0); the email
-        of an email slot, lower case. Not checked against the length: see `valid`."""
+        of an email slot, lower case; a date as ISO 8601, an amount as "42.50" (spoken_values).
+        Not checked against the length: see `valid`."""
         typed = keypad_digits(text)
         if typed is not None:
             return typed if self.digits else ""
         if self.digits:
             return "".join(re.findall(r"\d", normalize_transcript(_unit_digits(_soundalikes(text)))))
+        if self.kind == "date":
+            if self.today is None:
+                raise ValueError(f"date slot {self.name!r}: no today to resolve a date against")
+            return spoken_date(normalize_transcript(text), self.today)
+        if self.kind == "amount":
+            return spoken_amount(normalize_transcript(text))
         found = _EMAIL_RE.findall(normalize_emails(text).lower())
         return found[0].rstrip(".") if found else ""
 
     def read_back(self, value: str) -> str:
         """The value as the agent says it to be checked: digits one by one in the groups people
         use ("5 5 5, 2 3 4, 9 8 7 6"), an email spelled ("j o h n dot s m i t h at example dot com"
-        with the domain's labels spelled too, but a common ending said as a word)."""
+        with the domain's labels spelled too, but a common ending said as a word), a date with
+        its weekday ("Friday, March 5th, 2027"), an amount in its currency's words."""
         if self.digits:
             return ", ".join(" ".join(g) for g in digit_groups(value))
+        if self.kind == "date":
+            return say_date(value)
+        if self.kind == "amount":
+            return say_amount(value, self.currency)
         local, _, domain = value.partition("@")
         labels = domain.split(".")
         spoken = [spell(local)] + [label if i == len(labels) - 1 and label in _TLDS else spell(label) for i, label in enumerate(labels)]

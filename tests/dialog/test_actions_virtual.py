@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -49,13 +50,13 @@ async def start() -> AsyncIterator[Callable[..., Any]]:
 
     async def make(heard: list[Heard], acts: list[ToolCall | None] | None = None, said: list[Said] | None = None,
                    results: dict[str, list[ToolResult]] | None = None, control: FakeControl | None = None,
-                   tool_delay_s: float = 0.1, **cfg: Any) -> Run:
+                   tool_delay_s: float = 0.1, wall_clock: Callable[[], datetime] | None = None, **cfg: Any) -> Run:
         clock = ManualClock(0.0)
         engines = VirtualEngines(clock, heard=heard, said=said or [], acts=acts or [])
         tools = ScriptedTools(clock, results or {}, delay_s=tool_delay_s)
         call = VirtualCall(clock)
         config = AgentConfig(**{"greeting": GREETING, "tools": (STATUS,), "out_of_scope": True, "offer_end_call": True, **cfg})
-        dialog = CallDialog(engines, config, control=control, tools=tools)
+        dialog = CallDialog(engines, config, control=control, tools=tools, **({"wall_clock": wall_clock} if wall_clock else {}))
         call.start()
         run = Run(clock, engines, call, dialog, asyncio.create_task(dialog.run(call)), tools)
         runs.append(run)

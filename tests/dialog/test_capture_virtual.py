@@ -8,6 +8,7 @@ test_dialog_flows_asterisk.py::test_a_phone_number_is_read_back_confirmed_and_st
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from models.base import ToolCall
@@ -173,4 +174,46 @@ async def test_a_number_said_in_pieces_is_put_together(start) -> None:  # type: 
     assert run.engines.stt_prompts[2] == STT_PROMPTS["phone"]  # the rest is still a number coming
     assert run.event("slot_partial") == {"name": "phone", "digits": "555"}
     assert run.tools.calls == [("request_callback", {"phone": "5552349876"})]
+    await run.finish()
+
+
+DELIVERY = ToolUse(
+    "move_delivery", "the caller wants the delivery on another day",
+    {"type": "object", "properties": {"day": {"type": "string", "x-slot": "date"}}, "required": ["day"]},
+    filler="", answer=Answer(text="Done, it comes on {day}."), ask="Which day would suit you?")
+REFUND = ToolUse(
+    "refund", "refund an amount",
+    {"type": "object", "properties": {"amount": {"type": "string", "x-slot": "amount", "x-currency": "USD"}}, "required": ["amount"]},
+    filler="", answer=Answer(text="Refunded."), ask="How much should we refund?")
+MOVED = {"move_delivery": [ToolResult(True, data={"ok": True}, status=200, duration_s=0.1, attempts=1)],
+         "refund": [ToolResult(True, data={"ok": True}, status=200, duration_s=0.1, attempts=1)]}
+
+
+async def test_a_date_is_read_back_with_its_weekday_corrected_and_used_as_iso(start) -> None:  # type: ignore[no-untyped-def]
+    """"Next Tuesday" is resolved against the call's day (the dialog's wall clock: Wednesday
+    2026-12-02), read back with its weekday; "no, Wednesday" replaces it; the tool gets ISO 8601."""
+    run = await start([Heard("Can you deliver on another day?"), Heard("Next Tuesday."), Heard("No, on Wednesday."), Heard("Yes.")],
+                      acts=[ToolCall("move_delivery", {"day": "2026-12-05"})], results=MOVED, tools=(DELIVERY,),
+                      wall_clock=lambda: datetime(2026, 12, 2, 12, 0, tzinfo=UTC))
+    await exchange(run, 2)
+    assert run.agent_texts()[-1] == "Which day would suit you?" and run.tools.calls == []
+    await exchange(run, 3)
+    assert run.engines.stt_prompts[-1] == STT_PROMPTS["date"]
+    assert run.agent_texts()[-1] == "That's Tuesday, December 8th, 2026. Is that right?"
+    await exchange(run, 4)
+    assert run.agent_texts()[-1] == "That's Wednesday, December 9th, 2026. Is that right?"
+    await exchange(run, 5)
+    assert run.tools.calls == [("move_delivery", {"day": "2026-12-09"})]  # never the model's 2026-12-05
+    assert run.event("slot_repaired") is not None and run.event("slot_confirmed")["value"] == "2026-12-09"
+    await run.finish()
+
+
+async def test_an_amount_is_read_back_in_dollars_and_cents(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start([Heard("I want a refund."), Heard("Forty two dollars and fifty cents."), Heard("That's right.")],
+                      acts=[ToolCall("refund", {"amount": "100"})], results=MOVED, tools=(REFUND,))
+    for n in (2, 3, 4):
+        await exchange(run, n)
+    assert run.engines.stt_prompts[1] == STT_PROMPTS["amount"]
+    assert run.agent_texts()[2] == "That's 42 dollars and 50 cents. Is that right?"
+    assert run.tools.calls == [("refund", {"amount": "42.50"})]
     await run.finish()

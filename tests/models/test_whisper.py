@@ -222,3 +222,27 @@ def test_a_number_asked_for_gets_next_best_texts_and_the_prompt_shapes_them(tiny
     assert five.text not in five.alternatives  # distinct hypotheses
     texts = (five.text, *five.alternatives)
     assert any("2 3 4" in t or "234" in t for t in texts), texts  # digits as digits, the prompt's form
+
+
+@pytest.mark.parametrize("kind, said, value", [
+    ("date", "Tomorrow, please.", "2026-12-03"),
+    ("date", "Next Tuesday.", "2026-12-08"),
+    ("date", "June twenty first, twenty twenty seven.", "2027-06-21"),
+    ("amount", "Forty two dollars and fifty cents.", "42.50"),
+    ("amount", "Three hundred dollars.", "300.00"),
+])
+def test_a_date_or_an_amount_said_over_the_phone_is_captured(tiny: WhisperSTT, kind: str, said: str, value: str) -> None:
+    """espeak-ng through G.711 at 8 kHz, the slot's prompt, five texts: the value slot capture
+    reads back (phoneagent/dialog/capture.py heard_value) is the one said. (Measured beside these:
+    "the fifth of March" came back as "But it's on March" and "May 5th, on March", and "twelve
+    dollars and five cents" as "$12.50": the read-back is what catches those.)"""
+    from dataclasses import replace
+    from datetime import date
+
+    from devtools.utterances import say
+    from phoneagent.dialog.capture import heard_value
+    from phoneagent.dialog.slots import STT_PROMPTS, Slot
+
+    slot = replace(Slot("value", kind, currency="USD" if kind == "amount" else ""), today=date(2026, 12, 2))  # a Wednesday
+    heard = tiny.transcribe(telephone(say(said, voice="en-us", speed=150)), 8000, prompt=STT_PROMPTS[kind], hypotheses=5)
+    assert heard_value(slot, heard.text, heard.alternatives) == value, (heard.text, heard.alternatives)
