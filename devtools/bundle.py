@@ -8,6 +8,7 @@ its Python), then copied to the ansible controller; the playbook installs only f
       wheels/              every wheel the service needs (our own, the llama-cpp-python we built)
       wheels/requirements.txt   each wheel pinned by name and version (pip --no-index installs this)
       debs/*.deb           Debian packages the wheels need that a fresh server may lack
+      kamailio/*.deb       Debian's kamailio and what a fresh server lacks for it (the proxy host)
       models/<name>/...    model files named as in the catalogue, models/manifest.json (role, paths, sha256)
       agents/*.yaml        the example agent files
       asterisk/asterisk-root.tar.gz   Asterisk 22 in a Debian sid root (the test bed's method), no configs
@@ -33,6 +34,9 @@ REPO = Path(__file__).resolve().parent.parent
 # Debian packages the wheels need that a fresh server lacks (llama.cpp's OpenMP runtime), shipped
 # as .deb files for the target's release: `apt-get download` on the build machine.
 DEBS = ("libgomp1",)
+# Kamailio for a proxy host (ansible's phoneagent_kamailio): Debian's package and what a fresh
+# server lacks for it.
+KAMAILIO_DEBS = ("kamailio", "lsb-base", "libpcre3")
 DEFAULT_MODELS = ("silero-vad", "smart-turn-v3.2", "whisper-tiny.en", "piper-joe-medium", "gemma-3-270m",
                   "qwen2.5-coder-0.5b-instruct")
 
@@ -153,6 +157,7 @@ def build(out: Path, llama_wheel: Path, models: Sequence[str] = DEFAULT_MODELS,
     shutil.rmtree(out / "wheels", ignore_errors=True)
     pins = _wheels(out / "wheels", llama_wheel, pip)
     debs = _debs(out / "debs", DEBS)
+    kamailio = _debs(out / "kamailio", KAMAILIO_DEBS)
     manifest = _models(out / "models", models)
     shutil.rmtree(out / "agents", ignore_errors=True)
     shutil.copytree(REPO / "agents", out / "agents")
@@ -167,6 +172,7 @@ def build(out: Path, llama_wheel: Path, models: Sequence[str] = DEFAULT_MODELS,
         "llama_build": json.loads(build_info.read_text()) if build_info.is_file() else None,
         "models": sorted(manifest),
         "debs": {name.split("_")[0]: name for name in debs},
+        "kamailio": {"debs": {name.split("_")[0]: name for name in kamailio}},
         "asterisk": asterisk,
     }
     (out / "bundle.json").write_text(json.dumps(info, indent=1) + "\n")

@@ -32,6 +32,8 @@ SITE = {
     "phoneagent_asterisk_ari_app": "phoneagent", "phoneagent_asterisk_audiosocket": "10.20.30.41:9092",
     "phoneagent_asterisk_sip_peers": [{"name": "pbx", "match": "10.20.30.0/24", "agent": "support", "path": "ari",
                                        "contact": "sip:10.20.30.5"}],
+    "phoneagent_asterisk_sip_trunks": [{"name": "carrier", "server": "198.51.100.7:5060", "username": "4930123456",
+                                        "password": "trunk-secret", "agent": "support"}],
 }
 
 
@@ -61,7 +63,8 @@ def staged(asterisk_bed: testbed.AsteriskBed) -> Iterator[tuple[Path, str]]:
 
 def _check(bed_root: Path, inside: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["unshare", "--net", "python3", str(CHECK), f"--root={bed_root}", f"--etc={inside}",
-                           "--extension=agent", "--extension=agent-direct", "--endpoint=pbx", "--ari-user=agent"],
+                           "--extension=agent", "--extension=agent-direct", "--endpoint=pbx", "--endpoint=carrier",
+                           "--registration=carrier", "--ari-user=agent"],
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -89,6 +92,8 @@ BROKEN = {
     "an unclosed application call": (_append("extensions.conf", "[x]\nexten => 5,1,Dial(\n"), "No closing parenthesis"),
     "a misspelt endpoint option": (_replace("pjsip.conf", "transport = transport-udp\ncontext", "tranport = transport-udp\ncontext"),
                                    "endpoint pbx did not load"),
+    "a trunk registration with no server": (_replace("pjsip.conf", "server_uri = sip:198.51.100.7:5060\n", ""),
+                                            "registration carrier did not load"),
     "the agent's dialplan not included": (lambda d: (d / "extensions_phoneagent.conf").unlink(), "context [phoneagent] did not load"),
     "an ARI user without a password": (_replace("ari_user.local.conf", "password = a-long-random-password\n", ""),
                                        "ARI user agent did not load"),

@@ -5,13 +5,15 @@ connection plugin, in both groups (everything on one box); in `./dev test` the w
 inside a network namespace with only loopback, so the install is proven to need nothing but the
 bundle. Then: every model file matches the bundle's checksums, the installed config passes the
 service's own check, the units are enabled with their limits, the provisioned Asterisk and the
-service started as their units start them answer a real SIP call with the example agent, logs
-rotate, old recordings expire, and a second run changes nothing.
+service started as their units start them answer a real SIP call with the example agent, and
+so does a call through the provisioned Kamailio (Debian 12's own 5.6 package, from the bundle),
+logs rotate, old recordings expire, and a second run changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -26,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from devtools import bundle, sipcall, target, testbed
+from devtools import bundle, kamailio, sipcall, target, testbed
 from devtools.ports import free_tcp_port
 from devtools.serve import Service
 from tests.ansible import play, unit_fields
@@ -38,6 +40,7 @@ pytestmark = pytest.mark.timeout(1200)
 UNIT = "etc/systemd/system/phoneagent.service"
 ASTERISK_UNIT = "etc/systemd/system/phoneagent-asterisk.service"
 ASTERISK_ROOT = "opt/phoneagent-asterisk"
+KAMAILIO_UNIT = "lib/systemd/system/kamailio.service"
 
 
 @dataclass
@@ -49,6 +52,8 @@ class Converged:
     http_port: int
     ari_app: str
     sip_port: int
+    proxy_port: int
+    dead_port: int  # a second "Asterisk" in the proxy's list where nothing answers
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +68,13 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
     tmp = tmp_path_factory.mktemp("converge")
     # Ports of its own: the test bed's Asterisk may be up on 5060/8088 in this namespace.
     http_port, ari_port, sip_port, app = free_tcp_port(), free_tcp_port(), sipcall._free_udp_port(), "provisioned"
-    rtp = sipcall._free_udp_port(even=True)
+    rtp, proxy_port, dead_port = sipcall._free_udp_port(even=True), sipcall._free_udp_port(), sipcall._free_udp_port()
     with target.fresh_target(tmp / "root") as root:
         inventory = tmp / "hosts.yml"
         host = {"target": {"ansible_connection": "community.general.chroot", "ansible_host": str(root)}}
         inventory.write_text(json.dumps({"all": {"children": {"phoneagent_asterisk": {"hosts": host},
-                                                              "phoneagent_agents": {"hosts": host}}}}))
+                                                              "phoneagent_agents": {"hosts": host},
+                                                              "phoneagent_kamailio": {"hosts": host}}}}))
         extra = tmp / "vars.json"
         extra.write_text(json.dumps({
             "phoneagent_bundle_dir": str(src),
@@ -79,12 +85,16 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
             "phoneagent_service_ari_url": f"http://127.0.0.1:{ari_port}", "phoneagent_service_ari_app": app,
             "phoneagent_service_ari_password": "converge-" + os.urandom(12).hex(),
             "phoneagent_service_default_agent": "appointments",  # the peer's dialplan picks support
+            # The proxy on the same box for the test (its own port): the Asterisk above behind it.
+            "phoneagent_kamailio_listen_address": "127.0.0.1", "phoneagent_kamailio_sip_port": proxy_port,
+            "phoneagent_kamailio_asterisk_servers": [f"127.0.0.1:{sip_port}", f"127.0.0.1:{dead_port}"], "phoneagent_kamailio_probe_interval_s": 1,
             # no init in a chroot: the tests start the units' commands themselves
             "phoneagent_service_start": False, "phoneagent_asterisk_start": False, "phoneagent_firewall_apply": False,
+            "phoneagent_kamailio_start": False,
         }))
         first = play(inventory, extra)
         second = play(inventory, extra)
-        yield Converged(root, src, first, second, http_port, app, sip_port)
+        yield Converged(root, src, first, second, http_port, app, sip_port, proxy_port, dead_port)
 
 
 def test_the_first_run_installs_and_a_second_run_changes_nothing(converged: Converged) -> None:
@@ -186,8 +196,57 @@ def test_the_provisioned_asterisk_runs_the_agent_dialplan_as_its_own_user(provis
     assert (root / "etc/systemd/system/timers.target.wants/phoneagent-recordings-retention.timer").is_symlink()
 
 
+def _kamailio_unit(root: Path) -> list[str]:
+    """Debian's kamailio.service ExecStart with its Environment= values filled in, as systemd would."""
+    text = (root / KAMAILIO_UNIT).read_text().splitlines()
+    env = dict(shlex.split(line.split("=", 1)[1])[0].split("=", 1) for line in text if line.startswith("Environment="))
+    start = next(line.split("=", 1)[1] for line in text if line.startswith("ExecStart="))
+    return [env.get(word[1:], word) if word.startswith("$") else word for word in shlex.split(start)]
+
+
+def _dispatcher(root: Path) -> list[kamailio.Destination]:
+    done = subprocess.run(["chroot", str(root), "/usr/sbin/kamcmd", "-s", "unix:/run/kamailio/kamailio_ctl", "dispatcher.list"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    return kamailio.parse_dispatcher_list(done.stdout) if done.returncode == 0 else []
+
+
+@pytest.fixture(scope="module")
+def provisioned_kamailio(converged: Converged, provisioned_asterisk: Path) -> Iterator[list[kamailio.Destination]]:
+    """The installed Kamailio, started as Debian's unit starts it (as user kamailio, forking), once
+    its OPTIONS probes have found the provisioned Asterisk up and the dead server down."""
+    root = converged.root
+    run = root / "run/kamailio"  # the unit's RuntimeDirectory
+    run.mkdir(mode=0o770, exist_ok=True)
+    user = next(line.split(":") for line in (root / "etc/passwd").read_text().splitlines() if line.startswith("kamailio:"))
+    os.chown(run, int(user[2]), int(user[3]))
+    start = subprocess.run(["chroot", str(root), "/usr/bin/setpriv", "--reuid=kamailio", "--regid=kamailio", "--init-groups", "--",
+                            *_kamailio_unit(root)], capture_output=True, text=True, timeout=60, check=False)
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        deadline, found = time.monotonic() + 30, []
+        while time.monotonic() < deadline:
+            found = _dispatcher(root)
+            if sorted(d.flags[:1] for d in found) == ["A", "I"]:
+                break
+            time.sleep(0.5)
+        yield found
+    finally:
+        pid = run / "kamailio.pid"
+        if pid.is_file():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid.read_text()), signal.SIGTERM)
+
+
+def test_the_provisioned_kamailio_probes_the_asterisk_behind_it(converged: Converged,
+                                                                 provisioned_kamailio: list[kamailio.Destination]) -> None:
+    flags = {d.uri: d.flags[:1] for d in provisioned_kamailio}  # (5.6 lists them last first)
+    assert flags == {f"sip:127.0.0.1:{converged.sip_port}": "A", f"sip:127.0.0.1:{converged.dead_port}": "I"}, flags  # up; out
+    assert (converged.root / "etc/systemd/system/multi-user.target.wants/kamailio.service").is_symlink()
+    assert (converged.root / "etc/kamailio/kamailio.cfg").read_bytes() == kamailio.REPO_CONFIG.read_bytes()
+
+
 def test_a_sip_call_into_the_box_is_answered_by_the_example_agent_and_the_service_stops_cleanly(
-        converged: Converged, provisioned_asterisk: Path) -> None:
+        converged: Converged, provisioned_asterisk: Path, provisioned_kamailio: list[kamailio.Destination]) -> None:
     argv, env = _unit_command(converged.root)
     # setpriv execs (runuser stays as a parent and dies by the signal itself): the exit status
     # seen here is the service's own, as systemd sees it.
@@ -207,6 +266,11 @@ def test_a_sip_call_into_the_box_is_answered_by_the_example_agent_and_the_servic
         calls = _finished_calls(converged.root / "var/lib/phoneagent/calls.db")
         assert len(calls) == 1 and calls[0][1] == "support", calls
         assert "Hello, this is Northwind support." in calls[0][2], calls  # after the recording notice
+        # The same through the provisioned Kamailio: it picks the Asterisk, Asterisk the agent.
+        call = sipcall.place_call("127.0.0.1", converged.proxy_port, "100", [sipcall.Pause(8000)], timeout=60, via_proxy=True)
+        assert call.ok, call.errors or call.stdout
+        calls = _finished_calls(converged.root / "var/lib/phoneagent/calls.db", want=2)
+        assert len(calls) == 2 and all(c[1] == "support" and "Hello, this is Northwind support." in c[2] for c in calls), calls
         proc.send_signal(signal.SIGTERM)  # as systemd's KillSignal does
         assert proc.wait(timeout=60) == 0
     finally:
@@ -216,14 +280,14 @@ def test_a_sip_call_into_the_box_is_answered_by_the_example_agent_and_the_servic
     assert "preflight ok" in out, out[-3000:]
 
 
-def _finished_calls(db: Path, timeout: float = 30) -> list[tuple[str, str, str]]:
+def _finished_calls(db: Path, timeout: float = 30, want: int = 1) -> list[tuple[str, str, str]]:
     """(call id, agent, first agent turn) of every call whose record is finalised."""
     deadline = time.monotonic() + timeout
     while True:
         with sqlite3.connect(db) as conn:
             rows = conn.execute("SELECT c.id, c.agent, (SELECT t.text FROM turns t WHERE t.call_id = c.id AND t.role = 'agent' "
                                 "ORDER BY t.turn_index LIMIT 1) FROM calls c WHERE c.ended_at IS NOT NULL").fetchall()
-        if rows or time.monotonic() > deadline:
+        if len(rows) >= want or time.monotonic() > deadline:
             return [(str(a), str(b), str(c or "")) for a, b, c in rows]
         time.sleep(0.5)
 

@@ -4,7 +4,7 @@ Asterisk has no "check the config" switch, so this starts a throwaway instance o
 Asterisk on the staged files, inside a private network namespace (run it under `unshare --net`:
 its SIP and HTTP ports never meet the live instance's), asks it what it loaded, and stops it.
 Problems: it does not boot; a config file fails to parse; the agent's dialplan, the SIP
-transport and peers, the ARI user, HTTP or the AudioSocket modules are missing. One line per
+transport, peers and trunk registrations, the ARI user, HTTP or the AudioSocket modules are missing. One line per
 problem on stdout, exit status 1; "ok: <version>" and 0 when the set is good.
 
 Runs with the host's python3 and no third-party modules (ansible needs nothing else on a host).
@@ -73,6 +73,7 @@ def main() -> int:
     ap.add_argument("--context", default="phoneagent", help="a dialplan context that must load")
     ap.add_argument("--extension", action="append", default=[], help="an extension that context must have")
     ap.add_argument("--endpoint", action="append", default=[], help="a PJSIP endpoint that must load")
+    ap.add_argument("--registration", action="append", default=[], help="a PJSIP outbound registration that must load")
     ap.add_argument("--ari-user", default="", help="an ARI user that must load")
     ap.add_argument("--timeout", type=float, default=60.0)
     args = ap.parse_args()
@@ -113,6 +114,9 @@ def main() -> int:
         for name in args.endpoint:
             if "Unable to find object" in (shown := rx(f"pjsip show endpoint {name}")) or not shown.strip():
                 problems.append(f"pjsip.conf: endpoint {name} did not load")
+        for name in args.registration:
+            if "Unable to find object" in (shown := rx(f"pjsip show registration {name}")) or not shown.strip():
+                problems.append(f"pjsip.conf: registration {name} did not load")
         if args.ari_user and args.ari_user not in rx("ari show users").split():
             problems.append(f"ari.conf: ARI user {args.ari_user} did not load (ari_user.local.conf)")
         if "Server Enabled and Bound to" not in rx("http show status"):
