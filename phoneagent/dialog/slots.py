@@ -33,7 +33,7 @@ STT_PROMPTS: dict[SlotKind, str] = {
     "phone": "5 5 5, 2 3 4, 9 8 7 6.",
     "email": "My email is john.smith@example.com.",
     "date": "On Friday, March 5th, 2027.",
-    "amount": "$42.50.",
+    "amount": "Forty-two dollars and fifty cents.",  # words: "$42.50." pulled answers to ".50" (bench.value_slots)
 }
 _DIGIT_WORDS = frozenset("zero oh o one two three four five six seven eight nine double triple".split())
 # Digit words as whisper writes them after the phone band took their high frequencies ("five"

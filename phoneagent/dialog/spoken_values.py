@@ -23,11 +23,13 @@ from datetime import date, timedelta
 MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
 MONTHS.update({name.lower(): i for i, name in enumerate(calendar.month_abbr) if name})
 MONTHS["sept"] = 9
+YEARS = (1900, 2199)  # what a caller's date can be
 WEEKDAYS = {name.lower(): i for i, name in enumerate(calendar.day_name)}
 _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 _DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
 _YEAR = r"(?:,?\s*(?:in\s+)?(\d{4}))?"
-_DAY_MONTH = re.compile(rf"\b{_DAY}\s+(?:of\s+)?({_MONTH})\b\.?{_YEAR}")
+# "of" comes through the phone band as "and" or "on" ("the 5th and March"): any of them joins.
+_DAY_MONTH = re.compile(rf"\b{_DAY}\s+(?:(?:of|and|on|in)\s+)?({_MONTH})\b\.?{_YEAR}")
 _MONTH_DAY = re.compile(rf"\b({_MONTH})\.?\s+(?:the\s+)?{_DAY}\b{_YEAR}")
 _ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _WEEKDAY = re.compile(rf"\b(?:(next|this|on|coming)\s+)?({'|'.join(WEEKDAYS)})\b")
@@ -42,6 +44,8 @@ _MAJOR = r"(?:dollars?|bucks|euros?|pounds?|quid|francs?)"
 _MINOR = r"(?:cents?|pence|penny|p)"
 _NUMBER = r"(\d{1,3}(?:,\d{3})+|\d+)"
 _AMOUNT = [
+    # "twelve dollars and five cents" as the recogniser often writes it: "$12 and $5", "$12.00 and $5.00"
+    re.compile(r"[$€£]\s?(\d+)(?:\.00)?\s+and\s+[$€£]\s?(\d{1,2})(?:\.00)?(?!\.?\d)"),
     re.compile(rf"[$€£]\s?{_NUMBER}(?:\.(\d{{1,2}}))?"),  # $42.50, £300
     re.compile(rf"\b{_NUMBER}\.(\d{{2}})\b"),  # 42.50 (dollars)
     re.compile(rf"\b{_NUMBER}\s+{_MAJOR}(?:,?\s+(?:and\s+)?(\d{{1,2}})(?:\s+{_MINOR})?\b)?"),  # 42 dollars (and) 50 (cents)
@@ -87,6 +91,8 @@ def _ordinal_number(m: re.Match[str]) -> str:
 
 
 def _iso(year: int, month: int, day: int) -> str:
+    if not YEARS[0] <= year <= YEARS[1]:  # "July 4th, 3085": a mishearing, not a date
+        return ""
     try:
         return date(year, month, day).isoformat()
     except ValueError:  # the 31st of April
@@ -112,7 +118,7 @@ def spoken_amount(text: str) -> str:
     for i, pattern in enumerate(_AMOUNT):
         if m := pattern.search(low):
             units, cents = int(m[1].replace(",", "")), m[2] or ""
-            if i == 0 and len(cents) == 1:  # "$42.5" is 42.50; "42 dollars and 5 cents" is 42.05
+            if i == 1 and len(cents) == 1:  # "$42.5" is 42.50; "42 dollars and 5 cents" is 42.05
                 cents += "0"
             return f"{units}.{int(cents or 0):02d}"
     if m := _CENTS_ONLY.search(low):

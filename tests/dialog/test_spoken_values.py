@@ -32,6 +32,9 @@ TODAY = date(2026, 12, 2)  # a Wednesday
     ("Next Tuesday.", "2026-12-08"),
     ("on Wednesday", "2026-12-09"),  # today is Wednesday: the next one
     ("2027-01-15", "2027-01-15"),
+    ("The 5th and March.", "2027-03-05"),  # "of" as the phone band leaves it
+    ("The fifth on March", "2027-03-05"),
+    ("My name is on Thursday, July 4th, 3085.", ""),  # a misheard year is no date
     ("the 31st of April", ""),  # no such day
     ("5/3/2027", ""),  # month first or day first cannot be told
     ("the 3rd", ""),  # no month
@@ -64,7 +67,10 @@ def test_a_date_is_read_back_with_its_weekday() -> None:
     ("1,250 dollars", "1250.00"),
     ("£300", "300.00"),
     ("three hundred euros", "300.00"),
-    ("twelve fifty", "12.50"),  # "12:50" in the transcript: in an amount slot, money
+    ("twelve fifty", "12.50"),
+    ("$12 and $5.", "12.05"),  # "twelve dollars and five cents" as whisper often writes it
+    ("$12.00 and $5.00.", "12.05"),
+    ("$12 and $5.50.", "12.00"),  # not that when the second part has cents of its own  # "12:50" in the transcript: in an amount slot, money
     ("fifty cents", "0.50"),
     ("It is 300.", "300.00"),
     ("Nothing, thanks.", ""),
