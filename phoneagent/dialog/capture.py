@@ -93,7 +93,8 @@ class SlotCapture:
         """This caller turn answers the capture in progress (a value, a yes or a no), rather
         than moving on to something else (then the capture is dropped, see `drop`)."""
         p = self.pending
-        return p is not None and (bool(heard_value(p.slot, text, alternatives)) or yes_or_no(text) is not None)
+        return p is not None and (bool(heard_value(p.slot, text, alternatives)) or yes_or_no(text) is not None
+                                  or (p.value is not None and bool(p.slot.corrected(p.value, text))))  # "the sixth"
 
     def drop(self, why: str) -> None:
         p, self.pending = self.pending, None
@@ -129,6 +130,9 @@ class SlotCapture:
             await self._confirmed(p, heard, phrase, timing, typed=True)
         elif answer is True and (not heard or heard == p.value):
             await self._confirmed(p, p.value, phrase, timing, typed=False)
+        elif not heard and (part := slot.corrected(p.value, text)):  # "no, the sixth"
+            self.ctx.record.event("slot_repaired", name=slot.name, was=p.value, now=part, text=text)
+            await self._got(p, part, typed=False, phrase=phrase, timing=timing)
         elif heard:  # "no, it's 9877 at the end", or the number again
             fixed = heard if slot.valid(heard) and len(heard) >= len(p.value) - 1 else (
                 repair(p.value, heard, slot) if slot.digits else None)

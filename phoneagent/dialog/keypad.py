@@ -25,18 +25,16 @@ class Keypad:
         self._on_flood = on_flood  # told once per flood, with the open entry it threw away
         self.entries: list[DigitEntry] = []
         self._last: dict[str, tuple[str, float]] = {}
-        self._t = clock.now()  # the latest time used: every part below wants time to move forward
-
-    def _time(self, at: float | None = None) -> float:
-        self._t = max(self._t, self.clock.now() if at is None else at)
-        return self._t
+        self._flood_t = clock.now()  # the flood guard's latest time (it wants time to move forward)
 
     def press(self, source: str, digit: str, at: float | None = None) -> list[DigitEntry]:
         """A digit from `source` ("audiosocket" or "ari"); returns entries it completed.
 
-        `at`: when the press was received (the session's clock), if known; a handler that is
-        behind would otherwise see a flood as a slow, plausible typist."""
-        now = self._time(at)
+        `at`: when the press was received (the session's clock), if known. The flood guard judges
+        that (a handler that is behind would otherwise see a flood as a slow, plausible typist);
+        de-duplication and entry timing use the time of handling, as the other source's report
+        and the inter-digit timeout do."""
+        now = self.clock.now()
         last = self._last.get(source)
         self._last[source] = (digit, now)
         if last is not None and last[0] == digit and now - last[1] < self.DEBOUNCE_S:
@@ -45,7 +43,8 @@ class Keypad:
             if not self._dedup.feed(source, digit, now):
                 return []
             bursts = self.flood.bursts
-            if not self.flood.feed(now):
+            self._flood_t = max(self._flood_t, now if at is None else min(at, now))  # never back in time
+            if not self.flood.feed(self._flood_t):
                 if self.flood.bursts != bursts:  # this press started a flood: its entry goes too
                     thrown = self._collector.pending
                     self._collector.clear()
@@ -59,7 +58,7 @@ class Keypad:
         return done
 
     def poll(self) -> list[DigitEntry]:
-        done = self._collector.poll(self._time())
+        done = self._collector.poll(self.clock.now())
         self.entries += done
         return done
 

@@ -21,7 +21,7 @@ from datetime import date
 from typing import Any, Literal
 
 from models.normalize import UNITS, normalize_emails, normalize_transcript
-from phoneagent.dialog.spoken_values import CURRENCY_WORDS, say_amount, say_date, spoken_amount, spoken_date
+from phoneagent.dialog.spoken_values import CURRENCY_WORDS, corrected_date, say_amount, say_date, spoken_amount, spoken_date
 
 SlotKind = Literal["digits", "phone", "email", "date", "amount"]
 KINDS: tuple[SlotKind, ...] = ("digits", "phone", "email", "date", "amount")
@@ -131,6 +131,11 @@ class Slot:
             return spoken_amount(normalize_transcript(text))
         found = _EMAIL_RE.findall(normalize_emails(text).lower())
         return found[0].rstrip(".") if found else ""
+
+    def corrected(self, value: str, text: str) -> str:
+        """`value` with the one part `text` corrects ("no, the sixth" for a date), or "" (only a
+        date has parts a caller names; a number's groups are `repair`'s)."""
+        return corrected_date(value, normalize_transcript(text)) if self.kind == "date" else ""
 
     def read_back(self, value: str) -> str:
         """The value as the agent says it to be checked: digits one by one in the groups people

@@ -84,6 +84,19 @@ def spoken_date(text: str, today: date) -> str:
     return ""
 
 
+def corrected_date(previous: str, text: str) -> str:
+    """A correction of one part of a read-back date ("no, the sixth", "no, April"): `previous`
+    (ISO) with that day or month replaced, as ISO; "" when `text` names neither or the result is
+    no date. A whole date in `text` is spoken_date's."""
+    low = _ORDINAL_WORDS.sub(_ordinal_number, text.lower())
+    was = date.fromisoformat(previous)
+    day = re.search(r"\b(\d{1,2})(?:st|nd|rd|th)\b", low)
+    month = re.search(rf"\b({_MONTH})\b", low)
+    if day is None and month is None:
+        return ""
+    return _iso(was.year, MONTHS[month[1]] if month else was.month, int(day[1]) if day else was.day)
+
+
 def _ordinal_number(m: re.Match[str]) -> str:
     if m[0] == "thirtieth":
         return "30th"

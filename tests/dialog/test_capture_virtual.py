@@ -217,3 +217,15 @@ async def test_an_amount_is_read_back_in_dollars_and_cents(start) -> None:  # ty
     assert run.agent_texts()[2] == "That's 42 dollars and 50 cents. Is that right?"
     assert run.tools.calls == [("refund", {"amount": "42.50"})]
     await run.finish()
+
+
+async def test_a_read_back_date_is_corrected_by_its_day_alone(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start([Heard("Can you deliver on another day?"), Heard("The fifth of March."), Heard("No, the sixth."), Heard("Yes.")],
+                      acts=[ToolCall("move_delivery", {"day": "2026-12-05"})], results=MOVED, tools=(DELIVERY,),
+                      wall_clock=lambda: datetime(2026, 12, 2, 12, 0, tzinfo=UTC))
+    for n in (2, 3, 4, 5):
+        await exchange(run, n)
+    assert run.agent_texts()[2] == "That's Friday, March 5th, 2027. Is that right?"
+    assert run.agent_texts()[3] == "That's Saturday, March 6th, 2027. Is that right?"
+    assert run.tools.calls == [("move_delivery", {"day": "2027-03-06"})]
+    await run.finish()

@@ -115,3 +115,17 @@ def test_date_and_amount_slots_from_an_agent_file() -> None:
     for bad in ({"x-slot": "amount", "x-currency": "XYZ"}, {"x-slot": "date", "x-currency": "USD"}):
         with pytest.raises(ValueError, match="x-currency"):
             Slot.of("x", bad)
+
+
+@pytest.mark.parametrize("said, value", [
+    ("No, the sixth.", "2027-03-06"),
+    ("no the twenty first", "2027-03-21"),
+    ("No, April.", "2027-04-05"),
+    ("It's the 31st.", "2027-03-31"),
+    ("No.", ""),  # nothing to place: ask again
+    ("No, the thirty first of April.", ""),  # no such day: ask again
+])
+def test_one_part_of_a_read_back_date_is_corrected(said: str, value: str) -> None:
+    slot = Slot("day", "date")
+    assert slot.corrected("2027-03-05", said) == value
+    assert Slot("n", "digits").corrected("1234", said) == ""  # numbers are repaired by group instead
