@@ -180,7 +180,7 @@ class Recording(_Strict):
 
 
 class Capture(_Strict):
-    """Numbers and emails a tool needs (tool parameters with x-slot): asked for, read back,
+    """Numbers, emails, dates and amounts a tool needs (tool parameters with x-slot): asked for, read back,
     confirmed or repaired before the tool runs."""
 
     hypotheses: int = Field(5, ge=1, le=10, description="recogniser texts searched for a value of the slot's length")
