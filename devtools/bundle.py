@@ -9,6 +9,7 @@ its Python), then copied to the ansible controller; the playbook installs only f
       wheels/requirements.txt   each wheel pinned by name and version (pip --no-index installs this)
       debs/*.deb           Debian packages the wheels need that a fresh server may lack
       kamailio/*.deb       Debian's kamailio and what a fresh server lacks for it (the proxy host)
+      postgresql/*.deb     Debian's PostgreSQL 15 and what a fresh server lacks for it (shared records)
       models/<name>/...    model files named as in the catalogue, models/manifest.json (role, paths, sha256)
       agents/*.yaml        the example agent files
       asterisk/asterisk-root.tar.gz   Asterisk 22 in a Debian sid root (the test bed's method), no configs
@@ -37,6 +38,13 @@ DEBS = ("libgomp1",)
 # Kamailio for a proxy host (ansible's phoneagent_kamailio): Debian's package and what a fresh
 # server lacks for it.
 KAMAILIO_DEBS = ("kamailio", "lsb-base", "libpcre3")
+# PostgreSQL 15 for the shared call records (ansible's phoneagent_postgresql): Debian 12's package
+# and what a fresh server lacks for it (apt-get install --simulate in a fresh bookworm root).
+POSTGRESQL_DEBS = ("postgresql-15", "postgresql-client-15", "postgresql-common", "postgresql-client-common", "libpq5",
+                   "libllvm14", "libz3-4", "libxml2", "libxslt1.1", "libicu72", "libldap-2.5-0", "libsasl2-2",
+                   "libsasl2-modules-db", "locales", "libc-l10n", "ssl-cert", "ucf", "netbase", "libjson-perl", "perl",
+                   "perl-base",  # perl pins its exact version: a host at an older point release needs it too
+                   "libperl5.36", "perl-modules-5.36", "libgdbm6", "libgdbm-compat4")
 DEFAULT_MODELS = ("silero-vad", "smart-turn-v3.2", "whisper-tiny.en", "piper-joe-medium", "gemma-3-270m",
                   "qwen2.5-coder-0.5b-instruct")
 
@@ -158,6 +166,7 @@ def build(out: Path, llama_wheel: Path, models: Sequence[str] = DEFAULT_MODELS,
     pins = _wheels(out / "wheels", llama_wheel, pip)
     debs = _debs(out / "debs", DEBS)
     kamailio = _debs(out / "kamailio", KAMAILIO_DEBS)
+    postgresql = _debs(out / "postgresql", POSTGRESQL_DEBS)
     manifest = _models(out / "models", models)
     shutil.rmtree(out / "agents", ignore_errors=True)
     shutil.copytree(REPO / "agents", out / "agents")
@@ -173,6 +182,7 @@ def build(out: Path, llama_wheel: Path, models: Sequence[str] = DEFAULT_MODELS,
         "models": sorted(manifest),
         "debs": {name.split("_")[0]: name for name in debs},
         "kamailio": {"debs": {name.split("_")[0]: name for name in kamailio}},
+        "postgresql": {"debs": {name.split("_")[0]: name for name in postgresql}},
         "asterisk": asterisk,
     }
     (out / "bundle.json").write_text(json.dumps(info, indent=1) + "\n")

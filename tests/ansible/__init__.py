@@ -38,6 +38,29 @@ def play(inventory: Path, extra: Path, playbook: Path | str = "site.yml", timeou
     return stats
 
 
+def bundle_dir() -> Path:
+    """The offline bundle ./dev test builds (checked against its SHA256SUMS), or the test fails saying so."""
+    from devtools import bundle, testbed
+
+    src = testbed.cache_dir() / "bundle"
+    try:
+        bundle.verify(src)
+    except bundle.BundleError as exc:
+        pytest.fail(f"{exc}. ./dev test builds it before going offline (python -m devtools bundle {src} --llama-wheel ...)",
+                    pytrace=False)
+    return src
+
+
+def role_alone(tmp: Path, root: Path, role: str) -> tuple[Path, Path]:
+    """An inventory whose one host `target` is `root` (chroot connection) and a playbook applying
+    `role` alone to it: (inventory, playbook)."""
+    inventory, playbook = tmp / "hosts.yml", tmp / f"{role}.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {"target": {
+        "ansible_connection": "community.general.chroot", "ansible_host": str(root)}}}}))
+    playbook.write_text(json.dumps([{"name": f"Apply {role} alone", "hosts": "target", "gather_facts": False, "roles": [role]}]))
+    return inventory, playbook
+
+
 def unit_fields(root: Path, unit: str) -> dict[str, str]:
     """A systemd unit file installed under `root`, as key=value (one value per key)."""
     return dict(line.split("=", 1) for line in (root / unit).read_text().splitlines() if "=" in line and not line.startswith("#"))

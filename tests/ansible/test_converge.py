@@ -28,10 +28,10 @@ from typing import Any
 
 import pytest
 
-from devtools import bundle, kamailio, sipcall, target, testbed
+from devtools import bundle, kamailio, sipcall, target
 from devtools.ports import free_tcp_port
 from devtools.serve import Service
-from tests.ansible import play, unit_fields
+from tests.ansible import bundle_dir, play, unit_fields
 
 # Two converges (~1.1 GB copied, a pip install and a preflight each) run in the module's fixture:
 # about 4 minutes on 2 cores, near the suite's 300 s default, which also counts fixture setup.
@@ -60,11 +60,7 @@ class Converged:
 def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
     if os.geteuid() != 0:
         pytest.fail("the converge test needs root (debootstrap, chroot, mounts)", pytrace=False)
-    src = testbed.cache_dir() / "bundle"
-    try:
-        bundle.verify(src)
-    except bundle.BundleError as exc:
-        pytest.fail(f"{exc}. ./dev test builds it before going offline (python -m devtools bundle {src} --llama-wheel ...)", pytrace=False)
+    src = bundle_dir()
     tmp = tmp_path_factory.mktemp("converge")
     # Ports of its own: the test bed's Asterisk may be up on 5060/8088 in this namespace.
     http_port, ari_port, sip_port, app = free_tcp_port(), free_tcp_port(), sipcall._free_udp_port(), "provisioned"

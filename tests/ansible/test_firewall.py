@@ -22,7 +22,7 @@ import pytest
 
 from devtools import target
 from devtools.netns import NetNs, link, namespaces
-from tests.ansible import play, unit_fields
+from tests.ansible import play, role_alone, unit_fields
 
 # Two ansible runs and a copy of the target root; well under this, but above the suite's 300 s default.
 pytestmark = pytest.mark.timeout(600)
@@ -87,12 +87,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Applied]:
         pytest.fail("the firewall test needs root (chroot, mounts, network namespaces)", pytrace=False)
     tmp = tmp_path_factory.mktemp("firewall")
     with target.fresh_target(tmp / "root") as root:
-        inventory = tmp / "hosts.yml"
-        inventory.write_text(json.dumps({"all": {"hosts": {"target": {
-            "ansible_connection": "community.general.chroot", "ansible_host": str(root)}}}}))
-        playbook = tmp / "firewall.yml"
-        playbook.write_text(json.dumps([{"name": "Apply the firewall role alone", "hosts": "target",
-                                         "gather_facts": False, "roles": ["phoneagent_firewall"]}]))
+        inventory, playbook = role_alone(tmp, root, "phoneagent_firewall")
         extra = tmp / "vars.json"
         extra.write_text(json.dumps({**PORTS, "phoneagent_firewall_apply": False}))  # no init in a chroot
         first = play(inventory, extra, playbook, timeout=600)

@@ -19,7 +19,7 @@ PLAYBOOK = ANSIBLE.parent / "tests" / "ansible" / "render_vars.yml"
 
 
 def render(inventory: str) -> dict[str, dict[str, Any]]:
-    env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1")
+    env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1", PHONEAGENT_DB_PASSWORD="s@fe:word")
     done = subprocess.run([str(BIN / "ansible-playbook"), "-i", f"inventories/{inventory}", str(PLAYBOOK)],
                           cwd=ANSIBLE, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -29,7 +29,8 @@ def render(inventory: str) -> dict[str, dict[str, Any]]:
 
 def test_the_pool_inventory_wires_proxy_asterisks_and_agent_hosts() -> None:
     hosts = render("pool")
-    assert set(hosts) == {"sip-proxy", "pbx-a", "pbx-b", "agent-a", "agent-b"}
+    assert set(hosts) == {"sip-proxy", "pbx-a", "pbx-b", "records", "agent-a", "agent-b"}
+    assert hosts["records"]["postgresql"] == {"listen": "10.0.0.40", "clients": ["10.0.0.0/24"]}
     proxy = hosts["sip-proxy"]
     assert proxy["kamailio_listen"] == "10.0.0.10" and proxy["kamailio_servers"] == ["10.0.0.21", "10.0.0.22"]
     for pbx in ("pbx-a", "pbx-b"):
@@ -39,6 +40,7 @@ def test_the_pool_inventory_wires_proxy_asterisks_and_agent_hosts() -> None:
         ari = AriSettings(**hosts[name]["ari"])  # what the service's config check would say
         assert (ari.url, ari.servers) == ("http://10.0.0.21:8088", ["http://10.0.0.22:8088"])
         assert ari.app.startswith("phoneagent") and hosts[name]["advertise"] == f"{ip}:9092"
+        assert hosts[name]["db"] == "postgresql+psycopg://phoneagent:s%40fe%3Aword@10.0.0.40/phoneagent"  # escaped for the URL
         apps.add(ari.app)
     assert len(apps) == 2, apps  # hosts sharing an Asterisk need their own app
 
