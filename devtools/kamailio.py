@@ -27,6 +27,7 @@ from devtools import testbed
 log = logging.getLogger(__name__)
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "kamailio" / "kamailio.cfg"
+ROLE_TEMPLATES = Path(__file__).resolve().parent.parent / "ansible" / "roles" / "phoneagent_kamailio" / "templates"
 MARKER = ".phoneagent-kamailio"
 SIP_PORT = 5060
 
@@ -59,20 +60,28 @@ def ensure_built(force: bool = False) -> Path:
         return root
 
 
+def _render(template: str, **values: object) -> str:
+    """One of the ansible role's templates (the same kamailio-local.cfg and dispatcher.list a
+    deployment gets), rendered as ansible renders it."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE_TEMPLATES), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, trim_blocks=True)
+    return env.get_template(f"{template}.j2").render(ansible_managed="devtools.kamailio (test bed)", **values)
+
+
 def render_local(listen: str, dispatcher_list: str, ctl: str, *, ping_s: int = 2, threshold: int = 2,
                  failover_ms: int = 2000) -> str:
     """kamailio-local.cfg: what kamailio.cfg leaves to the deployment (see its header)."""
-    return (f"listen=udp:{listen}:{SIP_PORT}\n"
-            f'#!define PHONEAGENT_DS_LIST "{dispatcher_list}"\n'
-            f'#!define PHONEAGENT_CTL "{ctl}"\n'
-            f"#!define PHONEAGENT_DS_PING_S {ping_s}\n"
-            f"#!define PHONEAGENT_DS_THRESHOLD {threshold}\n"
-            f"#!define PHONEAGENT_DS_FAILOVER_MS {failover_ms}\n")
+    return _render("kamailio-local.cfg", phoneagent_kamailio_listen_address=listen, phoneagent_kamailio_sip_port=SIP_PORT,
+                   phoneagent_kamailio_list_path=dispatcher_list, phoneagent_kamailio_ctl=ctl,
+                   phoneagent_kamailio_probe_interval_s=ping_s, phoneagent_kamailio_probe_threshold=threshold,
+                   phoneagent_kamailio_failover_ms=failover_ms)
 
 
 def render_dispatcher_list(asterisks: Sequence[str]) -> str:
     """dispatcher.list: set 1 holds every Asterisk (host or host:port), in this order."""
-    return "# set destination\n" + "".join(f"1 sip:{a if ':' in a else f'{a}:{SIP_PORT}'}\n" for a in asterisks)
+    return _render("dispatcher.list", phoneagent_kamailio_asterisk_servers=list(asterisks))
 
 
 @dataclass(frozen=True)

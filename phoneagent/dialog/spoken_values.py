@@ -51,6 +51,8 @@ _AMOUNT = [
     re.compile(rf"\b{_NUMBER}\s+{_MAJOR}(?:,?\s+(?:and\s+)?(\d{{1,2}})(?:\s+{_MINOR})?\b)?"),  # 42 dollars (and) 50 (cents)
     re.compile(rf"\b(\d{{1,3}}):(\d{{2}})\b"),  # "twelve fifty" (12:50): in an amount slot, 12.50
 ]
+# "one dollar and one cent": the normaliser leaves a lone unit word as a word
+_UNIT_BEFORE_CURRENCY = re.compile(rf"\b({'|'.join(_UNIT_WORDS)})\s+(?=(?:{_MAJOR}|{_MINOR})\b)")
 _CENTS_ONLY = re.compile(rf"\b(\d{{1,2}})\s+{_MINOR}\b")
 _BARE = re.compile(rf"\b{_NUMBER}\b")
 
@@ -60,7 +62,7 @@ CURRENCY_WORDS = {"USD": ("dollars", "cents"), "EUR": ("euros", "cents"), "GBP":
 
 def spoken_date(text: str, today: date) -> str:
     """The date in `text` as ISO 8601, or "" when it names none (or an impossible one)."""
-    low = _ORDINAL_WORDS.sub(_ordinal_number, text.lower())  # "the first of may" (normalize leaves it)
+    low = _with_ordinal_numbers(text)
     if m := _ISO.search(low):
         return _iso(int(m[1]), int(m[2]), int(m[3]))
     for pattern, day_group, month_group in ((_DAY_MONTH, 1, 2), (_MONTH_DAY, 2, 1)):
@@ -88,13 +90,18 @@ def corrected_date(previous: str, text: str) -> str:
     """A correction of one part of a read-back date ("no, the sixth", "no, April"): `previous`
     (ISO) with that day or month replaced, as ISO; "" when `text` names neither or the result is
     no date. A whole date in `text` is spoken_date's."""
-    low = _ORDINAL_WORDS.sub(_ordinal_number, text.lower())
+    low = _with_ordinal_numbers(text)
     was = date.fromisoformat(previous)
     day = re.search(r"\b(\d{1,2})(?:st|nd|rd|th)\b", low)
     month = re.search(rf"\b({_MONTH})\b", low)
     if day is None and month is None:
         return ""
     return _iso(was.year, MONTHS[month[1]] if month else was.month, int(day[1]) if day else was.day)
+
+
+def _with_ordinal_numbers(text: str) -> str:
+    """Lower case, ordinal words as numbers: "the first of may" (the normaliser leaves it) -> "the 1st of may"."""
+    return _ORDINAL_WORDS.sub(_ordinal_number, text.lower())
 
 
 def _ordinal_number(m: re.Match[str]) -> str:
@@ -126,8 +133,7 @@ def say_date(iso: str) -> str:
 def spoken_amount(text: str) -> str:
     """The money amount in `text` as "42.50", or "" when it has none. A bare number is whole
     units ("300" -> 300.00); cents alone are a fraction ("50 cents" -> 0.50)."""
-    # "one dollar and one cent": the normaliser leaves a lone unit word as a word
-    low = re.sub(rf"\b({'|'.join(_UNIT_WORDS)})\s+(?=(?:{_MAJOR}|{_MINOR})\b)", lambda m: f"{_UNIT_WORDS[m[1]]} ", text.lower())
+    low = _UNIT_BEFORE_CURRENCY.sub(lambda m: f"{_UNIT_WORDS[m[1]]} ", text.lower())
     for i, pattern in enumerate(_AMOUNT):
         if m := pattern.search(low):
             units, cents = int(m[1].replace(",", "")), m[2] or ""
