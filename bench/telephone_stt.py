@@ -20,8 +20,13 @@ first time without the slot, with its STT prompt, and with prompt + n-best + no 
 penalty + the slot's capture; then the read-back exchange with a caller who says no to a wrong
 value and repeats it (the second time digit by digit in groups, the third one group per turn).
 
+Front-end processing of the 8 kHz audio before whisper (`--front-ends`, tiny.en greedy, clean vs
+mu-law WER): the telephone band folded into the empty 4-8 kHz band (spectral mirror, -20 and -10
+dB), faint noise in that band (-50 dBFS), peak normalisation, and a domain prompt.
+
     python -m bench.telephone_stt            # prints the tables, writes bench/results/
     python -m bench.telephone_stt --slots-only   # only the slot rows (tiny.en), telephone-stt-slots-*.json
+    python -m bench.telephone_stt --front-ends   # the front-end rows, telephone-stt-front-ends-*.json
 """
 
 from __future__ import annotations
@@ -136,6 +141,49 @@ def score(stt: WhisperSTT) -> dict[str, Any]:
     return {"by_channel": by_channel, "rows": rows}
 
 
+def _alternate(n: int) -> np.ndarray:
+    """(-1)^n: multiplying a 16 kHz signal by it mirrors 0-4 kHz onto 4-8 kHz."""
+    return np.where(np.arange(n) % 2, -1.0, 1.0)
+
+
+def _high_noise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from scipy.signal import butter, sosfilt
+    return x + sosfilt(butter(8, 4200, "highpass", fs=16000, output="sos"), rng.normal(0, 32768 * 10 ** (-50 / 20), len(x)))
+
+
+# name -> (applied to 8 kHz input only?, processing of 16 kHz samples as float, decoder prompt)
+FRONT_ENDS: dict[str, tuple[bool, Any, str | None]] = {
+    "none (today)": (True, None, None),
+    "mirror -20 dB": (True, lambda x, rng: x + 0.1 * _alternate(len(x)) * x, None),
+    "mirror -10 dB": (True, lambda x, rng: x + 0.3 * _alternate(len(x)) * x, None),
+    "4-8 kHz noise -50 dBFS": (True, _high_noise, None),
+    "peak normalised": (False, lambda x, rng: x * (0.7 * 32768 / max(1.0, float(np.max(np.abs(x))))), None),
+    "domain prompt": (False, None, "Customer service phone call."),
+}
+
+
+def score_front_ends(stt: WhisperSTT) -> dict[str, Any]:
+    """Clean and mu-law WER of every front end (the same clips for each)."""
+    rng = np.random.default_rng(11)
+    clips = []
+    for voice, speed in VOICES:
+        for item in ITEMS:
+            utt = say(item.text, voice=voice, speed=speed)
+            clips += [(item.text, ch, *channel(utt.pcm16k, ch, rng)) for ch in ("clean-16k", "ulaw")]
+    out: dict[str, Any] = {}
+    for name, (narrow_only, process, prompt) in FRONT_ENDS.items():
+        fe_rng = np.random.default_rng(5)
+        by: dict[str, list[float]] = {"clean-16k": [], "ulaw": []}
+        for text, ch, pcm, rate in clips:
+            if process is not None and (rate == 8000 or not narrow_only):
+                x = np.frombuffer(resample(pcm, rate, 16000), dtype="<i2").astype(np.float64)
+                pcm, rate = np.clip(process(x, fe_rng), -32768, 32767).astype("<i2").tobytes(), 16000
+            by[ch].append(wer(text, stt.transcribe(pcm, rate, prompt=prompt).text))
+        clean, phone = float(np.mean(by["clean-16k"])), float(np.mean(by["ulaw"]))
+        out[name] = {"wer_clean": round(clean, 3), "wer_ulaw": round(phone, 3), "ratio": round(phone / clean, 2)}
+    return out
+
+
 def repeat_text(digits: str) -> str:
     """How a caller says a number again after a wrong read-back: digit by digit, in the
     read-back's groups ("five five five, two three four, ...")."""
@@ -211,8 +259,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--slots-only", action="store_true", help="only the numbers-asked-for rows (tiny.en)")
+    ap.add_argument("--front-ends", action="store_true", help="only the front-end rows (tiny.en, greedy)")
     args = ap.parse_args(argv)
     info = machine_info()
+    if args.front_ends:
+        stt = WhisperSTT(catalog.whisper_tiny_en(), device="cpu", cpu_threads=2, language="en")
+        stt.warmup()
+        rows = score_front_ends(stt)
+        path = save_results(args.out, "telephone-stt-front-ends", {"machine": info, "device": "cpu", "stt": "whisper tiny.en, greedy",
+                                                                   "items": len(ITEMS), "voices": len(VOICES), "front_ends": rows})
+        print(f"\nfront ends before whisper tiny.en ({len(ITEMS)} utterances x {len(VOICES)} voices) on {info['cpu']}")
+        print(f"  {'front end':24} {'WER clean':>9} {'WER mu-law':>10} {'ratio':>6}")
+        for name, r in rows.items():
+            print(f"  {name:24} {r['wer_clean']:>9} {r['wer_ulaw']:>10} {r['ratio']:>6}")
+        print(f"\nwritten {path}")
+        return 0
     models = {"whisper tiny.en": catalog.whisper_tiny_en(), "whisper base": catalog.whisper_base()}
     results: dict[str, Any] = {}
     slots: dict[str, Any] = {}

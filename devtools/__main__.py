@@ -23,11 +23,13 @@ def _bundle(args: argparse.Namespace) -> int:
     from devtools import bundle
 
     try:
-        info = bundle.build(Path(args.out), Path(args.llama_wheel), args.models.split(",") if args.models else bundle.DEFAULT_MODELS)
+        info = bundle.build(Path(args.out), Path(args.llama_wheel), args.models.split(",") if args.models else bundle.DEFAULT_MODELS,
+                            releases=args.releases.split(","))
     except bundle.BundleError as exc:
         print(f"devtools: {exc}", file=sys.stderr)
         return 1
-    print(f"bundle {args.out}: phoneagent {info['project_version']} for Python {info['python']} on {info['machine']}; "
+    releases = ", ".join(f"{p['name']} (Python {p['python']})" for p in info["platforms"].values())  # type: ignore[attr-defined]
+    print(f"bundle {args.out}: phoneagent {info['project_version']} for {releases} on {info['machine']}; "
           f"models: {', '.join(info['models'])}")  # type: ignore[arg-type]
     return 0
 
@@ -47,10 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     bundle.add_argument("out", help="directory to write (made or refreshed)")
     bundle.add_argument("--llama-wheel", required=True, help="the llama-cpp-python wheel to ship (./dev bundle passes its build)")
     bundle.add_argument("--models", default="", help="comma-separated catalogue names (default: the bundled set)")
+    bundle.add_argument("--releases", default="bookworm",
+                        help="comma-separated target releases: bookworm (Debian 12, this machine's), noble (Ubuntu 24.04; needs root)")
     bundle.set_defaults(func=_bundle)
-    tgt = subparsers.add_parser("target", help="build the fresh Debian 12 root the ansible converge test copies (needs the mirror)")
+    tgt = subparsers.add_parser("target", help="build the fresh root the ansible converge tests copy (needs the release's mirror)")
     tgt.add_argument("--force", action="store_true", help="rebuild even if a good one is cached")
-    tgt.set_defaults(func=lambda a: print(target.ensure_base(force=a.force)) or 0)
+    tgt.add_argument("--suite", choices=sorted(target.RELEASES), default="bookworm", help="bookworm: Debian 12; noble: Ubuntu 24.04")
+    tgt.set_defaults(func=lambda a: print(target.ensure_base(force=a.force, suite=a.suite)) or 0)
     kam = subparsers.add_parser("kamailio", help="build the Kamailio root the multi-host tests run (needs the mirror)")
     kam.add_argument("--force", action="store_true", help="rebuild even if a good one is cached")
     kam.set_defaults(func=lambda a: print(kamailio.ensure_built(force=a.force)) or 0)

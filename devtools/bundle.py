@@ -1,13 +1,17 @@
 """The offline bundle: everything a box with no network needs to run the agent, checksummed.
 
-Built on a connected machine of the same Debian release as the target (the wheels are built for
-its Python), then copied to the ansible controller; the playbook installs only from it.
+Built on a connected Debian 12 machine (the wheels are built for its Python), then copied to the
+ansible controller; the playbook installs only from it. `--releases bookworm,noble` adds Ubuntu
+24.04: the same pinned wheels for its Python 3.12 (binary wheels downloaded for its tags; ours and
+the llama-cpp-python build are pure-Python/ctypes wheels and are shared), and its packages,
+resolved and downloaded in a throwaway copy of a fresh Ubuntu 24.04 root (root needed).
 
     bundle/
-      bundle.json          what it is: project version, Python tag, platform, llama.cpp build flags
-      wheels/              every wheel the service needs (our own, the llama-cpp-python we built)
+      bundle.json          what it is: project version, releases (Python, wheels, .debs), llama.cpp build flags
+      wheels/              every wheel the service needs (our own, the llama-cpp-python we built), Debian 12
       wheels/requirements.txt   each wheel pinned by name and version (pip --no-index installs this)
-      debs/*.deb           Debian packages the wheels need that a fresh server may lack
+      debs/*.deb           Debian packages the wheels need that a fresh Debian 12 server may lack
+      wheels-noble/, debs-noble/   the same for Ubuntu 24.04 (python3-venv and what it needs included)
       kamailio/*.deb       Debian's kamailio and what a fresh server lacks for it (the proxy host)
       postgresql/*.deb     Debian's PostgreSQL 15 and what a fresh server lacks for it (shared records)
       models/<name>/...    model files named as in the catalogue, models/manifest.json (role, paths, sha256)
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -28,13 +33,21 @@ import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
 
-from devtools import testbed
+from devtools import target, testbed
 from models import catalog
 
 REPO = Path(__file__).resolve().parent.parent
 # Debian packages the wheels need that a fresh server lacks (llama.cpp's OpenMP runtime), shipped
 # as .deb files for the target's release: `apt-get download` on the build machine.
 DEBS = ("libgomp1",)
+# The same for a release other than the build machine's: resolved against a fresh root of it, so
+# what a fresh host lacks for them (or has older: exact-version dependencies) comes along.
+# python3.12-venv, not the python3-venv metapackage: that pins python3, which pre-depends on a
+# configured python3-minimal of its exact version, and one dpkg run cannot order a pre-dependency.
+RELEASE_DEBS = {"noble": ("libgomp1", "python3.12-venv")}
+RELEASE_PYTHON = {"noble": "3.12"}
+# manylinux tags a release's glibc runs (noble: 2.39), for `pip download --platform`.
+_MANYLINUX = ("manylinux_2_28", "manylinux_2_27", "manylinux_2_17", "manylinux2014", "manylinux_2_5", "manylinux1", "linux")
 # Kamailio for a proxy host (ansible's phoneagent_kamailio): Debian's package and what a fresh
 # server lacks for it.
 KAMAILIO_DEBS = ("kamailio", "lsb-base", "libpcre3")
@@ -77,6 +90,60 @@ def _wheels(out: Path, llama_wheel: Path, pip: Sequence[str]) -> list[str]:
         pins.append(f"{name.replace('_', '-').lower()}=={version}")
     (out / "requirements.txt").write_text("\n".join(pins) + "\n")
     return pins
+
+
+def _wheels_for(out: Path, source: Path, python: str, pip: Sequence[str]) -> None:
+    """The wheels in `source` (pinned in its requirements.txt) for another CPython: pure ones and
+    ours copied, binary ones downloaded for that Python's tags at the same versions."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    pins = (source / "requirements.txt").read_text().split()
+    shared = [w for w in source.glob("*.whl") if re.search(r"-(py3|py2\.py3)-none-(any|linux_\w+)\.whl$", w.name)]
+    for whl in shared:
+        shutil.copy2(whl, out / whl.name)
+    have = {w.name.split("-")[0].replace("_", "-").lower() for w in shared}
+    wanted = [pin for pin in pins if pin.split("==")[0] not in have]
+    argv = [*pip, "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
+            *(a for tag in _MANYLINUX for a in ("--platform", f"{tag}_{platform.machine()}")), "--dest", str(out), *wanted]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600)
+    if done.returncode != 0:
+        raise BundleError(f"pip download for Python {python} failed (rc {done.returncode}):\n{done.stderr[-3000:]}")
+    shutil.copy2(source / "requirements.txt", out / "requirements.txt")
+    got = {w.name.split("-")[0].replace("_", "-").lower() for w in out.glob("*.whl")}
+    if missing := sorted({pin.split("==")[0] for pin in pins} - got):
+        raise BundleError(f"no wheel for Python {python} of: {', '.join(missing)}")
+
+
+def _release_debs(out: Path, suite: str, packages: Sequence[str]) -> list[str]:
+    """`packages` and what a fresh host of `suite` lacks or has older for them, resolved by apt
+    and downloaded in a throwaway copy of that release's fresh root (the converge test's)."""
+    try:
+        base = target.ensure_base(suite=suite)
+    except testbed.TestBedError as exc:
+        raise BundleError(f"the {suite} part needs a fresh {suite} root: {exc}") from exc
+    work = testbed.cache_dir() / f"bundle-apt-{suite}"
+    testbed._remove_tree(work)
+    subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(work)], check=True, timeout=600)
+    try:
+        shutil.copy2("/etc/resolv.conf", work / "etc/resolv.conf")
+
+        def apt(*argv: str) -> str:
+            done = subprocess.run(["chroot", str(work), "/bin/sh", "-c", "cd /tmp && " + " ".join(argv)], capture_output=True,
+                                  text=True, check=False, timeout=900, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
+            if done.returncode != 0:
+                raise BundleError(f"{' '.join(argv)} in a fresh {suite} root failed (rc {done.returncode}):\n{done.stderr[-2000:]}")
+            return done.stdout
+
+        apt("apt-get", "update", "-q")
+        names = re.findall(r"^Inst (\S+)", apt("apt-get", "install", "--simulate", "-q", *packages), re.M)
+        apt("apt-get", "download", "-q", *names)
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        for deb in (work / "tmp").glob("*.deb"):
+            shutil.move(str(deb), out / deb.name)
+    finally:
+        testbed._remove_tree(work)
+    return sorted(f.name for f in out.glob("*.deb"))
 
 
 def _models(out: Path, names: Sequence[str]) -> dict[str, dict[str, object]]:
@@ -156,10 +223,14 @@ def _sums(root: Path) -> None:
 
 
 def build(out: Path, llama_wheel: Path, models: Sequence[str] = DEFAULT_MODELS,
-          pip: Sequence[str] = (sys.executable, "-m", "pip"), asterisk_root: Path | None = None) -> dict[str, object]:
-    """Write the bundle into `out` (made or refreshed in place) and return bundle.json's content."""
+          pip: Sequence[str] = (sys.executable, "-m", "pip"), asterisk_root: Path | None = None,
+          releases: Sequence[str] = ("bookworm",)) -> dict[str, object]:
+    """Write the bundle into `out` (made or refreshed in place) and return bundle.json's content.
+    `releases`: bookworm (this machine's, always) and others from RELEASE_DEBS."""
     if not llama_wheel.is_file():
         raise BundleError(f"llama-cpp-python wheel {llama_wheel} not found (./dev bundle builds it)")
+    if unknown := sorted(set(releases) - {"bookworm", *RELEASE_DEBS}):
+        raise BundleError(f"no bundle part for {', '.join(unknown)}: releases are bookworm, {', '.join(RELEASE_DEBS)}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "SHA256SUMS").unlink(missing_ok=True)  # a half-refreshed bundle never checks out
     shutil.rmtree(out / "wheels", ignore_errors=True)
@@ -167,6 +238,19 @@ def build(out: Path, llama_wheel: Path, models: Sequence[str] = DEFAULT_MODELS,
     debs = _debs(out / "debs", DEBS)
     kamailio = _debs(out / "kamailio", KAMAILIO_DEBS)
     postgresql = _debs(out / "postgresql", POSTGRESQL_DEBS)
+    platforms: dict[str, dict[str, object]] = {"bookworm": {
+        "name": "Debian 12", "python": f"{sys.version_info.major}.{sys.version_info.minor}", "wheels": "wheels", "debs_dir": "debs",
+        "debs": {name.split("_")[0]: name for name in debs}}}
+    for suite in releases:
+        if suite == "bookworm":
+            continue
+        _wheels_for(out / f"wheels-{suite}", out / "wheels", RELEASE_PYTHON[suite], pip)
+        extra = _release_debs(out / f"debs-{suite}", suite, RELEASE_DEBS[suite])
+        platforms[suite] = {"name": target.release(suite).name, "python": RELEASE_PYTHON[suite], "wheels": f"wheels-{suite}",
+                            "debs_dir": f"debs-{suite}", "debs": {name.split("_")[0]: name for name in extra}}
+    for stale in (*out.glob("wheels-*"), *out.glob("debs-*")):
+        if stale.name.split("-", 1)[1] not in platforms:
+            shutil.rmtree(stale)
     manifest = _models(out / "models", models)
     shutil.rmtree(out / "agents", ignore_errors=True)
     shutil.copytree(REPO / "agents", out / "agents")
@@ -175,14 +259,13 @@ def build(out: Path, llama_wheel: Path, models: Sequence[str] = DEFAULT_MODELS,
     info: dict[str, object] = {
         "project_version": next(p.split("==")[1] for p in pins if p.startswith("onprem-phone-agent==")),
         "project_wheel": next(f.name for f in (out / "wheels").glob("onprem_phone_agent-*.whl")),
-        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-        "python_tag": sysconfig.get_config_var("SOABI") or "",
+        "python_tag": sysconfig.get_config_var("SOABI") or "",  # the build machine's
         "machine": platform.machine(),
+        "platforms": platforms,
         "llama_build": json.loads(build_info.read_text()) if build_info.is_file() else None,
         "models": sorted(manifest),
-        "debs": {name.split("_")[0]: name for name in debs},
-        "kamailio": {"debs": {name.split("_")[0]: name for name in kamailio}},
-        "postgresql": {"debs": {name.split("_")[0]: name for name in postgresql}},
+        "kamailio": {"release": "bookworm", "debs": {name.split("_")[0]: name for name in kamailio}},
+        "postgresql": {"release": "bookworm", "debs": {name.split("_")[0]: name for name in postgresql}},
         "asterisk": asterisk,
     }
     (out / "bundle.json").write_text(json.dumps(info, indent=1) + "\n")

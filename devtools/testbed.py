@@ -172,16 +172,19 @@ def _root_ok(root: Path) -> bool:
     return (root / MARKER).is_file() and (root / "usr/sbin/asterisk").is_file()
 
 
-def debootstrap(root: Path, suite: str, include: Sequence[str], probe: str, what: str) -> Path:
+def debootstrap(root: Path, suite: str, include: Sequence[str], probe: str, what: str, *, mirror: str = "",
+                script: str = "", keyring: Path | None = None) -> Path:
     """`debootstrap --variant=minbase --include=...` into ROOT.tmp (returned; the caller renames it
     into place, so a half-built root is never at ROOT), without the downloaded .debs, with an
-    /etc/hosts (debootstrap writes none). Raises with the log's tail if `probe` is not there."""
+    /etc/hosts (debootstrap writes none). Raises with the log's tail if `probe` is not there.
+    Another distribution: its `mirror`, debootstrap's `script` for it and its archive `keyring`."""
     tmp = root.with_name(root.name + ".tmp")
     _remove_tree(tmp)
     build_log = cache_dir() / f"{root.name}-build.log"
-    mirror = debian_mirror()
+    mirror = mirror or debian_mirror()
     log.info("building %s in %s from %s (about a minute)", what, root, mirror)
-    argv = ["debootstrap", "--variant=minbase", f"--include={','.join(include)}", suite, str(tmp), mirror]
+    argv = ["debootstrap", "--variant=minbase", f"--include={','.join(include)}",
+            *([f"--keyring={keyring}"] if keyring else []), suite, str(tmp), mirror, *([script] if script else [])]
     with open(build_log, "w") as out:
         try:
             rc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=1800,

@@ -18,7 +18,6 @@ import json
 import os
 import shlex
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,16 +29,14 @@ import pytest
 
 from devtools import bundle, kamailio, sipcall, target
 from devtools.ports import free_tcp_port
-from devtools.serve import Service
 from tests.ansible import bundle_dir, play, unit_fields
+from tests.ansible.provisioned import (ASTERISK_ROOT, UNIT, asterisk_rx, asterisk_started, finished_calls, in_target,
+                                       service_started, stop_as_systemd_does)
 
 # Two converges (~1.1 GB copied, a pip install and a preflight each) run in the module's fixture:
 # about 4 minutes on 2 cores, near the suite's 300 s default, which also counts fixture setup.
 pytestmark = pytest.mark.timeout(1200)
 
-UNIT = "etc/systemd/system/phoneagent.service"
-ASTERISK_UNIT = "etc/systemd/system/phoneagent-asterisk.service"
-ASTERISK_ROOT = "opt/phoneagent-asterisk"
 KAMAILIO_UNIT = "lib/systemd/system/kamailio.service"
 
 
@@ -134,56 +131,18 @@ def test_the_firewall_covers_the_ports_the_play_configured(converged: Converged)
     assert (converged.root / "etc/systemd/system/multi-user.target.wants/phoneagent-firewall.service").is_symlink()
 
 
-def _unit_command(root: Path) -> tuple[list[str], dict[str, str]]:
-    """ExecStart and the EnvironmentFile's variables, as systemd would use them."""
-    fields = unit_fields(root, UNIT)
-    env_file = root / fields["EnvironmentFile"].lstrip("/")
-    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and not line.startswith("#"))
-    return fields["ExecStart"].split(), env
-
-
-def _in_target(root: Path, command_line: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """One of a unit's command lines, run in the target as systemd would run it there."""
-    return subprocess.run(["chroot", str(root), *shlex.split(command_line)], capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def _asterisk_rx(root: Path, command: str) -> str:
-    done = subprocess.run(["chroot", str(root), "/usr/sbin/chroot", f"/{ASTERISK_ROOT}", "/usr/sbin/asterisk", "-rx", command],
-                          capture_output=True, text=True, timeout=30, check=False)
-    return done.stdout if done.returncode == 0 else ""
-
-
 @pytest.fixture(scope="module")
 def provisioned_asterisk(converged: Converged) -> Iterator[Path]:
-    """The installed Asterisk, started as its unit starts it (ExecStartPre, ExecStart; ExecStop after)."""
-    root = converged.root
-    unit = unit_fields(root, ASTERISK_UNIT)
-    pre = _in_target(root, unit["ExecStartPre"])
-    assert pre.returncode == 0, pre.stderr
-    console = converged.root.parent / "asterisk-console.log"
-    with open(console, "w") as out:
-        proc = subprocess.Popen(["chroot", str(root), *shlex.split(unit["ExecStart"])], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while "fully booted" not in _asterisk_rx(root, "core waitfullybooted") and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert proc.poll() is None, f"the provisioned Asterisk exited: {console.read_text()[-3000:]}"
+    with asterisk_started(converged.root, converged.root.parent / "asterisk-console.log") as root:
         yield root
-    finally:
-        _in_target(root, unit["ExecStop"])
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_the_provisioned_asterisk_runs_the_agent_dialplan_as_its_own_user(provisioned_asterisk: Path) -> None:
     root = provisioned_asterisk
-    assert "'agent' =>" in _asterisk_rx(root, "dialplan show phoneagent")
-    assert "pbx" in _asterisk_rx(root, "pjsip show endpoints")
-    assert "phoneagent" in _asterisk_rx(root, "ari show users").split()
-    assert _asterisk_rx(root, "module show like audiosocket").count("Running") == 3
+    assert "'agent' =>" in asterisk_rx(root, "dialplan show phoneagent")
+    assert "pbx" in asterisk_rx(root, "pjsip show endpoints")
+    assert "phoneagent" in asterisk_rx(root, "ari show users").split()
+    assert asterisk_rx(root, "module show like audiosocket").count("Running") == 3
     pid = int((root / ASTERISK_ROOT / "run/asterisk/asterisk.pid").read_text())
     uid = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")))
     asterisk = next(line for line in (root / ASTERISK_ROOT / "etc/passwd").read_text().splitlines() if line.startswith("asterisk:"))
@@ -243,49 +202,24 @@ def test_the_provisioned_kamailio_probes_the_asterisk_behind_it(converged: Conve
 
 def test_a_sip_call_into_the_box_is_answered_by_the_example_agent_and_the_service_stops_cleanly(
         converged: Converged, provisioned_asterisk: Path, provisioned_kamailio: list[kamailio.Destination]) -> None:
-    argv, env = _unit_command(converged.root)
-    # setpriv execs (runuser stays as a parent and dies by the signal itself): the exit status
-    # seen here is the service's own, as systemd sees it.
-    as_service = ["/usr/bin/setpriv", "--reuid=phoneagent", "--regid=phoneagent", "--init-groups", "--"]
-    proc = subprocess.Popen(["chroot", str(converged.root), *as_service,
-                             "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    service = Service(proc, converged.http_port)
-    try:
-        asyncio.run(service.wait_ready(240))  # the preflight loads each engine first
+    out: list[str] = []
+    with service_started(converged.root, converged.http_port, out) as (proc, service):
         state = asyncio.run(service.health())
         assert state is not None and state["ok"] and state["audiosocket"] and state["ari"] is True, state  # logged in to the provisioned Asterisk
         assert (state["instance"], state["max_calls"]) == ("target", 2), state  # the inventory name; the role's default capacity
         # A PBX at 127.0.0.1 (the configured SIP peer) sends a caller who listens for 8 s.
         call = sipcall.place_call("127.0.0.1", converged.sip_port, "100", [sipcall.Pause(8000)], timeout=60)
         assert call.ok, call.errors or call.stdout
-        calls = _finished_calls(converged.root / "var/lib/phoneagent/calls.db")
+        calls = finished_calls(converged.root / "var/lib/phoneagent/calls.db")
         assert len(calls) == 1 and calls[0][1] == "support", calls
         assert "Hello, this is Northwind support." in calls[0][2], calls  # after the recording notice
         # The same through the provisioned Kamailio: it picks the Asterisk, Asterisk the agent.
         call = sipcall.place_call("127.0.0.1", converged.proxy_port, "100", [sipcall.Pause(8000)], timeout=60, via_proxy=True)
         assert call.ok, call.errors or call.stdout
-        calls = _finished_calls(converged.root / "var/lib/phoneagent/calls.db", want=2)
+        calls = finished_calls(converged.root / "var/lib/phoneagent/calls.db", want=2)
         assert len(calls) == 2 and all(c[1] == "support" and "Hello, this is Northwind support." in c[2] for c in calls), calls
-        proc.send_signal(signal.SIGTERM)  # as systemd's KillSignal does
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        out = proc.communicate(timeout=30)[0]
-    assert "preflight ok" in out, out[-3000:]
-
-
-def _finished_calls(db: Path, timeout: float = 30, want: int = 1) -> list[tuple[str, str, str]]:
-    """(call id, agent, first agent turn) of every call whose record is finalised."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with sqlite3.connect(db) as conn:
-            rows = conn.execute("SELECT c.id, c.agent, (SELECT t.text FROM turns t WHERE t.call_id = c.id AND t.role = 'agent' "
-                                "ORDER BY t.turn_index LIMIT 1) FROM calls c WHERE c.ended_at IS NOT NULL").fetchall()
-        if len(rows) >= want or time.monotonic() > deadline:
-            return [(str(a), str(b), str(c or "")) for a, b, c in rows]
-        time.sleep(0.5)
+        assert stop_as_systemd_does(proc) == 0
+    assert "preflight ok" in out[0], out[0][-3000:]
 
 
 def test_asterisk_logs_rotate_and_expired_recordings_are_deleted(converged: Converged) -> None:
@@ -303,6 +237,6 @@ def test_asterisk_logs_rotate_and_expired_recordings_are_deleted(converged: Conv
         f.write_bytes(b"RIFF")
     past = time.time() - 31 * 86400  # the default retention is 30 days
     os.utime(old, (past, past))
-    done = _in_target(root, unit_fields(root, "etc/systemd/system/phoneagent-recordings-retention.service")["ExecStart"])
+    done = in_target(root, unit_fields(root, "etc/systemd/system/phoneagent-recordings-retention.service")["ExecStart"])
     assert done.returncode == 0, done.stderr
     assert not old.exists() and new.exists()

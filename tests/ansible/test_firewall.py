@@ -30,7 +30,8 @@ pytestmark = pytest.mark.timeout(600)
 UNIT = "etc/systemd/system/phoneagent-firewall.service"
 RULESET = "etc/phoneagent-firewall.nft"
 # Set through the other roles' variables: the role's default port list must pick them up.
-PORTS = {"phoneagent_service_listen_port": 19092, "phoneagent_service_http_port": 19100, "phoneagent_asterisk_http_port": 18088}
+PORTS = {"phoneagent_service_listen_port": 19092, "phoneagent_service_http_port": 19100, "phoneagent_asterisk_http_port": 18088,
+         "phoneagent_postgresql_port": 15432}
 PROTECTED = sorted(PORTS.values())
 OPEN_PORT = 19999  # not protected: the admin's rules decide, and here there are none
 SERVER = {"private": ["10.77.0.1", "fd77::1"], "public": ["198.51.100.1", "2001:db8:77::1"]}

@@ -66,7 +66,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Applied]:
 
 def test_the_database_is_made_once_the_server_runs_and_a_third_run_changes_nothing(applied: Applied) -> None:
     first, second, third = ([t.removeprefix("phoneagent_postgresql : ") for t in run["changed_tasks"]] for run in applied.runs)
-    assert "Install them from the bundle" in first
+    assert "phoneagent_debs : Install them from the bundle" in first  # the shared role, included
     assert "Create the service's login and database (only what is missing)" not in first  # no server yet
     assert second == ["Create the service's login and database (only what is missing)"], second
     assert third == [] and applied.runs[2]["changed"] == 0, third
