@@ -28,6 +28,7 @@ from devtools.caller import CallerEmulator
 from bench.machine import machine_info, peak_rss_mb, save_results
 from devtools.utterances import synthesize_set
 from models.engines import EngineConfig, Engines
+from models.llama import LlamaLLM
 from phoneagent.dialog.config import AgentConfig
 from phoneagent.dialog.session import CallDialog
 
@@ -152,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--llm", default="", help="catalogue name of the LLM (default: EngineConfig's)")
     ap.add_argument("--end-of-turn", default="", metavar="ABOVE,BELOW[,DELAY]",
                     help="use the end-of-turn model: P(complete) that ends a turn after DELAY s (default 0.12), that waits max_delay_s")
+    ap.add_argument("--llm-fixed-threads", action="store_true",
+                    help="the LLM never widens onto idle cores (as before models/cpu.py), for an A/B")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     info = machine_info()
@@ -163,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = EngineConfig(**({"llm_pool": args.llm_pool} if args.llm_pool is not None else {}),
                           **({"llm": args.llm} if args.llm else {}))
     engines = Engines.load(config)
+    if args.llm_fixed_threads and isinstance(engines.llm, LlamaLLM):
+        engines.llm.max_threads = engines.llm.n_threads
     utts = synthesize_set()
     levels = [asyncio.run(run_level(engines, int(n), utts, args.repeats, cfg)) for n in args.calls.split(",")]
     one = levels[0]
@@ -171,11 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "barge_in_stop_ms": one["barge_in_stop_ms"], "stages_ms": one["stages_ms"], "levels": levels,
         "engines": dataclasses.asdict(config),
         "end_of_turn": args.end_of_turn or None,
+        "llm_threads": "fixed" if args.llm_fixed_threads else "widened onto idle cores",
         "max_calls_with_p95_v2v_under_1500ms": max((lv["calls"] for lv in levels if (lv["v2v_ms"]["p95"] or 1e9) <= 1500), default=0),
         "peak_rss_mb": peak_rss_mb(),
     }
     # a non-default LLM gets its own file, so the default's figures are never overwritten
-    name = "dialog" + (f"-{args.llm}" if args.llm else "") + (f"-eot-{args.end_of_turn.replace(',', '-')}" if args.end_of_turn else "")
+    name = ("dialog" + (f"-{args.llm}" if args.llm else "") + (f"-eot-{args.end_of_turn.replace(',', '-')}" if args.end_of_turn else "")
+            + ("-llm-fixed-threads" if args.llm_fixed_threads else ""))
     path = save_results(args.out, name, result)
     print(f"dialog benchmark on {info['cpu']} ({info['cores']} cores), device {info['device']}")
     print(f"  {'calls':>5}  {'v2v p50/p95/max ms':>22}  {'barge-in stop p50/p95 ms (onset | VAD)':>40}  stages p50 ms (endpoint/stt/llm/tts/wire)")

@@ -44,7 +44,8 @@ class EngineConfig:
     llm_ctx: int = 2048
     tts_workers: int = 1
     threads: int | None = None  # CPU threads per model call; None = each engine's default
-    # (llama: cores-1, because 2 threads on a 2-core box collapse when anything else runs)
+    # (llama: cores-1, because 2 threads on a 2-core box collapse when anything else runs, widened
+    # per step to the cores no other engine is computing on: models/cpu.py; set: fixed at that)
     max_queue: dict[str, int] = field(default_factory=lambda: {"stt": 32, "llm": 32, "tts": 64})
     max_wait_s: dict[str, float] = field(default_factory=lambda: {"stt": 3.0, "llm": 5.0, "tts": 3.0})
     language: str | None = "en"
@@ -78,7 +79,7 @@ def _load_role(role: str, name: str, config: EngineConfig, catalog: dict[str, ca
         engine.warmup()
     elif role == "llm":
         engine = LlamaLLM(entry.path, n_ctx=config.llm_ctx, n_threads=config.threads, pool_size=config.llm_pool,
-                          n_gpu_layers=None if dev != "cpu" else 0)
+                          n_gpu_layers=None if dev != "cpu" else 0, max_threads=config.threads)
         engine.warmup()
     else:
         engine = PiperTTS(entry.path, entry.config_path, device=dev, intra_op_threads=config.threads or 0)

@@ -23,7 +23,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from models import cpu
 from models.base import LLM, CancelToken, EngineError, EngineInfo, GenerationStats, Message, ModelFileError, Token, ToolCall, ToolSpec
 from models.base import require_file
 from models.prompt import REPLY, PromptFormat, bounded, tool_instructions, tool_schema
@@ -71,13 +71,6 @@ class _StopMatcher:
         return out
 
 
-def default_threads() -> int:
-    """2, but leave one core to the rest of the process. llama.cpp's threads spin at barriers:
-    with as many threads as cores and anything else running (STT, TTS), decoding collapses
-    (measured on 2 vCPUs with one core busy: 3 tok/s with 2 threads, 22 with 1)."""
-    return max(1, min(2, (os.cpu_count() or 1) - 1))
-
-
 def model_name(path: Path) -> str:
     """gemma-3-270m-q4_k_m.gguf -> gemma-3-270m."""
     return _QUANT_SUFFIX.sub("", path.stem)
@@ -89,6 +82,7 @@ class _Slot:
     llm: Any  # llama_cpp.Llama
     busy: bool = False
     last_used: int = 0  # a counter, not a clock: the least recently used free instance is lent first
+    threads: int = 0  # what llama.cpp was last told to use for this instance
 
 
 class LlamaLLM(LLM):
@@ -97,8 +91,12 @@ class LlamaLLM(LLM):
 
     def __init__(
         self, model_path: Path, *, n_ctx: int = 2048, n_threads: int | None = None, pool_size: int = 1,
-        n_gpu_layers: int | None = None, prompt_format: PromptFormat | None = None,
+        n_gpu_layers: int | None = None, prompt_format: PromptFormat | None = None, max_threads: int | None = None,
+        cores: cpu.CoreUse | None = None,
     ) -> None:
+        """n_threads: per step when other engines compute; on the CPU a step widens to up to
+        `max_threads` (default: twice that, at most the cores) over cores no engine is
+        computing on (`cores`, the process's count), and narrows back as soon as one is."""
         self.model_path = require_file(Path(model_path), "llm", "Point the catalogue at a GGUF file.")
         import llama_cpp  # imported here so PromptFormat and friends work without the wheel
 
@@ -106,7 +104,9 @@ class LlamaLLM(LLM):
         _route_llama_logs(llama_cpp)
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or default_threads()
+        self.n_threads = n_threads or cpu.llm_threads()
+        self.cores = cores or cpu.PROCESS
+        self.max_threads = max(self.n_threads, max_threads or min(2 * self.n_threads, self.cores.cores))
         self.pool_size = pool_size
         self.n_gpu_layers = (-1 if gpu else 0) if n_gpu_layers is None else n_gpu_layers
         self._format = prompt_format
@@ -357,7 +357,7 @@ class LlamaLLM(LLM):
         try:
             prompt = self._fitting_prompt(llm, parts)
             todo = prompt[self._reuse_prefix(llm, prompt):]
-            llm.eval(todo)
+            self._eval(slot, todo)
             return len(todo)
         except EngineError:
             raise
@@ -366,6 +366,21 @@ class LlamaLLM(LLM):
             raise EngineError(f"llm: llama.cpp failed on instance {slot.index} evaluating a prompt: {exc}") from exc
         finally:
             self._release(slot)
+
+    def threads_now(self) -> int:
+        """Threads for the next step: n_threads, plus the cores no engine is computing on."""
+        if self.n_gpu_layers != 0:
+            return self.n_threads
+        return min(self.max_threads, max(self.n_threads, self.cores.idle_cores()))
+
+    def _eval(self, slot: _Slot, tokens: Sequence[int]) -> None:
+        """One llama.cpp step (a prompt chunk or one token) on the threads free right now."""
+        threads = self.threads_now()
+        if threads != slot.threads:
+            slot.llm._ctx.set_n_threads(threads, threads)
+            slot.threads = threads
+        with self.cores.computing():
+            slot.llm.eval(tokens)
 
     @staticmethod
     def _collect(gen: Generator[Token, None, GenerationStats]) -> tuple[str, GenerationStats]:
@@ -461,7 +476,7 @@ class LlamaLLM(LLM):
                     finish = "length"
                     break
                 try:  # the last token is evaluated only once the consumer asks for the next one
-                    llm.eval(todo)
+                    self._eval(slot, todo)
                     tok = sampler.sample()
                 except Exception as exc:
                     llm.reset()  # the KV cache may be half-written

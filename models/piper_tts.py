@@ -24,7 +24,7 @@ from piper.config import PiperConfig, SynthesisConfig
 from piper.voice import PiperVoice
 
 from media.pcm import StreamResampler, to_array, to_bytes
-from models import catalog
+from models import catalog, cpu
 from models.base import TTS, AudioChunk, CancelToken, EngineInfo, ModelFileError, require_file
 from models.silero import select_providers
 
@@ -116,6 +116,7 @@ class PiperTTS(TTS):
             model_path = default_model
             config_path = config_path or default_config
         self._loaded = _load(model_path, config_path or Path(f"{model_path}.json"), device, intra_op_threads)
+        self._core_use = intra_op_threads  # 0: onnxruntime's default, every core
         self.target_dbfs = target_dbfs
         self.max_gain_db = max_gain_db
         self._syn = SynthesisConfig(
@@ -187,7 +188,8 @@ class PiperTTS(TTS):
             phonemes.extend(sentence)
         if not phonemes:
             return np.zeros(0, dtype=np.float32)
-        audio = np.asarray(voice.phoneme_ids_to_audio(voice.phonemes_to_ids(phonemes), self._syn), dtype=np.float32).reshape(-1)
+        with cpu.PROCESS.computing(self._core_use):  # so the LLM does not spread onto the cores it uses
+            audio = np.asarray(voice.phoneme_ids_to_audio(voice.phonemes_to_ids(phonemes), self._syn), dtype=np.float32).reshape(-1)
         return self._level(audio)
 
     def _level(self, audio: FloatArray) -> FloatArray:

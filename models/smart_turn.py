@@ -20,7 +20,7 @@ import onnxruntime as ort
 from faster_whisper.feature_extractor import FeatureExtractor
 
 from media.pcm import resample, to_array
-from models import catalog
+from models import catalog, cpu
 from models.base import EngineInfo, ModelFileError, TurnModel, require_file
 
 RATE = 16000
@@ -58,7 +58,8 @@ class SmartTurn(TurnModel):
 
     def probability(self, pcm: bytes, sample_rate: int) -> float:
         feats = self.features(pcm, sample_rate)[np.newaxis]
-        out = self._session.run(None, {"input_features": feats})[0]
+        with cpu.PROCESS.computing():
+            out = self._session.run(None, {"input_features": feats})[0]
         return float(np.asarray(out).reshape(-1)[0])
 
     def warmup(self) -> None:

@@ -38,6 +38,7 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 
 from media.pcm import resample, to_array
+from models import cpu
 from models.base import STT, EngineError, EngineInfo, ModelFileError, Transcript, require_file
 from models.normalize import normalize_transcript
 
@@ -158,6 +159,8 @@ class WhisperSTT(STT):
         self.no_speech_threshold = no_speech_threshold
         self.logprob_threshold = logprob_threshold
         self._tokenizers: dict[str, Tokenizer] = {}
+        self.cores = cpu.PROCESS  # marks its decodes, so the LLM does not spread onto their cores
+        self._core_use = cpu_threads if self.device == "cpu" else 1
         name = model_dir.name if model_dir.name not in ("model", "data") else model_dir.parent.name
         self.info = EngineInfo(
             role="stt",
@@ -217,7 +220,8 @@ class WhisperSTT(STT):
             for s in range(0, len(audio), n):  # empty audio: no pieces, an empty transcript
                 pieces.append(audio[s : s + n])
                 owner.append(i)
-        results = self._run(pieces, language, prompt, max(1, hypotheses), repeats) if pieces else []
+        with self.cores.computing(self._core_use):
+            results = self._run(pieces, language, prompt, max(1, hypotheses), repeats) if pieces else []
         decode_s = time.perf_counter() - t0
         out: list[Decoded] = []
         for i, audio in enumerate(audios):
