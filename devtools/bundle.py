@@ -11,7 +11,7 @@ resolved and downloaded in a throwaway copy of a fresh Ubuntu 24.04 root (root n
       wheels/              every wheel the service needs (our own, the llama-cpp-python we built), Debian 12
       wheels/requirements.txt   each wheel pinned by name and version (pip --no-index installs this)
       debs/*.deb           Debian packages the wheels need that a fresh Debian 12 server may lack
-      wheels-noble/, debs-noble/   the same for Ubuntu 24.04 (python3-venv and what it needs included)
+      wheels-noble/, debs-noble/   the same for Ubuntu 24.04 (python3.12-venv and what it needs included)
       kamailio/*.deb       Debian's kamailio and what a fresh server lacks for it (the proxy host)
       postgresql/*.deb     Debian's PostgreSQL 15 and what a fresh server lacks for it (shared records)
       models/<name>/...    model files named as in the catalogue, models/manifest.json (role, paths, sha256)
