@@ -70,6 +70,8 @@ class AriController:
         # before claiming one, None to let the others have it (this host is full). The composition
         # root sets it from the load, so the least-loaded host tends to claim first. Unset: at once.
         self.claim_delay: Callable[[], float | None] | None = None
+        self._claiming = asyncio.Lock()
+        self.claimed: set[str] = set()  # channels this host won that have not started here yet
 
     # --- running ---
     async def run(self) -> None:
@@ -190,24 +192,31 @@ class AriController:
         self.spawn(self._inbound(call))
 
     def _on_broadcast(self, ev: CallBroadcast) -> None:
-        delay = 0.0 if self.claim_delay is None else self.claim_delay()
-        if delay is None:
-            log.info("ARI: %s offered; not claimed (this host is full)", ev.channel.name)
-            return
-        self.spawn(self._claim(ev.channel, delay))
+        self.spawn(self._claim(ev.channel))
 
-    async def _claim(self, chan: Channel, delay: float) -> None:
-        if delay > 0:
-            await clock_sleep(self.clock, delay)
-        try:
-            won = await self.client.claim(chan.id)
-        except AriError as exc:
-            log.warning("ARI: claiming %s failed: %s", chan.name, exc)
-            won = False
+    async def _claim(self, chan: Channel) -> None:
+        """Offers are claimed one at a time, each delay judged after the previous claim's
+        outcome: two calls offered at once to two idle hosts then split, where both used to
+        wait 0 s on both hosts and the quicker host took both."""
+        async with self._claiming:
+            delay = 0.0 if self.claim_delay is None else self.claim_delay()
+            if delay is None:
+                log.info("ARI: %s offered; not claimed (this host is full)", chan.name)
+                return
+            if delay > 0:
+                await clock_sleep(self.clock, delay)
+            try:
+                won = await self.client.claim(chan.id)
+            except AriError as exc:
+                log.warning("ARI: claiming %s failed: %s", chan.name, exc)
+                won = False
+            if won:
+                self.claimed.add(chan.id)  # its StasisStart may come after the next offer
         log.info("ARI %s: %s %s after %.0f ms", self.client.config.url, chan.name, "claimed" if won else "taken by another host",
                  delay * 1000)
 
     def register(self, call: AriCall) -> None:
+        self.claimed.discard(call.caller_id)
         self.seen_calls += 1
         self.calls[call.call_id] = call
         self._by_channel[call.caller_id] = call
@@ -228,6 +237,7 @@ class AriController:
             call.lease = None
 
     def _on_channel_gone(self, channel_id: str, ev: AriEvent) -> None:
+        self.claimed.discard(channel_id)
         call = self._by_channel.get(channel_id)
         if call is None or call.ended.is_set():
             return

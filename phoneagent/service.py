@@ -66,7 +66,8 @@ class Controllers:
 
     @property
     def active(self) -> int:
-        return sum(len(c.calls) for c in self.items)
+        """Calls running here, and calls claimed here that have not started yet."""
+        return sum(len(c.calls) + len(c.claimed) for c in self.items)
 
 
 def claim_delay(active: int, max_calls: int | None) -> float | None:

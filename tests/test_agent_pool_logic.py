@@ -4,6 +4,7 @@ in the service config, and finding a call's controller among several."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,32 @@ async def test_a_session_is_attached_through_the_controller_that_made_its_call()
     assert group.call("c-1") is call and group.active == 1
     for c in controllers:
         await c.client.aclose()
+
+
+async def test_two_calls_offered_at_once_to_two_idle_hosts_split_between_them() -> None:
+    """The quicker host used to take both (each offer judged 0 s on an idle host); now each host
+    claims one offer at a time and counts what it has won. Asterisk stands in as a dict: the
+    first claim of a channel wins. Host A answers 5 ms faster than host B."""
+    owner: dict[str, str] = {}
+    hosts = [AriController(AriClient(AriConfig(url=f"http://10.0.0.{n}:8088", user="u", password="p"))) for n in (11, 12)]
+    for name, lag, host in (("a", 0.0, hosts[0]), ("b", 0.005, hosts[1])):
+        async def claim(channel_id: str, _name: str = name, _lag: float = lag) -> bool:
+            await asyncio.sleep(_lag)
+            return owner.setdefault(channel_id, _name) == _name
+
+        host.client.claim = claim  # type: ignore[method-assign]
+        group = Controllers([host])
+        host.claim_delay = lambda _g=group: claim_delay(_g.active, 4)
+    try:
+        for chan in ("chan-1", "chan-2"):
+            ev = parse_event({"type": "CallBroadcast", "application": "phoneagent-a", "caller": "201", "called": "agent-pool",
+                              "channel": {"id": chan, "name": f"PJSIP/kamailio-{chan}", "state": "Ring"}})
+            assert isinstance(ev, CallBroadcast)
+            for host in hosts:
+                host._on_broadcast(ev)
+        await asyncio.sleep(CLAIM_SPREAD_S + 0.2)
+        assert sorted(owner.values()) == ["a", "b"], owner
+        assert [len(h.claimed) for h in hosts] == [1, 1]
+    finally:
+        for h in hosts:
+            await h.client.aclose()
