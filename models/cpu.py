@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 
 class CoreUse:
-    """A count of engine computations in progress (thread-safe; no clock, no I/O)."""
+    """The cores claimed by engine computations in progress (thread-safe; no clock, no I/O)."""
 
     def __init__(self, cores: int | None = None) -> None:
         self.cores = max(1, cores or os.cpu_count() or 1)

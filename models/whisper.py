@@ -159,8 +159,7 @@ class WhisperSTT(STT):
         self.no_speech_threshold = no_speech_threshold
         self.logprob_threshold = logprob_threshold
         self._tokenizers: dict[str, Tokenizer] = {}
-        self.cores = cpu.PROCESS  # marks its decodes, so the LLM does not spread onto their cores
-        self._core_use = cpu_threads if self.device == "cpu" else 1
+        self._core_use = cpu_threads if self.device == "cpu" else 1  # what its decodes mark (models/cpu.py)
         name = model_dir.name if model_dir.name not in ("model", "data") else model_dir.parent.name
         self.info = EngineInfo(
             role="stt",
@@ -220,7 +219,7 @@ class WhisperSTT(STT):
             for s in range(0, len(audio), n):  # empty audio: no pieces, an empty transcript
                 pieces.append(audio[s : s + n])
                 owner.append(i)
-        with self.cores.computing(self._core_use):
+        with cpu.PROCESS.computing(self._core_use):
             results = self._run(pieces, language, prompt, max(1, hypotheses), repeats) if pieces else []
         decode_s = time.perf_counter() - t0
         out: list[Decoded] = []
