@@ -5,8 +5,9 @@ Short caller utterances spoken over the agent ("mm hmm", "yeah", "okay sure"; "n
 8 kHz (and with mild line noise), transcribed by the bundled whisper tiny.en as the dialog does
 (with and without a decoder prompt of acknowledgements, `PROMPT`) and judged by
 `is_backchannel`. An acknowledgement judged as one lets the agent carry on; an interruption
-judged as one stops it. Four policies: decoder prompt or none, and an empty transcript taken as
-an acknowledgement (a hum whisper could not place) or as an interruption. The rule that picks
+judged as one stops it. Six policies: decoder prompt or none, and an empty transcript taken as
+an acknowledgement (a hum whisper could not place), as an interruption, or judged by the words
+whisper withheld as "not speech" (`Transcript.withheld`; none: an interruption). The rule that picks
 the dialog's policy: fewest interruptions missed (a caller who said "stop" and was ignored is
 worse than an agent that paused for an "mm-hmm"), then most acknowledgements kept.
 
@@ -36,6 +37,7 @@ VOICES = (("en-us", 160), ("en-gb", 140), ("en-us+f3", 180), ("en-us+m7", 150), 
 CHANNELS = ("ulaw", "alaw", "ulaw+noise")
 # The interruptions are in it so that whisper does not hear every short word as an "mm-hmm".
 PROMPT = "Mm-hmm. Uh-huh. Yeah. Okay. No. Wait. Stop."
+EMPTY = ("acknowledgement", "interruption", "withheld words")  # what an empty transcript counts as
 
 
 def channel(pcm16k: bytes, name: str, rng: np.random.Generator) -> bytes:
@@ -51,21 +53,30 @@ def transcribe_all(stt: WhisperSTT, prompt: str | None) -> list[dict[str, Any]]:
             utt = say(words, voice=voice, speed=speed)
             for ch in CHANNELS:
                 t0 = time.perf_counter()
-                text = stt.transcribe(channel(utt.pcm16k, ch, rng), 16000, prompt=prompt).normalized.strip()
+                tr = stt.transcribe(channel(utt.pcm16k, ch, rng), 16000, prompt=prompt)
                 ms = (time.perf_counter() - t0) * 1000
-                rows.append({"words": words, "voice": f"{voice}@{speed}", "channel": ch, "heard": text,
+                rows.append({"words": words, "voice": f"{voice}@{speed}", "channel": ch, "heard": tr.normalized.strip(),
+                             "withheld": tr.withheld,
                              "acknowledgement": words in ACKNOWLEDGEMENTS, "stt_ms": round(ms, 1)})
     return rows
 
 
-def judge(rows: list[dict[str, Any]], prompt: str | None, empty_is_ack: bool) -> dict[str, Any]:
-    rows = [{**r, "right": (is_backchannel(r["heard"], "en") or (empty_is_ack and not r["heard"])) == r["acknowledgement"]}
-            for r in rows]
+def acknowledged(row: dict[str, Any], empty: str) -> bool:
+    """The dialog's decision (dialog/turns.py `_acknowledged`) under one empty-transcript policy."""
+    if row["heard"]:
+        return is_backchannel(row["heard"], "en")
+    if empty == "withheld words":
+        return bool(row["withheld"]) and is_backchannel(row["withheld"], "en")
+    return empty == "acknowledgement"
+
+
+def judge(rows: list[dict[str, Any]], prompt: str | None, empty: str) -> dict[str, Any]:
+    rows = [{**r, "right": acknowledged(r, empty) == r["acknowledgement"]} for r in rows]
     acks = [r for r in rows if r["acknowledgement"]]
     stops = [r for r in rows if not r["acknowledgement"]]
     return {
         "prompt": prompt,
-        "empty_transcript": "acknowledgement" if empty_is_ack else "interruption",
+        "empty_transcript": empty,
         "acknowledgements_kept": f"{sum(r['right'] for r in acks)}/{len(acks)}",
         "interruptions_stopped": f"{sum(r['right'] for r in stops)}/{len(stops)}",
         "by_channel": {ch: {"kept": sum(r["right"] for r in acks if r["channel"] == ch), "of": sum(1 for r in acks if r["channel"] == ch),
@@ -87,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for prompt in (None, PROMPT):
         rows = transcribe_all(stt, prompt)
-        results += [judge(rows, prompt, empty_is_ack) for empty_is_ack in (True, False)]
+        results += [judge(rows, prompt, empty) for empty in EMPTY]
     path = save_results(args.out, "backchannels", {"machine": info, "device": "cpu", "stt": "whisper-tiny.en", "policies": results})
     print(f"\nacknowledgement or interruption, by the words (whisper tiny.en, 1 thread) on {info['cpu']}")
     n = len(VOICES) * len(CHANNELS)

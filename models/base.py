@@ -126,6 +126,9 @@ class Transcript:
     audio_s: float
     decode_s: float
     alternatives: tuple[str, ...] = ()  # the recogniser's next-best texts, best first (only when asked for)
+    # What the recogniser decoded but blanked by its own "no speech" rule: not a turn's words,
+    # but enough to tell a faint "uh huh" the VAD did hear from an interruption (dialog/turns.py).
+    withheld: str = ""
 
 
 class STT(ABC):

@@ -309,10 +309,11 @@ class WhisperSTT(STT):
             empty = Transcript("", "", 0.0, 1.0, self.language or "en", audio_s, decode_s)
             return Decoded(empty, tokens=0, avg_logprob=float("-inf"), encoder_frames=0, token_cap=0, truncated=False)
         kept: list[str] = []
+        withheld: list[str] = []
         for p in pieces:
             silent = p.no_speech_prob > self.no_speech_threshold and p.avg_logprob < self.logprob_threshold
-            if not silent and any(c.isalnum() for c in p.text):  # "." alone is Whisper on silence
-                kept.append(p.text)
+            if any(c.isalnum() for c in p.text):  # "." alone is Whisper on silence
+                (withheld if silent else kept).append(p.text)
         weights = [max(p.tokens, 1) for p in pieces]
         avg = sum(p.avg_logprob * w for p, w in zip(pieces, weights)) / sum(weights)
         text = " ".join(kept)
@@ -325,6 +326,7 @@ class WhisperSTT(STT):
             audio_s=audio_s,
             decode_s=decode_s,
             alternatives=pieces[0].alternatives if len(pieces) == 1 and kept else (),
+            withheld=" ".join(withheld),
         )
         return Decoded(
             transcript,

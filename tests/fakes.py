@@ -150,6 +150,7 @@ class Heard:
     error: Exception | None = None
     confidence: float = 0.9
     alternatives: tuple[str, ...] = ()  # next-best texts, returned when asked for
+    withheld: str = ""  # decoded but blanked as "not speech" (Transcript.withheld); text must be ""
 
 
 @dataclass
@@ -228,7 +229,7 @@ class VirtualEngines:
             raise h.error
         return Transcript(text=h.text, normalized=h.text, confidence=h.confidence if h.text else 0.0,
                           no_speech_prob=0.0 if h.text else 0.9, language="en", audio_s=len(pcm) / 2 / sample_rate, decode_s=h.delay_s,
-                          alternatives=h.alternatives[:hypotheses - 1])
+                          alternatives=h.alternatives[:hypotheses - 1], withheld=h.withheld)
 
     async def reply_tokens(self, messages: Sequence[Message], *, cancel: CancelToken, session_key: str | None = None,
                            max_tokens: int = 96, gate: threading.Event | None = None) -> AsyncGenerator[Token, None]:

@@ -257,18 +257,23 @@ class TurnTaking:
 
     def _acknowledged(self, tr: Transcript | None, seconds: float) -> bool:
         """Only acknowledgements, or a wordless sound too short to interrupt (`barge_in_min_s`).
-        A longer one with no words interrupts: whisper hears some short "no"s and "sorry"s as
-        nothing (bench/backchannels.py), and a cough that did is resumed by the false-alarm path."""
+        With no words, what the recogniser withheld as "not speech" still counts when it is only
+        acknowledgements: the VAD heard speech, and whisper blanks most of espeak's "uh huh" that
+        way (bench/backchannels.py; no interruption there was withheld as one). Otherwise a longer
+        sound with no words interrupts: whisper hears some short "no"s and "sorry"s as nothing,
+        and a cough that did is resumed by the false-alarm path."""
         cfg = self.ctx.config
         if tr is None:
             return False
         if not tr.normalized.strip():
+            if tr.withheld and is_backchannel(tr.withheld, cfg.language, cfg.backchannels):
+                return True
             return seconds < cfg.endpointer.barge_in_min_s
         return is_backchannel(tr.normalized, cfg.language, cfg.backchannels)
 
     def _resume(self, tr: Transcript | None, seconds: float) -> None:
         ctx = self.ctx
-        ctx.record.event("backchannel", text=tr.normalized.strip() if tr is not None else "", seconds=round(seconds, 2))
+        ctx.record.event("backchannel", text=(tr.normalized.strip() or tr.withheld) if tr is not None else "", seconds=round(seconds, 2))
         self.heard = None
         self.audio.turn_taken()
         if ctx.playout.paused:

@@ -8,13 +8,13 @@ from phoneagent.dialog.backchannel import is_backchannel, words
 
 
 @pytest.mark.parametrize("text", ["Mm-hmm.", "Uh-huh.", "Yeah.", "Okay.", "Right.", "Yeah, yeah.", "Okay, sure.",
-                                  "Oh, yeah.", "I see.", "All right.", "Mm-mm.", "M", "Got it."])
+                                  "Oh, yeah.", "I see.", "All right.", "Mm-mm.", "M", "Got it.", "and", "and Mm.", "Uh uh."])
 def test_english_acknowledgements(text: str) -> None:
     assert is_backchannel(text, "en")
 
 
 @pytest.mark.parametrize("text", ["No.", "Stop.", "Wait.", "No, no.", "Hold on.", "What?", "Sorry.", "Excuse me.",
-                                  "Okay, no.", "Yeah but my order", "yeah yeah yeah yeah yeah", "", "...", "Oh no."])
+                                  "Okay, no.", "Yeah but my order", "yeah yeah yeah yeah yeah", "", "...", "Oh no.", "and then term."])
 def test_anything_else_interrupts(text: str) -> None:
     assert not is_backchannel(text, "en")
 

@@ -89,9 +89,11 @@ ANSWER = ("Your balance is forty two pounds, due on the third of May. You can pa
 
 @pytest.mark.parametrize(("words", "voice", "speed", "acknowledgement"), [
     # Acknowledgements whisper tiny.en hears as words on every voice and channel of
-    # bench/backchannels.py (espeak's "mm hmm" and "uh huh" often come out as "and" or nothing).
+    # bench/backchannels.py, and espeak's "uh huh"/"mm hmm" on voices where whisper writes them
+    # as "uh uh" (withheld as "not speech") or "Mm"/"and Mm" on the G.711 channels.
     ("okay", "en-us", 160, True), ("all right", "en-us+f3", 180, True), ("okay sure", "en-gb", 140, True),
-    ("right", "en-us+m7", 150, True), ("no", "en-us", 160, False), ("stop", "en-gb", 140, False),
+    ("right", "en-us+m7", 150, True), ("uh huh", "en-us", 160, True), ("uh huh", "en-gb", 140, True),
+    ("mm hmm", "en-us+m7", 150, True), ("no", "en-us", 160, False), ("stop", "en-gb", 140, False),
     ("wait", "en-us+f3", 180, False),
 ], ids=lambda v: str(v).replace(" ", "-"))
 async def test_acknowledgements_let_the_agent_go_on_and_short_interruptions_stop_it(

@@ -481,6 +481,27 @@ async def test_a_short_wordless_sound_over_the_agent_is_ignored(start) -> None: 
     await run.finish()
 
 
+@pytest.mark.parametrize(("withheld", "acknowledged"), [("Uh uh.", True), ("up.", False), ("", False)])
+async def test_held_speech_whisper_blanked_counts_only_when_its_withheld_words_acknowledge(  # type: ignore[no-untyped-def]
+        start, withheld: str, acknowledged: bool) -> None:
+    """0.6 s over the agent that the recogniser blanked as "not speech": its withheld words
+    decide. "Uh uh" lets the agent go on; anything else (or nothing) interrupts, as before."""
+    run = await start(heard=[Heard("Hours?"), Heard("", withheld=withheld)], said=[Said(LONG, token_s=0.05), Said("Sorry?")])
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: run.call.agent_talking(t_end, run.clock.now()))
+    run.call.say(at=run.clock.now() + 0.3, seconds=0.6)  # past barge_in_min_s: wordless, it would interrupt
+    await run.until(lambda: "backchannel" in run.kinds() or "barge_in" in run.kinds())
+    if acknowledged:
+        assert run.event("backchannel")["text"] == withheld
+        await run.until(lambda: len(run.agent_texts()) == 2)
+        assert run.agent_texts()[1] == LONG and "barge_in" not in run.kinds()
+    else:
+        assert "backchannel" not in run.kinds()
+        await run.until(lambda: len(run.agent_texts()) >= 2)
+        assert run.agent_texts()[1].endswith(CUT_MARK)
+    await run.finish()
+
+
 @pytest.mark.parametrize(("p", "model", "endpoint_s", "verdict"), [
     (0.95, True, 0.224, "complete"),  # sure it is over: 0.2 s of silence (7 windows of 32 ms)
     (0.05, True, 1.216, "incomplete"),  # mid-thought: up to max_delay_s

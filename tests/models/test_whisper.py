@@ -91,6 +91,18 @@ def test_silence_is_empty(tiny: WhisperSTT, rate: int) -> None:
     assert t.no_speech_prob > 0.5
 
 
+def test_text_blanked_as_not_speech_is_withheld_not_lost(tiny: WhisperSTT, utterances: dict[str, Utterance]) -> None:
+    """Whisper's no-speech rule blanks a clip's text; the text stays in `withheld` (the dialog
+    judges a faint acknowledgement by it). Thresholds at 0 make the rule blank any speech."""
+    u = utterances[EASY[0]]
+    heard = tiny.transcribe(telephone(u), 8000)
+    assert heard.text and heard.withheld == ""
+    strict = WhisperSTT(whisper_tiny_en(), device="cpu", no_speech_threshold=0.0, logprob_threshold=0.0)
+    blanked = strict.transcribe(telephone(u), 8000)
+    assert blanked.text == "" and blanked.normalized == ""
+    assert blanked.withheld == heard.text
+
+
 def test_empty_audio_skips_the_model(tiny: WhisperSTT) -> None:
     d = tiny.decode(b"", 8000)
     assert d.transcript.text == "" and d.tokens == 0 and d.transcript.no_speech_prob == 1.0
