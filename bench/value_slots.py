@@ -5,8 +5,14 @@ The same voices and channels as bench.telephone_stt (four espeak-ng voices, clea
 G.711 mu-law / A-law / mu-law with line noise at 8 kHz); whisper tiny.en (bundled), beam 1 and 5.
 Per answer: "plain" is the value in the best text without the slot (no prompt, one text);
 "slot" is what capture.py reads back (the slot's prompt, n-best texts, the first that holds a
-value). A wrong first value is read back and refused by the caller, never stored: this measures
-how often the caller has to say it twice.
+value). A wrong first value is read back and refused by the caller, never stored. Then the
+read-back exchange, up to three caller turns in all, decided by the dialog's own
+`answer_to_read_back`: to a date read back with only the day (or only the month) wrong the
+caller names that part ("No, the fifth."; the year alike), to anything else "No," and the whole
+answer again, more slowly and fully ("Nineteen dollars and ninety nine cents." for "Nineteen
+ninety nine."), as people say it when they were not understood; "ask again" gets that answer (recognised with the slot's prompt, as the dialog
+does while a value is expected; a reply to a read-back is recognised plainly). A caller never
+confirms a wrong value, so what fails is a value never heard right.
 
     python -m bench.value_slots        # prints the table, writes bench/results/value-slots-*.json
 """
@@ -14,6 +20,7 @@ how often the caller has to say it twice.
 from __future__ import annotations
 
 import argparse
+import calendar
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -28,26 +35,87 @@ from bench.telephone_stt import CHANNELS, VOICES, channel
 from devtools.utterances import say
 from models import catalog
 from models.whisper import WhisperSTT
-from phoneagent.dialog.capture import heard_value
+from phoneagent.dialog.capture import answer_to_read_back, heard_value
 from phoneagent.dialog.config import AgentConfig
 from phoneagent.dialog.slots import Slot
 
 TODAY = date(2026, 12, 2)  # a Wednesday: what "tomorrow" and year-less dates resolve against
-# (what the caller says, the slot kind, the value the tool must get)
-ANSWERS: tuple[tuple[str, str, str], ...] = (
-    ("Tomorrow, please.", "date", "2026-12-03"),
-    ("Next Tuesday.", "date", "2026-12-08"),
-    ("On Friday.", "date", "2026-12-04"),
-    ("The fifth of March.", "date", "2027-03-05"),
-    ("June twenty first, twenty twenty seven.", "date", "2027-06-21"),
-    ("The twelfth of January.", "date", "2027-01-12"),
-    ("My date of birth is July fourth, nineteen eighty five.", "date", "1985-07-04"),
-    ("Forty two dollars and fifty cents.", "amount", "42.50"),
-    ("Three hundred dollars.", "amount", "300.00"),
-    ("Twelve dollars and five cents.", "amount", "12.05"),
-    ("One thousand two hundred and fifty dollars.", "amount", "1250.00"),
-    ("Nineteen ninety nine.", "amount", "19.99"),
+# (what the caller says, the slot kind, the value the tool must get, how they say it again when
+# it was misheard: fully and plainly, as people do when they were not understood)
+ANSWERS: tuple[tuple[str, str, str, str], ...] = (
+    ("Tomorrow, please.", "date", "2026-12-03", "Tomorrow, the third of December."),
+    ("Next Tuesday.", "date", "2026-12-08", "Tuesday the eighth of December."),
+    ("On Friday.", "date", "2026-12-04", "Friday the fourth of December."),
+    ("The fifth of March.", "date", "2027-03-05", "The fifth of March."),
+    ("June twenty first, twenty twenty seven.", "date", "2027-06-21", "The twenty first of June, twenty twenty seven."),
+    ("The twelfth of January.", "date", "2027-01-12", "January the twelfth."),
+    ("My date of birth is July fourth, nineteen eighty five.", "date", "1985-07-04", "July the fourth, nineteen eighty five."),
+    ("Forty two dollars and fifty cents.", "amount", "42.50", "Forty two dollars and fifty cents."),
+    ("Three hundred dollars.", "amount", "300.00", "Three hundred dollars."),
+    ("Twelve dollars and five cents.", "amount", "12.05", "Twelve dollars and five cents."),
+    ("One thousand two hundred and fifty dollars.", "amount", "1250.00", "One thousand, two hundred and fifty dollars."),
+    ("Nineteen ninety nine.", "amount", "19.99", "Nineteen dollars and ninety nine cents."),
 )
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_UNITS = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+_ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth "
+             "fifteenth sixteenth seventeenth eighteenth nineteenth twentieth").split()
+MAX_TRIES = 3
+
+
+def day_words(day: int) -> str:
+    """How a caller says a day of the month: "the fifth", "the twenty first", "the thirtieth"."""
+    if day <= 20:
+        return f"the {_ORDINALS[day - 1]}"
+    return "the thirtieth" if day == 30 else f"the {'twenty' if day < 30 else 'thirty'} {_ORDINALS[day % 10 - 1]}"
+
+
+def _under_100(n: int) -> str:
+    if n < 20:
+        return _UNITS[n - 1]
+    return _TENS[n // 10 - 2] + (f" {_UNITS[n % 10 - 1]}" if n % 10 else "")
+
+
+def year_words(year: int) -> str:
+    """"nineteen eighty five", "twenty twenty seven", "twenty oh five"."""
+    low = year % 100
+    if year % 1000 == 0:
+        return f"{_UNITS[year // 1000 - 1]} thousand"
+    return f"{_under_100(year // 100)} {_under_100(low) if low >= 10 else f'oh {_UNITS[low - 1]}' if low else 'hundred'}"
+
+
+def correction(kind: str, again: str, want: str, heard: str) -> str:
+    """The caller's turn after a wrong read-back of `heard`: the one wrong part of a date (day,
+    month or year), else "No," and the answer again as they say it when not understood."""
+    if kind == "date" and len(heard) == len(want) == 10:
+        same = [heard[:4] == want[:4], heard[5:7] == want[5:7], heard[8:] == want[8:]]
+        if same == [True, True, False]:
+            return f"No, {day_words(int(want[8:]))}."
+        if same == [True, False, True]:
+            return f"No, {calendar.month_name[int(want[5:7])]}."
+        if same == [False, True, True]:
+            return f"No, {year_words(int(want[:4]))}."
+    return f"No, {again[0].lower()}{again[1:]}"
+
+
+def exchange(stt: WhisperSTT, slot: Slot, again: str, want: str, first: str, voice: str, speed: int, ch: str,
+             rng: np.random.Generator, n_best: int) -> list[dict[str, Any]]:
+    """The caller turns after a wrong first value, until the value read back is right (or
+    MAX_TRIES turns in all); each entry: what was said, heard, the outcome and the value then."""
+    turns: list[dict[str, Any]] = []
+    value = first  # "" when nothing usable was heard: the agent asked again
+    while len(turns) + 1 < MAX_TRIES and value != want:
+        asked_again = not slot.valid(value)
+        said = again if asked_again else correction(slot.kind, again, want, value)
+        pcm, rate = channel(say(said, voice=voice, speed=int(speed * 0.85)).pcm16k, ch, rng)
+        if asked_again:
+            best = stt.transcribe(pcm, rate, prompt=slot.stt_prompt, hypotheses=n_best, repeats=True)
+            outcome, value = "asked again", heard_value(slot, best.text, best.alternatives)
+        else:
+            best = stt.transcribe(pcm, rate)
+            outcome, value = answer_to_read_back(slot, value, best.text, best.alternatives)
+        turns.append({"said": said, "heard": best.text, "outcome": outcome, "value": value})
+    return turns
 
 
 def score(stt: WhisperSTT) -> dict[str, Any]:
@@ -55,7 +123,7 @@ def score(stt: WhisperSTT) -> dict[str, Any]:
     n_best = AgentConfig().slot_hypotheses
     rows: list[dict[str, Any]] = []
     for voice, speed in VOICES:
-        for text, kind, value in ANSWERS:
+        for text, kind, value, again in ANSWERS:
             slot = replace(Slot("v", kind, currency="USD" if kind == "amount" else ""), today=TODAY)  # type: ignore[arg-type]
             speech = say(text, voice=voice, speed=speed).pcm16k
             for ch in CHANNELS:
@@ -65,15 +133,20 @@ def score(stt: WhisperSTT) -> dict[str, Any]:
                 best = stt.transcribe(pcm, rate, prompt=slot.stt_prompt, hypotheses=n_best, repeats=True)
                 ms = (time.perf_counter() - t0) * 1000
                 heard = heard_value(slot, best.text, best.alternatives)
+                later = exchange(stt, slot, again, value, heard, voice, speed, ch, rng, n_best)
+                final = later[-1]["value"] if later else heard
                 rows.append({"voice": f"{voice}@{speed}", "channel": ch, "kind": kind, "said": text, "want": value,
                              "plain": slot.capture(plain), "plain_text": plain, "slot": heard, "heard": best.text,
-                             "alternatives": list(best.alternatives), "ms": round(ms, 1)})
+                             "alternatives": list(best.alternatives), "ms": round(ms, 1), "exchange": later,
+                             "confirmed_in": 1 + len(later) if final == value else None})
     table: dict[str, Any] = {}
     for kind in ("date", "amount"):
         for ch in CHANNELS:
             mine = [r for r in rows if r["kind"] == kind and r["channel"] == ch]
             table[f"{kind} {ch}"] = {"plain": f"{sum(r['plain'] == r['want'] for r in mine)}/{len(mine)}",
                                      "slot": f"{sum(r['slot'] == r['want'] for r in mine)}/{len(mine)}",
+                                     **{f"within_{k}": f"{sum(1 for r in mine if r['confirmed_in'] and r['confirmed_in'] <= k)}/{len(mine)}"
+                                        for k in range(2, MAX_TRIES + 1)},
                                      "ms_p50": round(float(np.percentile([r["ms"] for r in mine], 50)), 1)}
     return {"table": table, "rows": rows, "hypotheses": n_best}
 
@@ -91,10 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = save_results(args.out, "value-slots", {"machine": info, "device": "cpu", "today": TODAY.isoformat(),
                                                   "answers": len(ANSWERS), "voices": len(VOICES), "recognisers": results})
     print(f"\ndates and amounts asked for: {len(ANSWERS)} answers x {len(VOICES)} espeak-ng voices, right the first time, on {info['cpu']}")
-    print(f"  {'recogniser':26} {'slot, channel':22} {'plain':>7} {'slot':>7} {'ms p50':>7}")
+    print("  then confirmed within 2 and 3 caller turns of the read-back exchange")
+    print(f"  {'recogniser':26} {'slot, channel':22} {'plain':>7} {'slot':>7} {'2 turns':>8} {'3 turns':>8} {'ms p50':>7}")
     for name, r in results.items():
         for row, c in r["table"].items():
-            print(f"  {name:26} {row:22} {c['plain']:>7} {c['slot']:>7} {c['ms_p50']:>7}")
+            print(f"  {name:26} {row:22} {c['plain']:>7} {c['slot']:>7} {c['within_2']:>8} {c['within_3']:>8} {c['ms_p50']:>7}")
     print(f"\nwritten {path}")
     return 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from models.base import Message
 from phoneagent.dialog.call import CallContext
@@ -49,6 +49,30 @@ def heard_value(slot: Slot, text: str, alternatives: Sequence[str], before: str 
     if not before:
         heard += [v[: len(v) // 2] for v in heard if _doubled(v)]
     return next((v for v in heard if slot.valid(v)), heard[0])
+
+
+ReadBackOutcome = Literal["typed", "confirmed", "part", "repaired", "again"]
+
+
+def answer_to_read_back(slot: Slot, value: str, text: str, alternatives: Sequence[str]) -> tuple[ReadBackOutcome, str]:
+    """What the caller's turn after the read-back of `value` makes of it, and the value then:
+    "typed" (keys that form a value: taken as is), "confirmed" (a yes, or the same value again),
+    "part" (one part named: "no, the sixth"), "repaired" (the value again or a group of it:
+    "no, it's 9877 at the end"; read back again), "again" (a plain no, the refused value again,
+    or nothing usable: ask for the whole value again, value "")."""
+    typed = keypad_digits(text) is not None
+    heard = heard_value(slot, text, alternatives)
+    if typed and slot.valid(heard):
+        return "typed", heard
+    if yes_or_no(text) is True and (not heard or heard == value):
+        return "confirmed", value
+    if not heard and (part := slot.corrected(value, text)):
+        return "part", part
+    if heard:
+        fixed = heard if slot.valid(heard) and len(heard) >= len(value) - 1 else (repair(value, heard, slot) if slot.digits else None)
+        if fixed and fixed != value:  # the refused value heard again is no repair: ask afresh
+            return "repaired", fixed
+    return "again", ""
 
 
 def _doubled(digits: str) -> bool:
@@ -125,24 +149,15 @@ class SlotCapture:
                 p.partial = ""
                 await self._again(p, "unclear", timing)
             return
-        answer = yes_or_no(text)
-        if typed and slot.valid(heard):
-            await self._confirmed(p, heard, phrase, timing, typed=True)
-        elif answer is True and (not heard or heard == p.value):
-            await self._confirmed(p, p.value, phrase, timing, typed=False)
-        elif not heard and (part := slot.corrected(p.value, text)):  # "no, the sixth"
-            self.ctx.record.event("slot_repaired", name=slot.name, was=p.value, now=part, text=text)
-            await self._got(p, part, typed=False, phrase=phrase, timing=timing)
-        elif heard:  # "no, it's 9877 at the end", or the number again
-            fixed = heard if slot.valid(heard) and len(heard) >= len(p.value) - 1 else (
-                repair(p.value, heard, slot) if slot.digits else None)
-            if fixed:
-                self.ctx.record.event("slot_repaired", name=slot.name, was=p.value, now=fixed, text=text)
-                await self._got(p, fixed, typed=typed, phrase=phrase, timing=timing)
-            else:
-                p.previous, p.value = p.value, None
-                await self._again(p, "again", timing)
-        else:  # a plain no
+        outcome, value = answer_to_read_back(slot, p.value, text, alternatives)
+        if outcome == "typed":
+            await self._confirmed(p, value, phrase, timing, typed=True)
+        elif outcome == "confirmed":
+            await self._confirmed(p, value, phrase, timing, typed=False)
+        elif outcome in ("part", "repaired"):
+            self.ctx.record.event("slot_repaired", name=slot.name, was=p.value, now=value, text=text)
+            await self._got(p, value, typed=typed and outcome == "repaired", phrase=phrase, timing=timing)
+        else:
             p.previous, p.value = p.value, None
             await self._again(p, "again", timing)
 

@@ -126,7 +126,8 @@ class Slot:
         if self.kind == "date":
             if self.today is None:
                 raise ValueError(f"date slot {self.name!r}: no today to resolve a date against")
-            return spoken_date(normalize_transcript(text), self.today)
+            # The normaliser joins whisper's "July 4 1985" into "July 41985": then the text as written.
+            return spoken_date(normalize_transcript(text), self.today) or spoken_date(text, self.today)
         if self.kind == "amount":
             return spoken_amount(normalize_transcript(text))
         found = _EMAIL_RE.findall(normalize_emails(text).lower())

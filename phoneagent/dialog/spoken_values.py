@@ -87,16 +87,17 @@ def spoken_date(text: str, today: date) -> str:
 
 
 def corrected_date(previous: str, text: str) -> str:
-    """A correction of one part of a read-back date ("no, the sixth", "no, April"): `previous`
-    (ISO) with that day or month replaced, as ISO; "" when `text` names neither or the result is
-    no date. A whole date in `text` is spoken_date's."""
+    """A correction of the parts of a read-back date a caller names ("no, the sixth", "no, April",
+    "no, 2027"): `previous` (ISO) with that day, month or year replaced, as ISO; "" when `text`
+    names none of them or the result is no date. A whole date in `text` is spoken_date's."""
     low = _with_ordinal_numbers(text)
     was = date.fromisoformat(previous)
     day = re.search(r"\b(\d{1,2})(?:st|nd|rd|th)\b", low)
     month = re.search(rf"\b({_MONTH})\b", low)
-    if day is None and month is None:
+    year = re.search(r"\b(\d{4})\b", low)
+    if day is None and month is None and year is None:
         return ""
-    return _iso(was.year, MONTHS[month[1]] if month else was.month, int(day[1]) if day else was.day)
+    return _iso(int(year[1]) if year else was.year, MONTHS[month[1]] if month else was.month, int(day[1]) if day else was.day)
 
 
 def _with_ordinal_numbers(text: str) -> str:

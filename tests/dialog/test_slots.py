@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -111,3 +113,19 @@ def test_the_value_is_the_first_text_of_the_slots_length() -> None:
     assert heard_value(Slot("o", "digits", 4, 4), "4 9 7 2. 4 9 7 2.", ()) == "4972"  # written twice, said once
     assert heard_value(ten, "2 3 4, 9 8 7 6", (), before="555") == "5552349876"  # the rest of a number said in pieces
     assert heard_value(EMAIL, "it's anna at mail dot org", ()) == "anna@mail.org"
+
+
+@pytest.mark.parametrize(("slot", "value", "text", "outcome", "now"), [
+    (Slot("phone", "phone", 10, 10), "5552349876", "Yes, that's right.", "confirmed", "5552349876"),
+    (Slot("phone", "phone", 10, 10), "5552349876", "(keypad) 5552349877", "typed", "5552349877"),
+    (Slot("phone", "phone", 10, 10), "5552349876", "No, 9 8 7 7 at the end.", "repaired", "5552349877"),
+    (Slot("phone", "phone", 10, 10), "5552349876", "No.", "again", ""),
+    (Slot("day", "date", today=date(2026, 12, 2)), "2027-03-07", "No, the sixth.", "part", "2027-03-06"),
+    (Slot("day", "date", today=date(2026, 12, 2)), "2027-03-07", "No, the fifth of April.", "repaired", "2027-04-05"),
+    (Slot("sum", "amount", currency="USD"), "42.15", "No, forty two dollars and fifty cents.", "repaired", "42.50"),
+    (Slot("sum", "amount", currency="USD"), "19.00", "No, $19 and $9.10", "again", ""),  # the refused value again
+])
+def test_the_answer_to_a_read_back(slot: Slot, value: str, text: str, outcome: str, now: str) -> None:
+    from phoneagent.dialog.capture import answer_to_read_back
+
+    assert answer_to_read_back(slot, value, text, ()) == (outcome, now)

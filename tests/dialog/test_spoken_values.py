@@ -44,6 +44,12 @@ def test_a_spoken_date(heard: str, value: str) -> None:
     assert spoken_date(normalize_transcript(heard), TODAY) == value
 
 
+def test_a_date_whisper_writes_with_a_plain_day_number_is_captured() -> None:
+    """The normaliser joins "July 4 1985" into a digit string; the date slot reads the text as written too."""
+    assert spoken_date(normalize_transcript("July 4 1985"), TODAY) == ""
+    assert Slot("day", "date", today=TODAY).capture("No, my date of birth is July 4 1985.") == "1985-07-04"
+
+
 @given(st.dates(min_value=date(1900, 1, 1), max_value=date(2199, 12, 31)))
 def test_a_date_read_back_is_heard_as_the_same_date(d: date) -> None:
     """What the agent says back ("Friday, March 5th, 2027") is captured as that date again."""
@@ -124,6 +130,8 @@ def test_date_and_amount_slots_from_an_agent_file() -> None:
     ("It's the 31st.", "2027-03-31"),
     ("No.", ""),  # nothing to place: ask again
     ("No, the thirty first of April.", ""),  # no such day: ask again
+    ("No, twenty twenty eight.", "2028-03-05"),  # the year alone
+    ("No, 3085.", ""),  # a misheard year is no date
 ])
 def test_one_part_of_a_read_back_date_is_corrected(said: str, value: str) -> None:
     slot = Slot("day", "date")
