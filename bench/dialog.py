@@ -155,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="use the end-of-turn model: P(complete) that ends a turn after DELAY s (default 0.12), that waits max_delay_s")
     ap.add_argument("--llm-fixed-threads", action="store_true",
                     help="the LLM never widens onto idle cores (as before models/cpu.py), for an A/B")
+    ap.add_argument("--tag", default="", help="added to the results file's name (a run that must not replace the default's)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     info = machine_info()
@@ -182,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     # a non-default LLM gets its own file, so the default's figures are never overwritten
     name = ("dialog" + (f"-{args.llm}" if args.llm else "") + (f"-eot-{args.end_of_turn.replace(',', '-')}" if args.end_of_turn else "")
-            + ("-llm-fixed-threads" if args.llm_fixed_threads else ""))
+            + ("-llm-fixed-threads" if args.llm_fixed_threads else "") + (f"-{args.tag}" if args.tag else ""))
     path = save_results(args.out, name, result)
     print(f"dialog benchmark on {info['cpu']} ({info['cores']} cores), device {info['device']}")
     print(f"  {'calls':>5}  {'v2v p50/p95/max ms':>22}  {'barge-in stop p50/p95 ms (onset | VAD)':>40}  stages p50 ms (endpoint/stt/llm/tts/wire)")
