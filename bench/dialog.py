@@ -42,6 +42,15 @@ def voiced_bounds(pcm: bytes, rate: int) -> tuple[float, float]:
     return voiced[0], voiced[-1] + 0.02
 
 
+def with_end_of_turn(cfg: AgentConfig, spec: str) -> AgentConfig:
+    """`cfg` with the end-of-turn model on, from "ABOVE,BELOW[,DELAY]" (--end-of-turn); "" = off."""
+    if not spec:
+        return cfg
+    above, below, *delay = (float(x) for x in spec.split(","))
+    return dataclasses.replace(cfg, end_of_turn_model=True, endpointer=dataclasses.replace(
+        cfg.endpointer, complete_above=above, incomplete_below=below, complete_delay_s=delay[0] if delay else 0.12))
+
+
 def pct(xs: Sequence[float]) -> dict[str, float | None]:
     if not xs:
         return {"p50": None, "p95": None, "max": None, "n": 0}
@@ -159,11 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     info = machine_info()
-    cfg = AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48)
-    if args.end_of_turn:
-        above, below, *delay = (float(x) for x in args.end_of_turn.split(","))
-        cfg = dataclasses.replace(cfg, end_of_turn_model=True, endpointer=dataclasses.replace(
-            cfg.endpointer, complete_above=above, incomplete_below=below, complete_delay_s=delay[0] if delay else 0.12))
+    cfg = with_end_of_turn(AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48), args.end_of_turn)
     config = EngineConfig(**({"llm_pool": args.llm_pool} if args.llm_pool is not None else {}),
                           **({"llm": args.llm} if args.llm else {}))
     engines = Engines.load(config)

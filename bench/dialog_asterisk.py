@@ -31,7 +31,7 @@ from ari_app.config import ControllerConfig, RecordingConfig
 from ari_app.controller import AriController
 from media.pcm import resample, talk_spurts, voiced_frames
 from audiosocket.server import AudioSocketServer, CallSession
-from bench.dialog import INTERRUPTION, QUESTIONS, pct, voiced_bounds
+from bench.dialog import INTERRUPTION, QUESTIONS, pct, turn_model, voiced_bounds, with_end_of_turn
 from bench.machine import machine_info, save_results
 from devtools.utterances import synthesize_set
 from models.engines import EngineConfig, Engines
@@ -72,11 +72,11 @@ def analyse(said: tuple[int, bytes], heard: tuple[int, bytes]) -> tuple[float | 
     return v2v, stop
 
 
-async def run(calls: int, path: str = "direct") -> dict[str, Any]:
+async def run(calls: int, path: str = "direct", end_of_turn: str = "") -> dict[str, Any]:
     bed = testbed.ensure()
     engines = await asyncio.to_thread(Engines.load, EngineConfig())
     utts = synthesize_set()
-    cfg = AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48)
+    cfg = with_end_of_turn(AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48), end_of_turn)
     dialogs: list[CallDialog] = []
 
     controller: AriController | None = None
@@ -128,7 +128,7 @@ async def run(calls: int, path: str = "direct") -> dict[str, Any]:
             if b is not None:
                 stops.append(b)
     return {"calls": calls, "v2v_ms": pct(v2v), "barge_in_stop_ms": pct(stops), "failures": failures,
-            "asterisk": bed.health().version, "samples": {"v2v_ms": [round(x) for x in v2v], "barge_in_stop_ms": [round(x) for x in stops]}}
+            "asterisk": bed.health().version, "end_of_turn_model": turn_model(dialogs) if cfg.end_of_turn_model else None, "samples": {"v2v_ms": [round(x) for x in v2v], "barge_in_stop_ms": [round(x) for x in stops]}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,18 +136,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=3, help="calls placed one after another")
     ap.add_argument("--path", choices=("direct", "ari"), default="direct",
                     help="direct: Dial(AudioSocket); ari: Stasis + ARI controller + externalMedia")
+    ap.add_argument("--end-of-turn", default="", metavar="ABOVE,BELOW[,DELAY]", help="use the end-of-turn model (see bench.dialog)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     info = machine_info()
-    res = asyncio.run(run(args.calls, args.path))
+    res = asyncio.run(run(args.calls, args.path, args.end_of_turn))
     route = ("SIPp G.711 -> Asterisk 22 -> AudioSocket slin16 -> agent" if args.path == "direct" else
              "SIPp G.711 -> Asterisk 22 -> Stasis: ARI bridge + externalMedia AudioSocket slin16 -> agent")
-    out = {"machine": info, "device": info["device"], "path": route, **res}
-    path = save_results(args.out, "dialog-asterisk" if args.path == "direct" else "dialog-asterisk-ari", out)
+    out = {"machine": info, "device": info["device"], "path": route, "end_of_turn": args.end_of_turn or None, **res}
+    name = ("dialog-asterisk" if args.path == "direct" else "dialog-asterisk-ari") + (
+        f"-eot-{args.end_of_turn.replace(',', '-')}" if args.end_of_turn else "")
+    path = save_results(args.out, name, out)
     v, b = res["v2v_ms"], res["barge_in_stop_ms"]
     print(f"dialog through Asterisk {res['asterisk']} on {info['cpu']} ({info['cores']} cores), device {info['device']}")
     print(f"  calls {res['calls']}: v2v p50/p95/max {v['p50']}/{v['p95']}/{v['max']} ms; barge-in stop p50/p95 {b['p50']}/{b['p95']} ms; failures {len(res['failures'])}")
     print(f"  samples: {res['samples']}")
+    if res["end_of_turn_model"]:
+        print(f"  end-of-turn model: {res['end_of_turn_model']}")
     print(f"\nwritten {path}")
     return 0 if not res["failures"] else 1
 
