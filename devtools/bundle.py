@@ -14,6 +14,7 @@ resolved and downloaded in a throwaway copy of a fresh Ubuntu 24.04 root (root n
       wheels-noble/, debs-noble/   the same for Ubuntu 24.04 (python3.12-venv and what it needs included)
       kamailio/*.deb       Debian's kamailio and what a fresh server lacks for it (the proxy host)
       postgresql/*.deb     Debian's PostgreSQL 15 and what a fresh server lacks for it (shared records)
+      kamailio-noble/, postgresql-noble/   Ubuntu 24.04's kamailio (5.7) and PostgreSQL 16, the same way
       models/<name>/...    model files named as in the catalogue, models/manifest.json (role, paths, sha256)
       agents/*.yaml        the example agent files
       asterisk/asterisk-root.tar.gz   Asterisk 22 in a Debian sid root (the test bed's method), no configs
@@ -46,6 +47,11 @@ DEBS = ("libgomp1",)
 # configured python3-minimal of its exact version, and one dpkg run cannot order a pre-dependency.
 RELEASE_DEBS = {"noble": ("libgomp1", "python3.12-venv")}
 RELEASE_PYTHON = {"noble": "3.12"}
+# The proxy and records hosts' packages for a release other than the build machine's (the role
+# picks the host's part): its own kamailio and PostgreSQL, resolved the same way.
+RELEASE_KAMAILIO = {"noble": ("kamailio",)}
+RELEASE_POSTGRESQL = {"noble": ("postgresql-16",)}
+POSTGRESQL_VERSION = {"bookworm": "15", "noble": "16"}  # the cluster is /etc/postgresql/<version>/main
 # manylinux tags a release's glibc runs (noble: 2.39), for `pip download --platform`.
 _MANYLINUX = ("manylinux_2_28", "manylinux_2_27", "manylinux_2_17", "manylinux2014", "manylinux_2_5", "manylinux1", "linux")
 # Kamailio for a proxy host (ansible's phoneagent_kamailio): Debian's package and what a fresh
@@ -114,9 +120,10 @@ def _wheels_for(out: Path, source: Path, python: str, pip: Sequence[str]) -> Non
         raise BundleError(f"no wheel for Python {python} of: {', '.join(missing)}")
 
 
-def _release_debs(out: Path, suite: str, packages: Sequence[str]) -> list[str]:
-    """`packages` and what a fresh host of `suite` lacks or has older for them, resolved by apt
-    and downloaded in a throwaway copy of that release's fresh root (the converge test's)."""
+def _release_debs(out: Path, suite: str, parts: dict[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Each part's packages and what a fresh host of `suite` lacks or has older for them, resolved
+    by apt (each part on its own: a host may get one role only) and downloaded in a throwaway copy
+    of that release's fresh root (the converge test's), into out/<part>-<suite>/."""
     try:
         base = target.ensure_base(suite=suite)
     except testbed.TestBedError as exc:
@@ -124,6 +131,7 @@ def _release_debs(out: Path, suite: str, packages: Sequence[str]) -> list[str]:
     work = testbed.cache_dir() / f"bundle-apt-{suite}"
     testbed._remove_tree(work)
     subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(work)], check=True, timeout=600)
+    got: dict[str, list[str]] = {}
     try:
         shutil.copy2("/etc/resolv.conf", work / "etc/resolv.conf")
 
@@ -135,15 +143,23 @@ def _release_debs(out: Path, suite: str, packages: Sequence[str]) -> list[str]:
             return done.stdout
 
         apt("apt-get", "update", "-q")
-        names = re.findall(r"^Inst (\S+)", apt("apt-get", "install", "--simulate", "-q", *packages), re.M)
-        apt("apt-get", "download", "-q", *names)
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
-        for deb in (work / "tmp").glob("*.deb"):
-            shutil.move(str(deb), out / deb.name)
+        for part, packages in parts.items():
+            names = re.findall(r"^Inst (\S+)", apt("apt-get", "install", "--simulate", "-q", *packages), re.M)
+            apt("apt-get", "download", "-q", *names)
+            dest = out / f"{part}-{suite}"
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            for deb in (work / "tmp").glob("*.deb"):
+                shutil.move(str(deb), dest / deb.name)
+            got[part] = sorted(f.name for f in dest.glob("*.deb"))
     finally:
         testbed._remove_tree(work)
-    return sorted(f.name for f in out.glob("*.deb"))
+    return got
+
+
+def _part(directory: str, debs: Sequence[str], **extra: str) -> dict[str, object]:
+    """A bundle.json entry for one role's .debs: where they are, by package name."""
+    return {"dir": directory, "debs": {name.split("_")[0]: name for name in debs}, **extra}
 
 
 def _models(out: Path, names: Sequence[str]) -> dict[str, dict[str, object]]:
@@ -240,15 +256,19 @@ def build(out: Path, llama_wheel: Path, models: Sequence[str] = DEFAULT_MODELS,
     postgresql = _debs(out / "postgresql", POSTGRESQL_DEBS)
     platforms: dict[str, dict[str, object]] = {"bookworm": {
         "name": "Debian 12", "python": f"{sys.version_info.major}.{sys.version_info.minor}", "wheels": "wheels", "debs_dir": "debs",
-        "debs": {name.split("_")[0]: name for name in debs}}}
+        "debs": {name.split("_")[0]: name for name in debs},
+        "kamailio": _part("kamailio", kamailio), "postgresql": _part("postgresql", postgresql, version=POSTGRESQL_VERSION["bookworm"])}}
     for suite in releases:
         if suite == "bookworm":
             continue
         _wheels_for(out / f"wheels-{suite}", out / "wheels", RELEASE_PYTHON[suite], pip)
-        extra = _release_debs(out / f"debs-{suite}", suite, RELEASE_DEBS[suite])
+        got = _release_debs(out, suite, {"debs": RELEASE_DEBS[suite], "kamailio": RELEASE_KAMAILIO[suite],
+                                         "postgresql": RELEASE_POSTGRESQL[suite]})
         platforms[suite] = {"name": target.release(suite).name, "python": RELEASE_PYTHON[suite], "wheels": f"wheels-{suite}",
-                            "debs_dir": f"debs-{suite}", "debs": {name.split("_")[0]: name for name in extra}}
-    for stale in (*out.glob("wheels-*"), *out.glob("debs-*")):
+                            "debs_dir": f"debs-{suite}", "debs": {name.split("_")[0]: name for name in got["debs"]},
+                            "kamailio": _part(f"kamailio-{suite}", got["kamailio"]),
+                            "postgresql": _part(f"postgresql-{suite}", got["postgresql"], version=POSTGRESQL_VERSION[suite])}
+    for stale in (*out.glob("wheels-*"), *out.glob("debs-*"), *out.glob("kamailio-*"), *out.glob("postgresql-*")):
         if stale.name.split("-", 1)[1] not in platforms:
             shutil.rmtree(stale)
     manifest = _models(out / "models", models)
@@ -264,8 +284,6 @@ def build(out: Path, llama_wheel: Path, models: Sequence[str] = DEFAULT_MODELS,
         "platforms": platforms,
         "llama_build": json.loads(build_info.read_text()) if build_info.is_file() else None,
         "models": sorted(manifest),
-        "kamailio": {"release": "bookworm", "debs": {name.split("_")[0]: name for name in kamailio}},
-        "postgresql": {"release": "bookworm", "debs": {name.split("_")[0]: name for name in postgresql}},
         "asterisk": asterisk,
     }
     (out / "bundle.json").write_text(json.dumps(info, indent=1) + "\n")

@@ -4,6 +4,7 @@ need the whole service against the bundled Asterisk (faults, soak)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -23,13 +24,30 @@ from devtools.ports import free_tcp_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_HEALTH_IN_NETNS = """import json, sys, urllib.request
+try:
+    print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=2).read().decode())
+except Exception:
+    print("null")
+"""
+
+
 @dataclass
 class Service:
     proc: subprocess.Popen[bytes] | subprocess.Popen[str]
     http_port: int
+    netns: tuple[str, ...] = ()  # an nsenter prefix: the service runs in that network namespace (its console is on loopback there)
 
     async def health(self) -> dict[str, Any] | None:
         """The service's /healthz (ok: listening and connected to ARI); None while it is not up."""
+        if self.netns:
+            done = await asyncio.to_thread(subprocess.run, [*self.netns, sys.executable, "-c", _HEALTH_IN_NETNS, str(self.http_port)],
+                                           capture_output=True, text=True, timeout=30, check=False)
+            try:
+                found: dict[str, Any] | None = json.loads(done.stdout)
+            except ValueError:
+                return None
+            return found
         try:
             async with aiohttp.ClientSession() as http:
                 async with http.get(f"http://127.0.0.1:{self.http_port}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as r:

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from media.pcm import frame_bytes, ulaw_encode
@@ -222,8 +223,10 @@ def place_call(
     workdir: Path | None = None,
     local_ip: str = "127.0.0.1",
     via_proxy: bool = False,
+    netns: Sequence[str] = (),
 ) -> SippResult:
     """Place one SIP call with SIPp and block until it ends. Returns what SIPp reported.
+    `netns`: an nsenter prefix, to call from inside that network namespace.
 
     `hold_ms` defaults to the script's length plus a second, so every packet is sent before BYE.
     """
@@ -237,7 +240,7 @@ def place_call(
         scen = tmp / "uac.xml"
         scen.write_text(scenario_xml(pcap, hold_ms=hold_ms, wait_for_bye=wait_for_bye, headers=headers, via_proxy=via_proxy))
         cmd = [
-            sipp_binary(), f"{host}:{port}", "-sf", str(scen), "-s", extension, "-m", "1", "-l", "1",
+            *netns, sipp_binary(), f"{host}:{port}", "-sf", str(scen), "-s", extension, "-m", "1", "-l", "1",
             "-i", local_ip, "-mi", local_ip, "-p", str(local_port or _free_udp_port()),
             "-mp", str(_free_udp_port(even=True)), "-trace_err", "-error_file", str(tmp / "errors.log"),
             "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",

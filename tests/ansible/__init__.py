@@ -20,7 +20,8 @@ def ansible_env(**extra: str) -> dict[str, str]:
 
 
 def play(inventory: Path, extra: Path, playbook: Path | str = "site.yml", timeout: float = 1800) -> dict[str, Any]:
-    """One ansible-playbook run; host `target`'s stats plus `changed_tasks` (a failure fails the test with the task's message)."""
+    """One ansible-playbook run; host `target`'s stats plus `changed_tasks` (any host's) and `hosts` (every host's stats);
+    a failure fails the test with the task's message."""
     env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1", ANSIBLE_ROLES_PATH=str(ANSIBLE / "roles"))
     done = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), "-e", f"@{extra}", str(playbook)],
                           cwd=ANSIBLE, capture_output=True, text=True, env=env, timeout=timeout, check=False)
@@ -30,9 +31,11 @@ def play(inventory: Path, extra: Path, playbook: Path | str = "site.yml", timeou
         pytest.fail(f"ansible-playbook rc {done.returncode}, no JSON report:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     if done.returncode != 0:
         failed = [f"{t['task']['name']}: {h.get('msg', '')} {h.get('stdout', '')[-1500:]} {h.get('stderr', '')[-1500:]}"
+                  + "".join(f"\n  {r.get('msg', '')}" for r in h.get("results", []) if r.get("failed"))  # a loop's failed items
                   for play in report["plays"] for t in play["tasks"] for h in t["hosts"].values() if h.get("failed")]
         pytest.fail(f"ansible-playbook rc {done.returncode}:\n" + "\n".join(failed) + f"\n{done.stderr[-2000:]}")
-    stats: dict[str, Any] = report["stats"]["target"]
+    stats: dict[str, Any] = dict(report["stats"].get("target", {}))
+    stats["hosts"] = report["stats"]  # every host's, by inventory name
     stats["changed_tasks"] = [t["task"]["name"] for play in report["plays"] for t in play["tasks"]
                               if any(h.get("changed") for h in t["hosts"].values())]
     return stats

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shlex
 import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from devtools import kamailio
 from devtools.serve import Service
 from tests.ansible import unit_fields
 
 UNIT = "etc/systemd/system/phoneagent.service"
 ASTERISK_UNIT = "etc/systemd/system/phoneagent-asterisk.service"
 ASTERISK_ROOT = "opt/phoneagent-asterisk"
+KAMAILIO_UNIT = "lib/systemd/system/kamailio.service"
 
 
 def unit_command(root: Path) -> tuple[list[str], dict[str, str]]:
@@ -41,13 +44,14 @@ def asterisk_rx(root: Path, command: str) -> str:
 
 
 @contextlib.contextmanager
-def asterisk_started(root: Path, console: Path) -> Iterator[Path]:
-    """The installed Asterisk, started as its unit starts it (ExecStartPre, ExecStart; ExecStop after)."""
+def asterisk_started(root: Path, console: Path, netns: Sequence[str] = ()) -> Iterator[Path]:
+    """The installed Asterisk, started as its unit starts it (ExecStartPre, ExecStart; ExecStop
+    after); `netns`: an nsenter prefix, the network namespace that plays its host's network."""
     unit = unit_fields(root, ASTERISK_UNIT)
     pre = in_target(root, unit["ExecStartPre"])
     assert pre.returncode == 0, pre.stderr
     with open(console, "w") as out:
-        proc = subprocess.Popen(["chroot", str(root), *shlex.split(unit["ExecStart"])], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*netns, "chroot", str(root), *shlex.split(unit["ExecStart"])], stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while "fully booted" not in asterisk_rx(root, "core waitfullybooted") and proc.poll() is None and time.monotonic() < deadline:
@@ -64,23 +68,32 @@ def asterisk_started(root: Path, console: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def service_started(root: Path, http_port: int, log: list[str]) -> Iterator[tuple[subprocess.Popen[str], Service]]:
+def service_started(root: Path, http_port: int, log: list[str],
+                    netns: Sequence[str] = ()) -> Iterator[tuple[subprocess.Popen[str], Service]]:
     """The service started as its unit starts it (its user, its environment file only), once
-    /healthz answers; killed if the test did not stop it. Its output lands in `log`."""
+    /healthz answers; killed if the test did not stop it. Its output lands in `log`. `netns`:
+    an nsenter prefix, the network namespace that plays its host's network."""
     argv, env = unit_command(root)
     # setpriv execs (runuser stays as a parent and dies by the signal itself): the exit status
     # seen here is the service's own, as systemd sees it.
     as_service = ["/usr/bin/setpriv", "--reuid=phoneagent", "--regid=phoneagent", "--init-groups", "--"]
-    proc = subprocess.Popen(["chroot", str(root), *as_service, "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv],
+    proc = subprocess.Popen([*netns, "chroot", str(root), *as_service, "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    service = Service(proc, http_port)
+    service = Service(proc, http_port, tuple(netns))
     try:
-        asyncio.run(service.wait_ready(240))  # the preflight loads each engine first
+        try:
+            asyncio.run(service.wait_ready(240))  # the preflight loads each engine first
+        except RuntimeError as exc:
+            if proc.poll() is None:
+                proc.kill()
+            log.append(proc.communicate(timeout=30)[0])
+            raise AssertionError(f"{exc}; its output:\n{log[-1][-3000:]}") from exc
         yield proc, service
     finally:
         if proc.poll() is None:
             proc.kill()
-        log.append(proc.communicate(timeout=30)[0])
+        if proc.stdout is not None and not proc.stdout.closed:
+            log.append(proc.communicate(timeout=30)[0])
 
 
 def stop_as_systemd_does(proc: subprocess.Popen[str]) -> int:
@@ -98,3 +111,46 @@ def finished_calls(db: Path, timeout: float = 30, want: int = 1) -> list[tuple[s
         if len(rows) >= want or time.monotonic() > deadline:
             return [(str(a), str(b), str(c or "")) for a, b, c in rows]
         time.sleep(0.5)
+
+
+def _kamailio_unit(root: Path) -> list[str]:
+    """The packaged kamailio.service's ExecStart with its Environment= values filled in, as systemd would."""
+    text = (root / KAMAILIO_UNIT).read_text().splitlines()
+    env = dict(shlex.split(line.split("=", 1)[1])[0].split("=", 1) for line in text if line.startswith("Environment="))
+    start = next(line.split("=", 1)[1] for line in text if line.startswith("ExecStart="))
+    return [env.get(word[1:], word) if word.startswith("$") else word for word in shlex.split(start)]
+
+
+def _dispatcher(root: Path) -> list[kamailio.Destination]:
+    done = subprocess.run(["chroot", str(root), "/usr/sbin/kamcmd", "-s", "unix:/run/kamailio/kamailio_ctl", "dispatcher.list"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    return kamailio.parse_dispatcher_list(done.stdout) if done.returncode == 0 else []
+
+
+@contextlib.contextmanager
+def kamailio_started(root: Path, expect: Sequence[str], netns: Sequence[str] = ()) -> Iterator[list[kamailio.Destination]]:
+    """The installed Kamailio, started as the distribution's unit starts it (as user kamailio,
+    forking), once its OPTIONS probes have judged its servers as `expect` says ("A" up, "I" out;
+    in any order), or after 30 s; `netns`: an nsenter prefix, its host's network."""
+    run = root / "run/kamailio"  # the unit's RuntimeDirectory
+    run.mkdir(mode=0o770, exist_ok=True)
+    user = next(line.split(":") for line in (root / "etc/passwd").read_text().splitlines() if line.startswith("kamailio:"))
+    os.chown(run, int(user[2]), int(user[3]))
+    start = subprocess.run([*netns, "chroot", str(root), "/usr/bin/setpriv", "--reuid=kamailio", "--regid=kamailio", "--init-groups", "--",
+                            *_kamailio_unit(root)], capture_output=True, text=True, timeout=60, check=False)
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        deadline, found = time.monotonic() + 30, []
+        while time.monotonic() < deadline:
+            found = _dispatcher(root)
+            if sorted(d.flags[:1] for d in found) == sorted(expect):
+                break
+            time.sleep(0.5)
+        yield found
+    finally:
+        pid = run / "kamailio.pid"
+        if pid.is_file():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid.read_text()), signal.SIGTERM)
+
+

@@ -13,11 +13,8 @@ logs rotate, old recordings expire, and a second run changes nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import shlex
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,14 +28,11 @@ from devtools import bundle, kamailio, sipcall, target
 from devtools.ports import free_tcp_port
 from tests.ansible import bundle_dir, play, unit_fields
 from tests.ansible.provisioned import (ASTERISK_ROOT, UNIT, asterisk_rx, asterisk_started, finished_calls, in_target,
-                                       service_started, stop_as_systemd_does)
+                                       kamailio_started, service_started, stop_as_systemd_does)
 
 # Two converges (~1.1 GB copied, a pip install and a preflight each) run in the module's fixture:
 # about 4 minutes on 2 cores, near the suite's 300 s default, which also counts fixture setup.
 pytestmark = pytest.mark.timeout(1200)
-
-KAMAILIO_UNIT = "lib/systemd/system/kamailio.service"
-
 
 @dataclass
 class Converged:
@@ -151,45 +145,10 @@ def test_the_provisioned_asterisk_runs_the_agent_dialplan_as_its_own_user(provis
     assert (root / "etc/systemd/system/timers.target.wants/phoneagent-recordings-retention.timer").is_symlink()
 
 
-def _kamailio_unit(root: Path) -> list[str]:
-    """Debian's kamailio.service ExecStart with its Environment= values filled in, as systemd would."""
-    text = (root / KAMAILIO_UNIT).read_text().splitlines()
-    env = dict(shlex.split(line.split("=", 1)[1])[0].split("=", 1) for line in text if line.startswith("Environment="))
-    start = next(line.split("=", 1)[1] for line in text if line.startswith("ExecStart="))
-    return [env.get(word[1:], word) if word.startswith("$") else word for word in shlex.split(start)]
-
-
-def _dispatcher(root: Path) -> list[kamailio.Destination]:
-    done = subprocess.run(["chroot", str(root), "/usr/sbin/kamcmd", "-s", "unix:/run/kamailio/kamailio_ctl", "dispatcher.list"],
-                          capture_output=True, text=True, timeout=30, check=False)
-    return kamailio.parse_dispatcher_list(done.stdout) if done.returncode == 0 else []
-
-
 @pytest.fixture(scope="module")
 def provisioned_kamailio(converged: Converged, provisioned_asterisk: Path) -> Iterator[list[kamailio.Destination]]:
-    """The installed Kamailio, started as Debian's unit starts it (as user kamailio, forking), once
-    its OPTIONS probes have found the provisioned Asterisk up and the dead server down."""
-    root = converged.root
-    run = root / "run/kamailio"  # the unit's RuntimeDirectory
-    run.mkdir(mode=0o770, exist_ok=True)
-    user = next(line.split(":") for line in (root / "etc/passwd").read_text().splitlines() if line.startswith("kamailio:"))
-    os.chown(run, int(user[2]), int(user[3]))
-    start = subprocess.run(["chroot", str(root), "/usr/bin/setpriv", "--reuid=kamailio", "--regid=kamailio", "--init-groups", "--",
-                            *_kamailio_unit(root)], capture_output=True, text=True, timeout=60, check=False)
-    assert start.returncode == 0, start.stdout + start.stderr
-    try:
-        deadline, found = time.monotonic() + 30, []
-        while time.monotonic() < deadline:
-            found = _dispatcher(root)
-            if sorted(d.flags[:1] for d in found) == ["A", "I"]:
-                break
-            time.sleep(0.5)
+    with kamailio_started(converged.root, ["A", "I"]) as found:
         yield found
-    finally:
-        pid = run / "kamailio.pid"
-        if pid.is_file():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid.read_text()), signal.SIGTERM)
 
 
 def test_the_provisioned_kamailio_probes_the_asterisk_behind_it(converged: Converged,

@@ -1,8 +1,8 @@
-"""The PostgreSQL role applied for real to a fresh Debian 12 root, from the offline bundle.
+"""The PostgreSQL role applied for real to fresh Debian 12 and Ubuntu 24.04 roots, from the offline bundle.
 
-The role alone, with the chroot connection and no init: the first run installs Debian's
-PostgreSQL 15 from the bundle and configures it, but finds no server running, so it creates no
-database. The cluster is then started as its systemd unit starts it (pg_ctlcluster), and the next
+The role alone, with the chroot connection and no init: the first run installs the release's own
+PostgreSQL (Debian 12: 15, Ubuntu 24.04: 16) from the bundle's part for it and configures it,
+but finds no server running, so it creates no database. The cluster is then started as its systemd unit starts it (pg_ctlcluster), and the next
 run creates the service's login and database; a third run changes nothing. Then the service's own
 call store connects over TCP with the role's password, migrates the schema and keeps a call,
 which is what every agent host sharing the records does.
@@ -36,16 +36,22 @@ class Applied:
     runs: list[dict[str, Any]]
     port: int
     password: str
+    version: str
 
 
-@pytest.fixture(scope="module")
-def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Applied]:
+@pytest.fixture(scope="module", params=["bookworm", "noble"])
+def applied(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Applied]:
     if os.geteuid() != 0:
         pytest.fail("the PostgreSQL role test needs root (chroot, mounts)", pytrace=False)
+    suite: str = request.param
     src = bundle_dir()
-    tmp = tmp_path_factory.mktemp("postgresql")
+    platforms = json.loads((src / "bundle.json").read_text())["platforms"]
+    if suite not in platforms:
+        pytest.fail(f"{src} has no {suite} part: ./dev test builds it with --releases bookworm,noble", pytrace=False)
+    version = platforms[suite]["postgresql"]["version"]
+    tmp = tmp_path_factory.mktemp(f"postgresql-{suite}")
     port, password = free_tcp_port(), "records-" + os.urandom(12).hex()
-    with target.fresh_target(tmp / "root") as root:
+    with target.fresh_target(tmp / "root", suite=suite) as root:
         inventory, playbook = role_alone(tmp, root, "phoneagent_postgresql")
         extra = tmp / "vars.json"
         extra.write_text(json.dumps({"phoneagent_bundle_dir": str(src), "phoneagent_postgresql_port": port,
@@ -54,12 +60,12 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Applied]:
                                      "phoneagent_postgresql_password": password,
                                      "phoneagent_postgresql_start": False}))  # no init in a chroot
         runs = [play(inventory, extra, playbook, timeout=600)]
-        cluster = ["chroot", str(root), "/usr/bin/pg_ctlcluster", "--skip-systemctl-redirect", "15", "main"]
+        cluster = ["chroot", str(root), "/usr/bin/pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
         started = subprocess.run([*cluster, "start"], capture_output=True, text=True, timeout=120, check=False)
         assert started.returncode == 0, started.stdout + started.stderr
         try:
             runs += [play(inventory, extra, playbook, timeout=600), play(inventory, extra, playbook, timeout=600)]
-            yield Applied(root, runs, port, password)
+            yield Applied(root, runs, port, password, version)
         finally:
             subprocess.run([*cluster, "stop", "-m", "fast"], capture_output=True, timeout=120, check=False)
 
@@ -71,7 +77,7 @@ def test_the_database_is_made_once_the_server_runs_and_a_third_run_changes_nothi
     assert second == ["Create the service's login and database (only what is missing)"], second
     assert third == [] and applied.runs[2]["changed"] == 0, third
     assert "ExecStart=-/usr/bin/pg_ctlcluster --skip-systemctl-redirect %i start" in (applied.root / UNIT).read_text()
-    sql = applied.root / "etc/postgresql/15/main/phoneagent-init.sql"
+    sql = applied.root / f"etc/postgresql/{applied.version}/main/phoneagent-init.sql"
     assert sql.stat().st_mode & 0o777 == 0o600  # it holds the password
 
 
