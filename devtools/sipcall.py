@@ -9,6 +9,7 @@ INVITE with SDP, ACK, play the pcap, then BYE (or wait for the far end's BYE).
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import struct
 import subprocess
@@ -200,6 +201,16 @@ class SippResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+    @property
+    def why(self) -> str:
+        """What went wrong, short enough to survive pytest's truncation: SIPp's event lines (each
+        names what it expected and the status line it got instead), else the tail of its output."""
+        if self.ok:
+            return ""
+        events = [line for line in self.errors.splitlines() if re.match(r"\d{4}-\d\d-\d\d\t", line)]
+        tail = (self.stderr.strip() or self.stdout.strip())[-300:]
+        return f"SIPp rc={self.returncode}: " + (" | ".join(e.split("\t", 2)[-1] for e in events) or tail)
 
 
 def sipp_binary() -> str:

@@ -71,3 +71,17 @@ def test_scenario_mentions_pcap_and_codecs(tmp_path: Path) -> None:
     assert "a=rtpmap:101 telephone-event/8000" in xml and "RTP/AVP 0 101" in xml
     assert '<pause milliseconds="1500"/>' in xml and "BYE sip:" in xml
     assert '<recv request="BYE"' in sipcall.scenario_xml(tmp_path / "x.pcap", hold_ms=1, wait_for_bye=True)
+
+
+def test_why_names_the_status_line_sipp_got_instead() -> None:
+    """SIPp's error file (as -trace_err writes it) is long; `why` keeps each event's first line,
+    which names what SIPp expected and the status line it got."""
+    errors = ("The following events occurred:\n"
+              "2026-12-03\t07:09:10.377421\t1796281750.377421: Aborting call on unexpected message for Call-Id "
+              "'1-16943@10.77.0.1': while expecting '200' (index 4), received 'SIP/2.0 100 Trying\n"
+              "Via: SIP/2.0/UDP 10.77.0.1:35636;branch=z9hG4bK-16943-1-0\nCSeq: 1 INVITE\nContent-Length:  0\n\n'\n")
+    failed = sipcall.SippResult(1, 2.0, "stdout", "", errors)
+    assert failed.why == ("SIPp rc=1: 1796281750.377421: Aborting call on unexpected message for Call-Id '1-16943@10.77.0.1': "
+                          "while expecting '200' (index 4), received 'SIP/2.0 100 Trying")
+    assert sipcall.SippResult(255, 1.0, "", "sipp: cannot bind\n", "").why == "SIPp rc=255: sipp: cannot bind"
+    assert sipcall.SippResult(0, 1.0, "", "", "").why == ""

@@ -99,7 +99,7 @@ def _spread_and_answer(bed: Bed, store: CallStore) -> None:
     names = [f"pool-{i}-{os.getpid()}" for i in range(10)]
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda n: bed.call("agent-pool-rec", ms=6000, record_as=n), names))
-    assert all(r.ok for r in results), [r.errors or r.stderr for r in results if not r.ok]
+    assert all(r.ok for r in results), [r.why for r in results if not r.ok]
     spread = {n: c - before[n] for n, c in bed.processed().items()}
     assert spread["a"] >= 2 and spread["b"] >= 2, spread  # each counts the agent's leg too
     assert all(heard_voice(bed, n) for n in names), "a caller did not hear the agent"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -22,11 +23,18 @@ from devtools.cluster import Bed
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("sipp"),
                                 reason="network namespaces need root and unshare; calls need sipp")
 
-PING_S, THRESHOLD, FAILOVER_MS = 1, 2, 1500
+# The failover timeout is also how long a live server may take to answer a probe or an INVITE: on
+# a loaded 2-core machine a freshly started Asterisk has taken longer than 1.5 s.
+PING_S, THRESHOLD, FAILOVER_MS = 1, 2, 3000
 
 
 def failed_over(k: kamailio.Kamailio) -> int:
     return k.log_path.read_text(errors="replace").count(" failed over to ")
+
+
+def script_log(k: kamailio.Kamailio) -> list[str]:
+    """The config's own log lines (dispatch, failover, stray replies): what a failure needs."""
+    return [line for line in k.log_path.read_text(errors="replace").splitlines() if "<script>" in line][-20:]
 
 
 def test_the_dispatcher_spreads_probes_and_takes_a_server_back(bed: Bed, tmp_path: Path) -> None:
@@ -38,7 +46,7 @@ def test_the_dispatcher_spreads_probes_and_takes_a_server_back(bed: Bed, tmp_pat
         # Spread: round robin over both.
         before = bed.processed()
         results = bed.calls(6)
-        assert all(r.ok for r in results), [r.errors or r.stderr for r in results if not r.ok]
+        assert all(r.ok for r in results), [r.why for r in results if not r.ok]
         spread = {n: c - before[n] for n, c in bed.processed().items()}
         assert spread == {"a": 3, "b": 3}, spread
 
@@ -78,20 +86,48 @@ def test_the_dispatcher_spreads_probes_and_takes_a_server_back(bed: Bed, tmp_pat
 def test_a_call_sent_to_a_dead_server_fails_over(bed: Bed, tmp_path: Path) -> None:
     """Before any probe has noticed (probes every 60 s here), a call the round robin sends to a
     stopped Asterisk gets no answer: after the failover timeout it goes to the next server, and the
-    dead one is marked down at once, so the calls after it go straight to the live one."""
+    dead one is marked down at once, so the calls after it go straight to the live one. (A call to
+    each first: the failover's INVITE is not a freshly started Asterisk's first.)"""
     a, b = bed.start("a"), bed.start("b")
     with kamailio.running("failover", bed.proxy, [a.sip_host, b.sip_host], netns_argv=bed.lan.hosts["kamailio"].argv(),
                           log_path=tmp_path / "kamailio.log", ping_s=60, threshold=THRESHOLD, failover_ms=FAILOVER_MS) as k:
         k.wait_for({bed.uri("a"): True, bed.uri("b"): True}, timeout=15)
+        warm = bed.calls(2)
+        assert all(r.ok for r in warm), [r.why for r in warm if not r.ok]
         cluster.stop_asterisk(b)
         before = bed.processed()
         results = bed.calls(2, at_once=1)
-        assert all(r.ok for r in results), [r.errors or r.stderr for r in results if not r.ok]
+        assert all(r.ok for r in results), ([r.why for r in results if not r.ok], script_log(k))
         assert bed.processed()["a"] - before["a"] == 2
         assert failed_over(k) == 1
         assert {d.uri: d.up for d in k.destinations()}[bed.uri("b")] is False
         assert all(r.ok for r in bed.calls(3, at_once=1))
         assert failed_over(k) == 1
+
+
+def _reply(code: str, call_id: str, port: int, proxy: str) -> bytes:
+    return (f"SIP/2.0 {code}\r\nVia: SIP/2.0/UDP {proxy}:5060;branch=z9hG4bKstray.0\r\n"
+            f"Via: SIP/2.0/UDP {cluster.SELF}:{port};branch=z9hG4bK-caller\r\nFrom: <sip:caller@{cluster.SELF}>;tag=1\r\n"
+            f"To: <sip:echo@{proxy}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def test_a_stray_provisional_reply_is_dropped_and_a_stray_2xx_passes(bed: Bed, tmp_path: Path) -> None:
+    """A 1xx matching no transaction (an Asterisk's late 100 Trying) never reaches the caller: SIPp,
+    like other strict phones, aborts a call on one. A stray 2xx is still forwarded by its Via."""
+    with kamailio.running("stray", bed.proxy, ["10.77.0.11"], netns_argv=bed.lan.hosts["kamailio"].argv(),
+                          log_path=tmp_path / "kamailio.log", ping_s=60) as k, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as caller:
+        caller.bind((cluster.SELF, 0))
+        caller.settimeout(2)
+        port = caller.getsockname()[1]
+        for code in ("100 Trying", "180 Ringing", "200 OK"):
+            caller.sendto(_reply(code, f"stray-{code[:3]}", port, bed.proxy), (bed.proxy, 5060))
+        got = caller.recvfrom(4096)[0]
+        assert got.startswith(b"SIP/2.0 200 OK\r\n") and b"Call-ID: stray-200" in got, got[:200]
+        with pytest.raises(socket.timeout):
+            caller.recvfrom(4096)
+        log_text = k.log_path.read_text(errors="replace")
+        assert "stray 100 Trying for call stray-100" in log_text and "stray 180 Ringing" in log_text
 
 
 def test_the_config_parses_with_a_deployment_s_values(tmp_path: Path) -> None:
