@@ -1,10 +1,11 @@
-"""A converged target's units started as systemd would start them (no init runs in a chroot),
-and what they recorded: shared by the Debian 12 and Ubuntu 24.04 converge tests."""
+"""What the converge tests share: their workspace and one-box inventory, a converged target's
+units started as systemd would start them (no init runs in a chroot), and what they recorded."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -14,14 +15,33 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pytest
+
 from devtools import kamailio
 from devtools.serve import Service
-from tests.ansible import unit_fields
+from tests.ansible import bundle_dir, unit_fields
 
 UNIT = "etc/systemd/system/phoneagent.service"
 ASTERISK_UNIT = "etc/systemd/system/phoneagent-asterisk.service"
 ASTERISK_ROOT = "opt/phoneagent-asterisk"
 KAMAILIO_UNIT = "lib/systemd/system/kamailio.service"
+
+
+def workspace(factory: pytest.TempPathFactory, name: str) -> tuple[Path, Path]:
+    """The offline bundle and a fresh directory for one converge; without root the test fails
+    (a converge that silently skipped would prove nothing)."""
+    if os.geteuid() != 0:
+        pytest.fail(f"the {name} converge needs root (debootstrap, chroot, mounts, namespaces)", pytrace=False)
+    return bundle_dir(), factory.mktemp(name)
+
+
+def one_box_inventory(tmp: Path, root: Path) -> Path:
+    """An inventory with every group on one chroot host, `target`."""
+    inventory = tmp / "hosts.yml"
+    host = {"target": {"ansible_connection": "community.general.chroot", "ansible_host": str(root)}}
+    inventory.write_text(json.dumps({"all": {"children": {group: {"hosts": host} for group in
+                                                          ("phoneagent_asterisk", "phoneagent_agents", "phoneagent_kamailio")}}}))
+    return inventory
 
 
 def unit_command(root: Path) -> tuple[list[str], dict[str, str]]:

@@ -26,9 +26,9 @@ import pytest
 
 from devtools import bundle, kamailio, sipcall, target
 from devtools.ports import free_tcp_port
-from tests.ansible import bundle_dir, play, unit_fields
+from tests.ansible import play, unit_fields
 from tests.ansible.provisioned import (ASTERISK_ROOT, UNIT, asterisk_rx, asterisk_started, finished_calls, in_target,
-                                       kamailio_started, service_started, stop_as_systemd_does)
+                                       kamailio_started, one_box_inventory, service_started, stop_as_systemd_does, workspace)
 
 # Two converges (~1.1 GB copied, a pip install and a preflight each) run in the module's fixture:
 # about 4 minutes on 2 cores, near the suite's 300 s default, which also counts fixture setup.
@@ -49,19 +49,12 @@ class Converged:
 
 @pytest.fixture(scope="module")
 def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
-    if os.geteuid() != 0:
-        pytest.fail("the converge test needs root (debootstrap, chroot, mounts)", pytrace=False)
-    src = bundle_dir()
-    tmp = tmp_path_factory.mktemp("converge")
+    src, tmp = workspace(tmp_path_factory, "converge")
     # Ports of its own: the test bed's Asterisk may be up on 5060/8088 in this namespace.
     http_port, ari_port, sip_port, app = free_tcp_port(), free_tcp_port(), sipcall._free_udp_port(), "provisioned"
     rtp, proxy_port, dead_port = sipcall._free_udp_port(even=True), sipcall._free_udp_port(), sipcall._free_udp_port()
     with target.fresh_target(tmp / "root") as root:
-        inventory = tmp / "hosts.yml"
-        host = {"target": {"ansible_connection": "community.general.chroot", "ansible_host": str(root)}}
-        inventory.write_text(json.dumps({"all": {"children": {"phoneagent_asterisk": {"hosts": host},
-                                                              "phoneagent_agents": {"hosts": host},
-                                                              "phoneagent_kamailio": {"hosts": host}}}}))
+        inventory = one_box_inventory(tmp, root)
         extra = tmp / "vars.json"
         extra.write_text(json.dumps({
             "phoneagent_bundle_dir": str(src),
@@ -168,13 +161,13 @@ def test_a_sip_call_into_the_box_is_answered_by_the_example_agent_and_the_servic
         assert (state["instance"], state["max_calls"]) == ("target", 2), state  # the inventory name; the role's default capacity
         # A PBX at 127.0.0.1 (the configured SIP peer) sends a caller who listens for 8 s.
         call = sipcall.place_call("127.0.0.1", converged.sip_port, "100", [sipcall.Pause(8000)], timeout=60)
-        assert call.ok, call.errors or call.stdout
+        assert call.ok, call.why
         calls = finished_calls(converged.root / "var/lib/phoneagent/calls.db")
         assert len(calls) == 1 and calls[0][1] == "support", calls
         assert "Hello, this is Northwind support." in calls[0][2], calls  # after the recording notice
         # The same through the provisioned Kamailio: it picks the Asterisk, Asterisk the agent.
         call = sipcall.place_call("127.0.0.1", converged.proxy_port, "100", [sipcall.Pause(8000)], timeout=60, via_proxy=True)
-        assert call.ok, call.errors or call.stdout
+        assert call.ok, call.why
         calls = finished_calls(converged.root / "var/lib/phoneagent/calls.db", want=2)
         assert len(calls) == 2 and all(c[1] == "support" and "Hello, this is Northwind support." in c[2] for c in calls), calls
         assert stop_as_systemd_does(proc) == 0

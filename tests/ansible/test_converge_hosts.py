@@ -1,7 +1,7 @@
 """The playbook applied for real to the "Asterisk and the agent on separate hosts" shape.
 
-Two fresh Debian 12 roots, each with a network namespace that plays its host's network, joined
-by a private link (10.77.0.1: the Asterisk host, 10.77.0.2: the agent host), and the inventory
+Two fresh Debian 12 roots, each with a network namespace that plays its host's network, on one
+private network (devtools.cluster.Lan: the Asterisk host .11, the agent host .21), and the inventory
 ansible/README.md documents for this shape: Asterisk's ARI on its private address, the service
 listening on 0.0.0.0 and advertising its private address, ARI reached across the link. One run of
 site.yml provisions both; then each host's units are started in its own namespace, and a caller
@@ -26,14 +26,15 @@ from typing import Any
 
 import pytest
 
-from devtools import netns, sipcall, target
+from devtools import cluster, netns, sipcall, target
 from devtools.ports import free_tcp_port
 from tests.ansible import bundle_dir, play, role_alone
-from tests.ansible.provisioned import ASTERISK_ROOT, asterisk_started, finished_calls, service_started, stop_as_systemd_does
+from tests.ansible.provisioned import (ASTERISK_ROOT, asterisk_started, finished_calls, service_started, stop_as_systemd_does,
+                                       workspace)
 
 pytestmark = pytest.mark.timeout(1200)
 
-PBX_IP, AGENT_IP = "10.77.0.1", "10.77.0.2"
+PBX_IP, AGENT_IP = f"{cluster.SUBNET}.11", f"{cluster.SUBNET}.21"
 
 
 @dataclass
@@ -51,10 +52,7 @@ class Hosts:
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
-    if os.geteuid() != 0:
-        pytest.fail("the converge test needs root (debootstrap, chroot, namespaces)", pytrace=False)
-    src = bundle_dir()
-    tmp = tmp_path_factory.mktemp("converge-hosts")
+    src, tmp = workspace(tmp_path_factory, "converge-hosts")
     http_port, ari_port, listen_port, sip_port = free_tcp_port(), free_tcp_port(), free_tcp_port(), sipcall._free_udp_port()
     rtp, shipments_port = sipcall._free_udp_port(even=True), free_tcp_port()
     # The site's own agent files: the examples, the shipments agent with a listener of its own
@@ -63,8 +61,8 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
     shutil.copytree(src / "agents", agents)
     with (agents / "shipments.yaml").open("a") as f:
         f.write(f"audiosocket_port: {shipments_port}\n")
-    with target.fresh_target(tmp / "pbx") as pbx, target.fresh_target(tmp / "agent") as agent, netns.namespaces(2) as (pbx_net, agent_net):
-        netns.link(pbx_net, [f"{PBX_IP}/24"], agent_net, [f"{AGENT_IP}/24"])
+    with target.fresh_target(tmp / "pbx") as pbx, target.fresh_target(tmp / "agent") as agent, cluster.network() as lan:
+        pbx_net, agent_net = lan.add("pbx", 11), lan.add("agent", 21)
         inventory = tmp / "hosts.yml"
 
         def host(root: Path, **hostvars: Any) -> dict[str, Any]:
@@ -130,11 +128,11 @@ def test_a_caller_on_the_asterisk_host_is_answered_by_the_agent_host_on_both_pat
         state = asyncio.run(service.health())
         assert state is not None and state["ok"] and state["ari"] is True, state  # logged in to ARI across the link
         call = sipcall.place_call("127.0.0.1", hosts.sip_port, "100", [sipcall.Pause(8000)], timeout=60, netns=pbx_ns)
-        assert call.ok, call.errors or call.stdout
+        assert call.ok, call.why
         calls = finished_calls(hosts.agent / "var/lib/phoneagent/calls.db")
         assert len(calls) == 1 and calls[0][1] == "support" and "Hello, this is Northwind support." in calls[0][2], calls
         call = sipcall.place_call(PBX_IP, hosts.sip_port, "100", [sipcall.Pause(8000)], timeout=60, netns=pbx_ns, local_ip=PBX_IP)
-        assert call.ok, call.errors or call.stdout
+        assert call.ok, call.why
         calls = finished_calls(hosts.agent / "var/lib/phoneagent/calls.db", want=2)
         assert sorted(c[1] for c in calls) == ["shipments", "support"], calls
         assert "Northwind Shipping" in next(c[2] for c in calls if c[1] == "shipments"), calls

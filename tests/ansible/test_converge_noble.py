@@ -26,8 +26,9 @@ import pytest
 
 from devtools import kamailio, sipcall, target
 from devtools.ports import free_tcp_port
-from tests.ansible import bundle_dir, play, role_alone
-from tests.ansible.provisioned import asterisk_started, finished_calls, kamailio_started, service_started, stop_as_systemd_does
+from tests.ansible import play, role_alone
+from tests.ansible.provisioned import (asterisk_started, finished_calls, kamailio_started, one_box_inventory, service_started,
+                                       stop_as_systemd_does, workspace)
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -46,20 +47,13 @@ class Converged:
 
 @pytest.fixture(scope="module")
 def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converged]:
-    if os.geteuid() != 0:
-        pytest.fail("the converge test needs root (debootstrap, chroot, mounts)", pytrace=False)
-    src = bundle_dir()
+    src, tmp = workspace(tmp_path_factory, "converge-noble")
     if "noble" not in json.loads((src / "bundle.json").read_text())["platforms"]:
         pytest.fail(f"{src} has no Ubuntu 24.04 part: ./dev test builds it with --releases bookworm,noble", pytrace=False)
-    tmp = tmp_path_factory.mktemp("converge-noble")
     http_port, ari_port, sip_port = free_tcp_port(), free_tcp_port(), sipcall._free_udp_port()
     rtp, proxy_port, dead_port = sipcall._free_udp_port(even=True), sipcall._free_udp_port(), sipcall._free_udp_port()
     with target.fresh_target(tmp / "root", suite="noble") as root:
-        inventory = tmp / "hosts.yml"
-        host = {"target": {"ansible_connection": "community.general.chroot", "ansible_host": str(root)}}
-        inventory.write_text(json.dumps({"all": {"children": {"phoneagent_asterisk": {"hosts": host},
-                                                              "phoneagent_agents": {"hosts": host},
-                                                              "phoneagent_kamailio": {"hosts": host}}}}))
+        inventory = one_box_inventory(tmp, root)
         extra = tmp / "vars.json"
         extra.write_text(json.dumps({
             "phoneagent_bundle_dir": str(src),
@@ -112,9 +106,9 @@ def test_the_proxy_gets_ubuntu_s_kamailio_and_a_sip_call_through_it_is_answered_
         state = asyncio.run(service.health())
         assert state is not None and state["ok"] and state["ari"] is True, state
         call = sipcall.place_call("127.0.0.1", converged.sip_port, "100", [sipcall.Pause(8000)], timeout=60)
-        assert call.ok, call.errors or call.stdout
+        assert call.ok, call.why
         call = sipcall.place_call("127.0.0.1", converged.proxy_port, "100", [sipcall.Pause(8000)], timeout=60, via_proxy=True)
-        assert call.ok, call.errors or call.stdout
+        assert call.ok, call.why
         calls = finished_calls(converged.root / "var/lib/phoneagent/calls.db", want=2)
         assert len(calls) == 2 and all(c[1] == "support" and "Hello, this is Northwind support." in c[2] for c in calls), calls
         assert stop_as_systemd_does(proc) == 0

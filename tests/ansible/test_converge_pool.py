@@ -31,8 +31,8 @@ import yaml
 
 from db import CallStore
 from devtools import cluster, sipcall, target
-from tests.ansible import ANSIBLE, bundle_dir, play
-from tests.ansible.provisioned import asterisk_started, kamailio_started, service_started, stop_as_systemd_does
+from tests.ansible import ANSIBLE, play
+from tests.ansible.provisioned import asterisk_started, kamailio_started, service_started, stop_as_systemd_does, workspace
 
 pytestmark = pytest.mark.timeout(2400)
 
@@ -56,10 +56,7 @@ def _cluster(root: Path, netns: list[str], action: str) -> subprocess.CompletedP
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
-    if os.geteuid() != 0:
-        pytest.fail("the pool converge needs root (debootstrap, chroot, namespaces)", pytrace=False)
-    src = bundle_dir()
-    tmp = tmp_path_factory.mktemp("converge-pool")
+    src, tmp = workspace(tmp_path_factory, "converge-pool")
     password = "records-" + os.urandom(12).hex()
     with contextlib.ExitStack() as stack:
         lan = stack.enter_context(cluster.network())
@@ -121,7 +118,7 @@ def test_calls_to_the_proxy_are_answered_by_the_pool_and_recorded_in_the_shared_
             results = list(calls.map(lambda _: sipcall.place_call(
                 pool.lan.addresses["sip-proxy"], 5060, "100", [sipcall.Pause(8000)], local_ip=cluster.SELF, via_proxy=True,
                 timeout=90, workdir=pool.tmp), range(2)))
-        assert all(r.ok for r in results), [r.errors or r.stdout for r in results]
+        assert all(r.ok for r in results), [r.why for r in results]
         store = CallStore(pool.db_url)
         try:
             deadline = time.monotonic() + 30
