@@ -31,7 +31,7 @@ def workspace(factory: pytest.TempPathFactory, name: str) -> tuple[Path, Path]:
     """The offline bundle and a fresh directory for one converge; without root the test fails
     (a converge that silently skipped would prove nothing)."""
     if os.geteuid() != 0:
-        pytest.fail(f"the {name} converge needs root (debootstrap, chroot, mounts, namespaces)", pytrace=False)
+        pytest.fail(f"{name} needs root (debootstrap, chroot, mounts, namespaces)", pytrace=False)
     return bundle_dir(), factory.mktemp(name)
 
 

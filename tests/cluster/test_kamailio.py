@@ -106,7 +106,7 @@ def test_a_call_sent_to_a_dead_server_fails_over(bed: Bed, tmp_path: Path) -> No
 
 
 def _reply(code: str, call_id: str, port: int, proxy: str) -> bytes:
-    return (f"SIP/2.0 {code}\r\nVia: SIP/2.0/UDP {proxy}:5060;branch=z9hG4bKstray.0\r\n"
+    return (f"SIP/2.0 {code}\r\nVia: SIP/2.0/UDP {proxy}:{kamailio.SIP_PORT};branch=z9hG4bKstray.0\r\n"
             f"Via: SIP/2.0/UDP {cluster.SELF}:{port};branch=z9hG4bK-caller\r\nFrom: <sip:caller@{cluster.SELF}>;tag=1\r\n"
             f"To: <sip:echo@{proxy}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
 
@@ -114,14 +114,14 @@ def _reply(code: str, call_id: str, port: int, proxy: str) -> bytes:
 def test_a_stray_provisional_reply_is_dropped_and_a_stray_2xx_passes(bed: Bed, tmp_path: Path) -> None:
     """A 1xx matching no transaction (an Asterisk's late 100 Trying) never reaches the caller: SIPp,
     like other strict phones, aborts a call on one. A stray 2xx is still forwarded by its Via."""
-    with kamailio.running("stray", bed.proxy, ["10.77.0.11"], netns_argv=bed.lan.hosts["kamailio"].argv(),
+    with kamailio.running("stray", bed.proxy, [bed.lan.addresses["asterisk-a"]], netns_argv=bed.lan.hosts["kamailio"].argv(),
                           log_path=tmp_path / "kamailio.log", ping_s=60) as k, \
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as caller:
         caller.bind((cluster.SELF, 0))
         caller.settimeout(2)
         port = caller.getsockname()[1]
         for code in ("100 Trying", "180 Ringing", "200 OK"):
-            caller.sendto(_reply(code, f"stray-{code[:3]}", port, bed.proxy), (bed.proxy, 5060))
+            caller.sendto(_reply(code, f"stray-{code[:3]}", port, bed.proxy), (bed.proxy, kamailio.SIP_PORT))
         got = caller.recvfrom(4096)[0]
         assert got.startswith(b"SIP/2.0 200 OK\r\n") and b"Call-ID: stray-200" in got, got[:200]
         with pytest.raises(socket.timeout):
