@@ -164,11 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="use the end-of-turn model: P(complete) that ends a turn after DELAY s (default 0.12), that waits max_delay_s")
     ap.add_argument("--llm-fixed-threads", action="store_true",
                     help="the LLM never widens onto idle cores (as before models/cpu.py), for an A/B")
+    ap.add_argument("--first-clause-words", type=int, default=None, metavar="N",
+                    help="AgentConfig.first_clause_words_waiting (default: AgentConfig's; 6: only the fixed cap), for an A/B")
     ap.add_argument("--tag", default="", help="added to the results file's name (a run that must not replace the default's)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     info = machine_info()
     cfg = with_end_of_turn(AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48), args.end_of_turn)
+    if args.first_clause_words is not None:
+        cfg = dataclasses.replace(cfg, first_clause_words_waiting=args.first_clause_words)
     config = EngineConfig(**({"llm_pool": args.llm_pool} if args.llm_pool is not None else {}),
                           **({"llm": args.llm} if args.llm else {}))
     engines = Engines.load(config)
@@ -181,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": info, "device": info["device"], "repeats": args.repeats, "calls": one["calls"], "v2v_ms": one["v2v_ms"],
         "barge_in_stop_ms": one["barge_in_stop_ms"], "stages_ms": one["stages_ms"], "levels": levels,
         "engines": dataclasses.asdict(config),
-        "end_of_turn": args.end_of_turn or None,
+        "end_of_turn": args.end_of_turn or None, "first_clause_words_waiting": cfg.first_clause_words_waiting,
         "llm_threads": "fixed" if args.llm_fixed_threads else "widened onto idle cores",
         "max_calls_with_p95_v2v_under_1500ms": max((lv["calls"] for lv in levels if (lv["v2v_ms"]["p95"] or 1e9) <= 1500), default=0),
         "peak_rss_mb": peak_rss_mb(),

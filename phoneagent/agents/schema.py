@@ -80,6 +80,8 @@ class TurnTaking(_Strict):
     incomplete_below: float | None = Field(None, ge=0.0, le=1.0, description="model P(complete) that waits max_delay_s")
     complete_delay_s: float | None = Field(None, ge=0.0, le=3.0)
     pause_on_onset: bool | None = None
+    first_clause_words_waiting: int | None = Field(None, ge=2, le=6, description="once the caller is waiting, the reply's first "
+                                                   "clause is cut at a word from this many words (6: only at its punctuation or 6 words)")
     no_input_s: float | None = Field(None, ge=2.0, le=120.0)
     max_reprompts: int | None = Field(None, ge=0, le=5)
 

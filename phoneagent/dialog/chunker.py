@@ -156,6 +156,16 @@ class ClauseChunker:
         self._space = False  # whitespace seen after the buffered text
         self._newline = False  # ... and it held a line break (list items often lack punctuation)
         self._first = True
+        self._hurry = 0  # > 0: the caller is waiting, the first clause ends at a word from this many words
+
+    def hurry(self, words: int) -> None:
+        """The caller is waiting in silence now (the turn's endpoint is final): the first clause
+        ends at the next word boundary once it has `words` words, punctuation or not. A reply
+        that got its first clause ready before the endpoint (speculation, a fast model) keeps
+        its natural phrase; a slow one speaks its first words sooner."""
+        if words < 1:
+            raise ValueError(f"hurry needs at least 1 word, got {words}")
+        self._hurry = max(words, self.min_words_first)
 
     def push(self, token_text: str) -> list[str]:
         """Clauses completed by this token, in order (usually none or one)."""
@@ -193,7 +203,7 @@ class ClauseChunker:
     def _boundary(self, *, at_space: bool) -> str | None:
         words = _words(self._buf)
         need = self.min_words_first if self._first else self.min_words
-        cap = self.max_words_first if self._first else self.max_words
+        cap = self.max_words if not self._first else min(self.max_words_first, self._hurry or self.max_words_first)
         sentence = (self.short_first_sentence and self._first and at_space and self._ends_clause()
                     and self._buf.rstrip(_CLOSERS)[-1:] in "!?.")
         if (words >= need and (self._newline or self._ends_clause())) or sentence or (at_space and words >= cap):

@@ -225,6 +225,8 @@ class Reply:
                     if first:
                         timing.llm_first_token = ctx.clock.now()
                         first = False
+                    if self._go.is_set():  # the caller is waiting: the first words go out sooner
+                        chunker.hurry(cfg.first_clause_words_waiting)
                     for clause in chunker.push(tok.text):
                         clauses.put_nowait(clause)
                         if ctx.hold_llm and timing.tts_first_audio is None:

@@ -220,3 +220,47 @@ def test_split_text_cuts_a_prompt_exactly_as_a_streamed_reply() -> None:
 ])
 def test_a_reply_speaks_a_short_first_sentence_at_once(text: str, first: str) -> None:
     assert chunk(text, reply_chunker())[0] == first
+
+
+def test_a_hurried_first_clause_ends_at_the_next_word_and_later_clauses_do_not_change() -> None:
+    """Once the caller is waiting, the first clause goes out from `hurry` words, at a word
+    boundary, never mid-word; the rest of the reply is cut as without it."""
+    text = "I'll close at five on Saturday, and at noon on Sunday. Anything else?"
+    calm = chunk_tokens([w if i == 0 else " " + w for i, w in enumerate(text.split(" "))], reply_chunker())
+    assert calm == ["I'll close at five on Saturday,", "and at noon on Sunday. Anything else?"]
+    c = reply_chunker()
+    c.hurry(3)
+    out = []
+    for i, w in enumerate(text.split(" ")):
+        out += c.push(w if i == 0 else " " + w)
+    assert out + c.flush() == ["I'll close at", "five on Saturday, and at noon on Sunday.", "Anything else?"]
+    assert reply_chunker()._hurry == 0 and c._hurry == 0  # a flush ends the hurry with the reply
+
+
+def test_hurry_after_the_first_clause_or_within_a_word_changes_nothing_already_decided() -> None:
+    c = reply_chunker()
+    out = c.push("Sure. Your order")  # the first sentence went at once
+    c.hurry(3)
+    out += c.push(" ships on Monday from the warehouse in Leeds, as planned.")
+    assert out + c.flush() == ["Sure.", "Your order ships on Monday from the warehouse in Leeds,", "as planned."]
+    c = reply_chunker()
+    out = c.push("Your order num")
+    c.hurry(2)  # already past two words: the cut waits for the word in progress to end
+    out += c.push("ber is ready.")
+    assert out + c.flush() == ["Your order number", "is ready."]
+    with pytest.raises(ValueError, match="at least 1"):
+        c.hurry(0)
+
+
+@given(st.text(alphabet="abc ,.!?", max_size=80), st.integers(1, 6), st.integers(0, 80))
+@settings(max_examples=300, deadline=None)
+def test_a_hurried_chunker_loses_and_adds_no_characters(text: str, words: int, at: int) -> None:
+    c = reply_chunker()
+    out = c.push(text[:at])
+    c.hurry(words)
+    out += c.push(text[at:])
+    out += c.flush()
+    def words(clauses: list[str]) -> list[str]:  # a lone mark stranded by a cut is dropped, as at the fixed cap
+        return [w for w in " ".join(clauses).split() if any(c.isalnum() for c in w)]
+
+    assert words(out) == words(chunk(text, reply_chunker()))  # the same words; only the first cut may move

@@ -519,3 +519,37 @@ async def test_the_end_of_turn_model_moves_the_endpoint(start, p: float, model: 
     assert [d["verdict"] for d in ends] == ([verdict] if verdict else [])
     assert ("turn_model" in run.kinds()) == model
     await run.finish()
+
+
+LONG_OPENING = "I'll close at five on Saturday, and at noon on Sunday."
+
+
+async def test_a_slow_reply_speaks_its_first_words_once_the_caller_is_waiting(start) -> None:  # type: ignore[no-untyped-def]
+    """The endpoint is final before the first token: the first clause goes out at 3 words."""
+    run = await start(heard=[Heard("When do you close?")], said=[Said(LONG_OPENING, first_s=0.6, token_s=0.05)], speculate=False)
+    run.call.say(at=run.clock.now() + 0.5, seconds=1.0)
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert run.engines.spoken[-2:] == ["I'll close at", "five on Saturday, and at noon on Sunday."]
+    assert run.agent_texts()[-1] == LONG_OPENING  # the record and the context hold the reply, not its cuts
+    await run.finish()
+
+
+async def test_a_reply_ready_before_the_endpoint_keeps_its_first_phrase(start) -> None:  # type: ignore[no-untyped-def]
+    """Speculation wrote the first clause before the caller was waiting: nothing is cut."""
+    run = await start(heard=[Heard("When do you close?", delay_s=0.05)], said=[Said(LONG_OPENING, first_s=0.05, token_s=0.02)])
+    run.call.say(at=run.clock.now() + 0.5, seconds=1.0)
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert "speculation_used" in run.kinds()
+    assert run.engines.spoken[-2:] == ["I'll close at five on Saturday,", "and at noon on Sunday."]
+    await run.finish()
+
+
+async def test_the_first_clause_length_is_the_agents_choice(start) -> None:  # type: ignore[no-untyped-def]
+    run = await start(heard=[Heard("When do you close?")], said=[Said(LONG_OPENING, first_s=0.6, token_s=0.05)], speculate=False,
+                      first_clause_words_waiting=6)
+    run.call.say(at=run.clock.now() + 0.5, seconds=1.0)
+    await run.until(lambda: len(run.agent_texts()) == 2)
+    assert run.engines.spoken[-2:] == ["I'll close at five on Saturday,", "and at noon on Sunday."]
+    await run.finish()
+    with pytest.raises(ValueError, match="first_clause_words_waiting"):
+        AgentConfig(first_clause_words_waiting=0)
