@@ -142,9 +142,10 @@ class AgentConfig:
     step_timeout_s: float = 8.0  # any later token or TTS chunk
     max_reply_tokens: int = 64
     # Once the caller is waiting (the endpoint is final) and the first clause is not out yet,
-    # it is cut at the next word from this many words (2-6; 6: only the fixed cap): a first
-    # clause ready before the endpoint keeps its phrase. On the 2-core CPU this took the plain
-    # turn's V2V p50 from ~1080 to ~900 ms with the 0.5B model (README, "Plain-turn latency").
+    # it is cut at the next word from this many words (agent files: 2-6; 6 leaves only the
+    # fixed 6-word cap): a first clause ready before the endpoint keeps its phrase. On the 2-core
+    # CPU this took the plain turn's V2V p50 from 1179 to 999 ms with the 0.5B model (README,
+    # "Plain-turn latency").
     first_clause_words_waiting: int = 3
     min_confidence: float = 0.25
     preroll_s: float = 0.3  # audio kept before speech start (VAD onset is late by a window)
