@@ -20,6 +20,7 @@ import pytest
 
 from devtools import testbed, testbed_ari
 from devtools.testbed import AsteriskBed
+from tests.fixtures_asterisk import checked_bed
 
 FRAME = 640  # 20 ms of slin16
 
@@ -296,3 +297,11 @@ def test_start_recovers_after_crash(asterisk_bed: AsteriskBed) -> None:
     t0 = time.monotonic()
     assert testbed.start() == bed  # already running and healthy: reused
     assert time.monotonic() - t0 < 5
+
+
+def test_a_bed_stopped_mid_session_is_up_again_for_the_next_test(asterisk_bed: AsteriskBed) -> None:
+    """What every test's `asterisk_bed` does first: a clean `core stop` by anyone is undone."""
+    testbed.stop()
+    assert not asterisk_bed.is_running()
+    bed = checked_bed()
+    assert bed == asterisk_bed and bed.is_running() and bed.health().ok
