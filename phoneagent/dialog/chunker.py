@@ -203,7 +203,9 @@ class ClauseChunker:
     def _boundary(self, *, at_space: bool) -> str | None:
         words = _words(self._buf)
         need = self.min_words_first if self._first else self.min_words
-        cap = self.max_words if not self._first else min(self.max_words_first, self._hurry or self.max_words_first)
+        cap = self.max_words
+        if self._first:
+            cap = min(self.max_words_first, self._hurry) if self._hurry else self.max_words_first
         sentence = (self.short_first_sentence and self._first and at_space and self._ends_clause()
                     and self._buf.rstrip(_CLOSERS)[-1:] in "!?.")
         if (words >= need and (self._newline or self._ends_clause())) or sentence or (at_space and words >= cap):

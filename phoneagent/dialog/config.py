@@ -142,8 +142,8 @@ class AgentConfig:
     step_timeout_s: float = 8.0  # any later token or TTS chunk
     max_reply_tokens: int = 64
     # Once the caller is waiting (the endpoint is final) and the first clause is not out yet,
-    # it is cut at the next word from this many words (agent files: 2-6; 6 leaves only the
-    # fixed 6-word cap): a first clause ready before the endpoint keeps its phrase. On the 2-core
+    # it is cut at the next word from this many words (2-6; 6 leaves only the fixed
+    # 6-word cap): a first clause ready before the endpoint keeps its phrase. On the 2-core
     # CPU this took the plain turn's V2V p50 from 1179 to 999 ms with the 0.5B model (README,
     # "Plain-turn latency").
     first_clause_words_waiting: int = 3
@@ -188,8 +188,10 @@ class AgentConfig:
     escalation: EscalationRules = field(default_factory=EscalationRules)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.first_clause_words_waiting <= 25:  # checked here, not mid-call by the chunker
-            raise ValueError(f"first_clause_words_waiting must be 1-25 words, got {self.first_clause_words_waiting}")
+        # Checked here, not mid-call by the chunker. Only 2-6 mean anything: the chunker's first
+        # clause has at least 2 words and at most 6 (reply_chunker), as the agent file allows.
+        if not 2 <= self.first_clause_words_waiting <= 6:
+            raise ValueError(f"first_clause_words_waiting must be 2-6 words, got {self.first_clause_words_waiting}")
 
     @property
     def acts(self) -> bool:
