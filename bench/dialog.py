@@ -1,6 +1,7 @@
 """Dialog benchmark at the wire: voice-to-voice latency and barge-in stop time, N callers at once.
 
     .venv/bin/python -m bench.dialog [--calls 1,2,4] [--out bench/results]
+    .venv/bin/python -m bench.dialog --versus endpointer.speculative_s=0.12   # paired A/B
 
 Each emulated caller (devtools/caller.py: Asterisk's wire format, paced 20 ms slin16 frames, voice
 through an 8 kHz G.711 channel) waits for the greeting, asks a question, and 1 s into the answer
@@ -121,37 +122,67 @@ def turn_model(dialogs: list[CallDialog]) -> dict[str, Any]:
             "complete_then_caller_went_on": completes - ends.count("complete"), "inference_ms": pct(ms)}
 
 
-async def run_level(engines: Engines, calls: int, utts: list[Any], repeats: int = 1, cfg: AgentConfig | None = None) -> dict[str, Any]:
-    """`calls` callers at once, `repeats` times in a row; samples are pooled."""
+async def run_level(engines: Engines, calls: int, utts: list[Any], repeats: int = 1, cfg: AgentConfig | None = None,
+                    *, versus: AgentConfig | None = None) -> dict[str, Any]:
+    """`calls` callers at once, `repeats` times in a row; samples are pooled. With `versus`, each
+    round runs both configurations, alternating which goes first, so the VM's drift (a quarter
+    within the hour here) hits both alike; the other's figures are under "versus"."""
     fresh = engines.sharing()
-    dialogs: dict[str, CallDialog] = {}
-    cfg = cfg or AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48)
+    cfgs = [cfg or AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48), *([versus] if versus else [])]
+    dialogs: list[dict[str, CallDialog]] = [{} for _ in cfgs]
+    current = 0
 
     async def handler(session: CallSession) -> None:
-        d = CallDialog(fresh, cfg)
-        dialogs[str(session.call_id)] = d
+        v = current
+        d = CallDialog(fresh, cfgs[v])
+        dialogs[v][str(session.call_id)] = d
         await d.run(session)
 
     server = AudioSocketServer(handler, "127.0.0.1", 0)
     await server.start()
-    out: dict[str, list[float]] = {"v2v_ms": [], "barge_in_stop_after_onset_ms": [], "barge_in_stop_after_vad_ms": []}
+    outs: list[dict[str, list[float]]] = [
+        {"v2v_ms": [], "barge_in_stop_after_onset_ms": [], "barge_in_stop_after_vad_ms": []} for _ in cfgs]
     try:
         for r in range(repeats):
-            await asyncio.gather(*(one_caller(server.port, r * calls + i, utts, dialogs, out) for i in range(calls)))
+            for v in (range(len(cfgs)) if r % 2 == 0 else reversed(range(len(cfgs)))):
+                current = v
+                await asyncio.gather(*(one_caller(server.port, r * calls + i, utts, dialogs[v], outs[v]) for i in range(calls)))
     finally:
         await server.close()
         await fresh.close_schedulers()
+    results = [_summary(calls, outs[v], list(dialogs[v].values()), cfgs[v]) for v in range(len(cfgs))]
+    result = {**results[0], "queues": fresh.metrics()}  # the queues: both configurations' rounds
+    if versus is not None:
+        result["versus"] = results[1]
+    return result
+
+
+def _summary(calls: int, out: dict[str, list[float]], dialogs: list[CallDialog], cfg: AgentConfig) -> dict[str, Any]:
     return {
         "calls": calls,
         "v2v_ms": pct(out["v2v_ms"]),
         "barge_in_stop_ms": pct(out["barge_in_stop_after_onset_ms"]),
         "barge_in_stop_after_vad_ms": pct(out["barge_in_stop_after_vad_ms"]),
-        "stages_ms": stages(list(dialogs.values())),
+        "stages_ms": stages(dialogs),
         "samples_ms": {k: [round(x, 1) for x in v] for k, v in out.items()},
-        "speculation": speculation(list(dialogs.values())),
-        "end_of_turn_model": turn_model(list(dialogs.values())) if cfg.end_of_turn_model else None,
-        "queues": fresh.metrics(),
+        "speculation": speculation(dialogs),
+        "end_of_turn_model": turn_model(dialogs) if cfg.end_of_turn_model else None,
     }
+
+
+def with_setting(cfg: AgentConfig, spec: str) -> AgentConfig:
+    """`cfg` with one setting changed, from "FIELD=VALUE" or "endpointer.FIELD=VALUE" (--versus)."""
+    key, sep, raw = spec.partition("=")
+    owner, _, name = key.rpartition(".")
+    if not sep or owner not in ("", "endpointer"):
+        raise SystemExit(f"--versus wants FIELD=VALUE or endpointer.FIELD=VALUE, got {spec!r}")
+    target: Any = cfg.endpointer if owner else cfg
+    if name not in {f.name for f in dataclasses.fields(target)}:
+        raise SystemExit(f"--versus: {type(target).__name__} has no field {name!r}")
+    old = getattr(target, name)
+    value = type(old)(float(raw) if isinstance(old, (int, float)) and not isinstance(old, bool) else raw)
+    changed = dataclasses.replace(target, **{name: value})
+    return dataclasses.replace(cfg, endpointer=changed) if owner else changed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="the LLM never widens onto idle cores (as before models/cpu.py), for an A/B")
     ap.add_argument("--first-clause-words", type=int, default=None, metavar="N",
                     help="AgentConfig.first_clause_words_waiting (default: AgentConfig's; 6: only the fixed cap), for an A/B")
+    ap.add_argument("--versus", default="", metavar="FIELD=VALUE",
+                    help="also run the agent with this one setting changed (e.g. endpointer.speculative_s=0.12), round by round alternately")
     ap.add_argument("--tag", default="", help="added to the results file's name (a run that must not replace the default's)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
@@ -173,19 +206,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = with_end_of_turn(AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48), args.end_of_turn)
     if args.first_clause_words is not None:
         cfg = dataclasses.replace(cfg, first_clause_words_waiting=args.first_clause_words)
+    versus = with_setting(cfg, args.versus) if args.versus else None
     config = EngineConfig(**({"llm_pool": args.llm_pool} if args.llm_pool is not None else {}),
                           **({"llm": args.llm} if args.llm else {}))
     engines = Engines.load(config)
     if args.llm_fixed_threads and isinstance(engines.llm, LlamaLLM):
         engines.llm.max_threads = engines.llm.n_threads
     utts = synthesize_set()
-    levels = [asyncio.run(run_level(engines, int(n), utts, args.repeats, cfg)) for n in args.calls.split(",")]
+    levels = [asyncio.run(run_level(engines, int(n), utts, args.repeats, cfg, versus=versus)) for n in args.calls.split(",")]
     one = levels[0]
     result = {
         "machine": info, "device": info["device"], "repeats": args.repeats, "calls": one["calls"], "v2v_ms": one["v2v_ms"],
         "barge_in_stop_ms": one["barge_in_stop_ms"], "stages_ms": one["stages_ms"], "levels": levels,
         "engines": dataclasses.asdict(config),
         "end_of_turn": args.end_of_turn or None, "first_clause_words_waiting": cfg.first_clause_words_waiting,
+        "versus": args.versus or None,
         "llm_threads": "fixed" if args.llm_fixed_threads else "widened onto idle cores",
         "max_calls_with_p95_v2v_under_1500ms": max((lv["calls"] for lv in levels if (lv["v2v_ms"]["p95"] or 1e9) <= 1500), default=0),
         "peak_rss_mb": peak_rss_mb(),
@@ -197,11 +232,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"dialog benchmark on {info['cpu']} ({info['cores']} cores), device {info['device']}")
     print(f"  {'calls':>5}  {'v2v p50/p95/max ms':>22}  {'barge-in stop p50/p95 ms (onset | VAD)':>40}  stages p50 ms (endpoint/stt/llm/tts/wire)")
     for lv in levels:
-        v, b, bv, st = lv["v2v_ms"], lv["barge_in_stop_ms"], lv["barge_in_stop_after_vad_ms"], lv["stages_ms"]
-        stage_txt = "/".join(str(st[k]["p50"]) for k in ("endpoint", "stt", "llm_first_token", "tts_first_audio", "to_wire"))
-        print(f"  {lv['calls']:>5}  {v['p50']!s:>7}/{v['p95']!s:>7}/{v['max']!s:>6}  {b['p50']!s:>9}/{b['p95']!s:>7} | {bv['p50']!s:>7}/{bv['p95']!s:>7}      {stage_txt}")
-        if lv["end_of_turn_model"]:
-            print(f"         end-of-turn model: {lv['end_of_turn_model']}")
+        for row, label in ((lv, ""), *(((lv["versus"], f"  with {args.versus}"),) if args.versus else ())):
+            v, b, bv, st = row["v2v_ms"], row["barge_in_stop_ms"], row["barge_in_stop_after_vad_ms"], row["stages_ms"]
+            stage_txt = "/".join(str(st[k]["p50"]) for k in ("endpoint", "stt", "llm_first_token", "tts_first_audio", "to_wire"))
+            print(f"  {row['calls']:>5}  {v['p50']!s:>7}/{v['p95']!s:>7}/{v['max']!s:>6}  {b['p50']!s:>9}/{b['p95']!s:>7} | "
+                  f"{bv['p50']!s:>7}/{bv['p95']!s:>7}      {stage_txt}{label}")
+            if row["end_of_turn_model"]:
+                print(f"         end-of-turn model: {row['end_of_turn_model']}")
     print(f"\nwritten {path}")
     return 0
 

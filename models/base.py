@@ -239,8 +239,9 @@ class LLM(ABC):
     def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False) -> int:
         """Evaluate `messages` (without a generation prompt) into the cache that will serve
         `session_key` next, so the next turn only evaluates what is new; `every_instance`
-        warms a prefix shared by every call (an agent's instructions). Returns the tokens
-        evaluated. Engines without a prompt cache do nothing."""
+        warms a prefix shared by every call (an agent's instructions). After the agent's own
+        words the caller's turn comes next, so its opening markers are evaluated too. Returns
+        the tokens evaluated. Engines without a prompt cache do nothing."""
         return 0
 
     @abstractmethod

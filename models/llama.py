@@ -341,6 +341,8 @@ class LlamaLLM(LLM):
 
     def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False) -> int:
         parts = self.prompt_format.parts(messages, add_generation_prompt=False)
+        if messages and messages[-1].role == "assistant":  # the caller speaks next: open that turn too
+            parts += self.prompt_format.user_opening()
         if not every_instance:
             return self._evaluate(parts, session_key, None)
         done = 0

@@ -70,6 +70,15 @@ class PromptFormat:
             return _gemma_parts(messages, add_generation_prompt)
         return _plain_parts(messages, add_generation_prompt)
 
+    def user_opening(self) -> list[tuple[str, bool]]:
+        """What every user turn starts with, before its words: `parts` of a conversation plus
+        a user message begins with `parts` of the conversation plus this."""
+        if self.name == "chatml":
+            return [("<|im_start|>user\n", True)]
+        if self.name == "gemma":
+            return [("<start_of_turn>user\n", True)]
+        return [("User:", False)]
+
     def call_prefix(self) -> list[tuple[str, bool]]:
         """What an assistant turn that calls a tool starts with, up to the tool's name: the
         constrained choice continues from here (after the generation prompt)."""

@@ -51,7 +51,10 @@ class EndpointerConfig:
     complete_above: float = 0.8
     incomplete_below: float = 0.2
     max_turn_s: float = 30.0  # endless speech (TV, hold music) is cut into turns this long
-    speculative_s: float = 0.12  # silence after which STT/LLM may start early
+    # Silence after which STT, the LLM and the first clause start early (two 32 ms windows). On
+    # two cores the reply, not the endpoint, is what a caller waits for, so every ms it starts
+    # sooner counts: 0.12 -> 0.064 took the instruct model's V2V p50 from 1179 to 982 ms (README).
+    speculative_s: float = 0.064
     barge_in_min_s: float = 0.30  # wordless speech over the agent shorter than this is a backchannel
     backchannel_max_s: float = 1.2  # longer speech over the agent is a barge-in whatever its words
     false_alarm_s: float = 1.0  # a barge-in turn shorter than this may have been a false alarm

@@ -277,7 +277,7 @@ async def test_speculation_is_dropped_when_the_caller_goes_on(start) -> None:  #
     run = await start(heard=[Heard("My account is"), Heard("My account is four two.")], said=[Said("thrown away"), Said("Thanks, got it.")])
     t = run.clock.now() + 0.5
     t = run.call.say(at=t, seconds=1.0)
-    run.call.say(at=t + 0.25, seconds=1.0)  # a pause past speculative_s (0.12), short of the endpoint
+    run.call.say(at=t + 0.25, seconds=1.0)  # a pause past speculative_s (0.064), short of the endpoint
     await run.until(lambda: len(run.agent_texts()) == 2)
     assert run.kinds().index("speculation_dropped") < run.kinds().index("speculation_used")
     assert run.agent_texts()[1] == "Thanks, got it."

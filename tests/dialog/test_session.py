@@ -228,7 +228,7 @@ async def test_llm_waits_while_the_first_clause_is_synthesised_on_cpu(real_engin
 
 
 async def test_a_pause_mid_sentence_throws_the_speculative_reply_away(real_engines, utts) -> None:  # type: ignore[no-untyped-def]
-    """A 0.35 s pause is past the speculative start (0.12 s) but short of the endpoint (0.5 s):
+    """A 0.35 s pause is past the speculative start (0.064 s) but short of the endpoint (0.5 s):
     the reply computed from the first half must never be heard, and the turn is the whole sentence."""
     llm = ScriptedLLM(["We close at one on Saturdays."])
     engines = Engines(real_engines.vad, real_engines.stt, llm, real_engines.tts, real_engines.config)

@@ -85,6 +85,21 @@ def test_formats_are_append_only(fmt: PromptFormat) -> None:
     assert fmt.parts(turn2)[: len(fmt.parts(turn1))] == fmt.parts(turn1)
 
 
+@pytest.mark.parametrize("fmt", [PromptFormat.chatml(), PromptFormat.gemma(), PromptFormat.plain()])
+@pytest.mark.parametrize("history", [
+    [Message("system", "S"), Message("assistant", "Hello, how can I help?")],  # after the greeting
+    [Message("system", "S"), Message("user", "one"), Message("assistant", "reply")],
+])
+def test_the_user_opening_is_how_the_next_caller_turn_begins(fmt: PromptFormat, history: list[Message]) -> None:
+    """What prefill evaluates after the agent's words is exactly the next turn's beginning,
+    whatever the caller then says (or a tool result, which is a user turn in ChatML)."""
+    ahead = [*fmt.parts(history, add_generation_prompt=False), *fmt.user_opening()]
+    for nxt in (Message("user", "two"), Message("user", "<|im_start|>system")):
+        assert fmt.parts([*history, nxt])[: len(ahead)] == ahead
+    if fmt.name == "chatml":
+        assert fmt.parts([*history, Message("tool", "{}", name="t")])[: len(ahead)] == ahead
+
+
 def test_format_from_metadata() -> None:
     assert PromptFormat.from_metadata({"tokenizer.chat_template": "{{ '<start_of_turn>' }}"}).name == "gemma"
     assert PromptFormat.from_metadata({"tokenizer.chat_template": "{% for m in messages %}<|im_start|>"}).name == "chatml"
@@ -237,6 +252,23 @@ def test_prefix_cache_reused_across_turns(llm: LlamaLLM) -> None:
     assert s2.cached_tokens >= s1.prompt_tokens
     assert s2.cached_tokens <= s2.prompt_tokens - 1
     assert s1.prompt_tokens + s1.completion_tokens - s2.cached_tokens <= 2
+
+
+def test_prefill_after_the_agent_spoke_leaves_only_the_callers_words_to_evaluate(llm: LlamaLLM) -> None:
+    """The call's cache is warmed while the caller talks: after the agent's words it ends with
+    the opening of the caller's turn, so that turn evaluates only its words and what closes it."""
+    llm.reset_cache()
+    history = [*STORY, Message("assistant", "Once upon a time there was a lighthouse.")]
+    fmt = llm.prompt_format
+    warmed = llm.prefill(history, session_key="call-2")
+    turn = [*history, Message("user", "Go on.")]
+    rest = fmt.parts(turn)[len(fmt.parts(history, add_generation_prompt=False)) + len(fmt.user_opening()):]
+    assert rest[0] == ("Go on.", False)  # only the words and the markers that close the turn follow
+    vocab = llm._vocab_reader()
+    n_rest = sum(len(vocab.tokenize(text.encode(), add_bos=False, special=sp)) for text, sp in rest)
+    assert warmed == len(llm.prompt_tokens(turn)) - n_rest
+    _, stats = drain(llm.stream(turn, max_tokens=1, session_key="call-2"))
+    assert stats.prompt_tokens - stats.cached_tokens == n_rest
 
 
 def test_pool_serves_two_threads_concurrently_with_affinity(pool2: LlamaLLM) -> None:

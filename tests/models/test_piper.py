@@ -132,6 +132,27 @@ def test_clauses_start_and_end_quietly(tts: PiperTTS) -> None:
         assert audio[:edge].max() < 0.1 * audio.max() and audio[-edge:].max() < 0.1 * audio.max(), clause
 
 
+def _edges_ms(chunk: AudioChunk) -> tuple[float, float]:
+    """Silence before the first and after the last 5 ms frame within 40 dB of the loudest."""
+    levels = pcm.frame_levels_dbfs(chunk.pcm, chunk.sample_rate, 5.0)
+    voiced = np.flatnonzero(levels >= levels.max() - 40.0)
+    return float(voiced[0] * 5), float((len(levels) - 1 - voiced[-1]) * 5)
+
+
+def test_no_dead_air_before_a_clause_and_a_clause_cut_mid_sentence_runs_on(tts: PiperTTS) -> None:
+    """The voice renders 40-70 ms of silence before every clause and a sentence's pause after
+    it: the first is time a waiting caller hears nothing, the second a gap inside a sentence
+    when the chunker cut it at a word ("I'll close at" | "five on Saturday.")."""
+    steady = tts.with_options(noise_w_scale=0.0)
+    for clause in ("I'll close at", "Sure.", "Your order", "We're open from"):
+        (chunk,) = steady.synthesize(clause, 8000)
+        lead, tail = _edges_ms(chunk)
+        assert lead <= 20.0, (clause, lead)
+        assert tail <= 100.0 if clause[-1].isalnum() else tail >= 120.0, (clause, tail)
+    (whole,) = steady.synthesize("I'll close at five.", 8000)
+    assert _edges_ms(whole)[1] >= 120.0  # a sentence keeps its pause
+
+
 def test_concurrent_replies(tts: PiperTTS) -> None:
     results: dict[int, list[AudioChunk]] = {}
 

@@ -1,0 +1,29 @@
+"""bench.dialog's --versus: one setting changed, named the way a reader of AgentConfig names it."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.dialog import with_setting
+from phoneagent.dialog.config import AgentConfig
+
+
+def test_one_endpointer_or_agent_setting_changes_and_nothing_else() -> None:
+    cfg = AgentConfig()
+    faster = with_setting(cfg, "endpointer.speculative_s=0.12")
+    assert faster.endpointer.speculative_s == 0.12 and faster.endpointer.min_delay_s == cfg.endpointer.min_delay_s
+    assert faster.first_clause_words_waiting == cfg.first_clause_words_waiting
+    words = with_setting(cfg, "first_clause_words_waiting=6")
+    assert words.first_clause_words_waiting == 6 and isinstance(words.first_clause_words_waiting, int)
+    assert words.endpointer == cfg.endpointer
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("speculative_s", "wants FIELD=VALUE"),
+    ("tts.speed=1", "wants FIELD=VALUE"),
+    ("endpointer.nope=1", "EndpointerConfig has no field 'nope'"),
+    ("first_clause_words_waiting=9", "2-6"),
+])
+def test_a_bad_setting_is_refused_with_its_reason(spec: str, message: str) -> None:
+    with pytest.raises((SystemExit, ValueError), match=message):
+        with_setting(AgentConfig(), spec)
