@@ -53,8 +53,13 @@ class EndpointerConfig:
     max_turn_s: float = 30.0  # endless speech (TV, hold music) is cut into turns this long
     # Silence after which STT, the LLM and the first clause start early (two 32 ms windows). On
     # two cores the reply, not the endpoint, is what a caller waits for, so every ms it starts
-    # sooner counts: 0.12 -> 0.064 took the instruct model's V2V p50 from 1179 to 982 ms (README).
+    # sooner counts: 0.12 -> 0.064 took the instruct model's V2V p50 at one call down by 126-197 ms
+    # (README). A pause this short inside a word only costs the work thrown away.
     speculative_s: float = 0.064
+    # Silence after which held speech over the agent is judged by its words. Longer than
+    # `speculative_s`: the judgement acts at once, and over G.711 the closure inside "st-op" can
+    # last 64 ms, so half a "stop" was judged a wordless sound and the agent carried on.
+    check_pause_s: float = 0.12
     barge_in_min_s: float = 0.30  # wordless speech over the agent shorter than this is a backchannel
     backchannel_max_s: float = 1.2  # longer speech over the agent is a barge-in whatever its words
     false_alarm_s: float = 1.0  # a barge-in turn shorter than this may have been a false alarm
@@ -71,7 +76,7 @@ class EndpointerConfig:
                              f"<= max_delay_s ({self.max_delay_s})")
         if not 0.0 <= self.incomplete_below <= self.complete_above:
             raise ValueError(f"need 0 <= incomplete_below ({self.incomplete_below}) <= complete_above ({self.complete_above})")
-        for name in ("min_speech_s", "pending_gap_s", "max_turn_s", "speculative_s", "barge_in_min_s", "backchannel_max_s", "false_alarm_s", "window_s"):
+        for name in ("min_speech_s", "pending_gap_s", "max_turn_s", "speculative_s", "check_pause_s", "barge_in_min_s", "backchannel_max_s", "false_alarm_s", "window_s"):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -331,7 +336,7 @@ class Endpointer:
         silence = t - self._t_speech_end
         if silence >= self.delay_s - _EPS:
             return [self._end(t, "silence")]
-        if not self._speculating and silence >= c.speculative_s - _EPS:
+        if not self._speculating and silence >= (c.check_pause_s if self._held else c.speculative_s) - _EPS:
             self._speculating = True
             return [SpeculativeEndpoint(self._t_speech_end)]
         return []

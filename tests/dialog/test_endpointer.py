@@ -27,7 +27,7 @@ from phoneagent.dialog.endpointer import (
 STEP = 0.05  # 50 ms windows: every configured duration below is a whole number of windows
 # min_speech 4 windows, barge-in 6, delay 10, speculation 5; barge-ins by length only (no hold)
 CFG = EndpointerConfig(window_s=STEP, speculative_s=0.25, backchannel_max_s=0.3)
-HELD = dataclasses.replace(CFG, backchannel_max_s=0.6)  # overlaps of 6 to 12 windows wait for their words
+HELD = dataclasses.replace(CFG, backchannel_max_s=0.6, check_pause_s=0.25)  # overlaps of 6 to 12 windows wait for their words
 
 Frame = tuple[float, float, bool]  # (probability, window end time, agent speaking)
 
@@ -261,6 +261,19 @@ HELD_CASES: list[tuple[str, str, list[Event]]] = [
 @pytest.mark.parametrize(("spec", "expected"), [c[1:] for c in HELD_CASES], ids=[c[0] for c in HELD_CASES])
 def test_held_timeline(spec: str, expected: list[Event]) -> None:
     assert norm(run(spec, HELD)) == norm(expected)
+
+
+def test_held_speech_is_judged_at_a_longer_pause_than_a_turn_speculates_at() -> None:
+    """A closure inside "st-op" can outlast `speculative_s`: a turn only throws that work away,
+    but held speech would be judged (and the agent resumed) on half a word."""
+    cfg = dataclasses.replace(HELD, speculative_s=0.1, check_pause_s=0.2)
+    gap = "0.9*8{a}, 0.1*3{a}, 0.9*2{a}, 0.1*5{a}"  # a 0.15 s gap inside the speech, then a 0.25 s pause
+    turn = norm(run(gap.format(a=""), cfg))
+    assert [e for e in turn if isinstance(e, (SpeculativeEndpoint, SpeculationCancelled))] == norm(
+        [SpeculativeEndpoint(0.4), SpeculationCancelled(0.6), SpeculativeEndpoint(0.65)])
+    held = norm(run(gap.format(a="!"), cfg))
+    assert OverlapHeld in {type(e) for e in held}
+    assert [e for e in held if isinstance(e, (SpeculativeEndpoint, SpeculationCancelled))] == norm([SpeculativeEndpoint(0.65)])
 
 
 def test_dismissed_overlap_is_no_turn_and_the_next_speech_starts_afresh() -> None:
