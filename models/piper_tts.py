@@ -35,6 +35,13 @@ SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 # --- loudness --------------------------------------------------------------------------------
 
 
+def _frame_energy(audio: FloatArray, frame: int) -> npt.NDArray[np.float64]:
+    """Mean square of each whole `frame`-sample frame (a trailing partial frame is left out)."""
+    n = audio.size // frame
+    frames = audio[: n * frame].astype(np.float64).reshape(n, frame)
+    return np.asarray(np.mean(frames * frames, axis=1), dtype=np.float64)
+
+
 def speech_level_dbfs(audio: FloatArray, sample_rate: int, gate_db: float = 30.0) -> float:
     """RMS over 20 ms frames within `gate_db` of the loudest one (pauses don't pull it down)."""
     frame = max(1, sample_rate // 50)
@@ -43,8 +50,7 @@ def speech_level_dbfs(audio: FloatArray, sample_rate: int, gate_db: float = 30.0
         x = audio.astype(np.float64)
         rms = float(np.sqrt(np.mean(x * x))) if x.size else 0.0
         return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
-    frames = audio[: n * frame].astype(np.float64).reshape(n, frame)
-    energy = np.mean(frames * frames, axis=1)
+    energy = _frame_energy(audio, frame)
     loudest = float(energy.max())
     if loudest <= 1e-12:
         return float("-inf")
@@ -60,11 +66,9 @@ def trim_silence(audio: FloatArray, sample_rate: int, *, run_on: bool = False, g
     ms) shrinks to `run_on_tail_s` and the words run on into the next clause. Silence is what
     lies `gate_db` below the clause's loudest 5 ms; a voiced clause is never shortened inside."""
     frame = max(1, sample_rate // 200)
-    n = audio.size // frame
-    if n == 0:
+    if audio.size < frame:
         return audio
-    frames = audio[: n * frame].astype(np.float64).reshape(n, frame)
-    energy = np.mean(frames * frames, axis=1)
+    energy = _frame_energy(audio, frame)
     loudest = float(energy.max())
     if loudest <= 1e-12:
         return audio
