@@ -73,7 +73,7 @@ async def test_the_last_calls_from_this_number_reach_the_agent(tmp_path: Path) -
         prompt = run.dialog.conversation.messages("instructions", pending_user="I called yesterday about my order.")
         assert any(m.role == "tool" and "Order 4572 is late" in m.content for m in prompt)  # what the LLM gets on the first turn
     finally:
-        await run.abandon()
+        await run.abandon(threads=True)
         await store.aclose()
 
 
@@ -83,5 +83,5 @@ async def test_no_memory_unless_the_agent_asks_for_it(tmp_path: Path) -> None:
         assert not any(m.role == "tool" for m in run.dialog.conversation.history)
         assert "caller_memory" not in run.kinds()
     finally:
-        await run.abandon()
+        await run.abandon(threads=True)
         await store.aclose()
