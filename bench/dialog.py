@@ -179,10 +179,28 @@ def with_setting(cfg: AgentConfig, spec: str) -> AgentConfig:
     target: Any = cfg.endpointer if owner else cfg
     if name not in {f.name for f in dataclasses.fields(target)}:
         raise SystemExit(f"--versus: {type(target).__name__} has no field {name!r}")
-    old = getattr(target, name)
-    value = type(old)(float(raw) if isinstance(old, (int, float)) and not isinstance(old, bool) else raw)
+    value = _setting_value(getattr(target, name), raw, spec)
     changed = dataclasses.replace(target, **{name: value})
     return dataclasses.replace(cfg, endpointer=changed) if owner else changed
+
+
+def _setting_value(old: Any, raw: str, spec: str) -> Any:
+    """`raw` as the type of the field's current value: "false" is False for a flag (bool("false")
+    would be True), and an integer field refuses "2.5" rather than truncating it."""
+    try:
+        if isinstance(old, bool):
+            flags = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+            return flags[raw.strip().lower()]
+        if isinstance(old, int):
+            return int(raw)
+        if isinstance(old, float):
+            return float(raw)
+    except (KeyError, ValueError):
+        kind = "true or false" if isinstance(old, bool) else "a whole number" if isinstance(old, int) else "a number"
+        raise SystemExit(f"--versus: {spec!r} wants {kind}, not {raw!r}") from None
+    if isinstance(old, str):
+        return raw
+    raise SystemExit(f"--versus: cannot set a {type(old).__name__} field from the command line ({spec!r})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,9 @@ def test_one_endpointer_or_agent_setting_changes_and_nothing_else() -> None:
     words = with_setting(cfg, "first_clause_words_waiting=6")
     assert words.first_clause_words_waiting == 6 and isinstance(words.first_clause_words_waiting, int)
     assert words.endpointer == cfg.endpointer
+    assert with_setting(cfg, "pause_on_onset=false").pause_on_onset is False  # not bool("false")
+    assert with_setting(cfg, "speculate=off").speculate is False and with_setting(cfg, "amd=On").amd is True
+    assert with_setting(cfg, "filler=Hold on.").filler == "Hold on."
 
 
 @pytest.mark.parametrize(("spec", "message"), [
@@ -23,6 +26,9 @@ def test_one_endpointer_or_agent_setting_changes_and_nothing_else() -> None:
     ("tts.speed=1", "wants FIELD=VALUE"),
     ("endpointer.nope=1", "EndpointerConfig has no field 'nope'"),
     ("first_clause_words_waiting=9", "2-6"),
+    ("first_clause_words_waiting=2.5", "wants a whole number, not '2.5'"),
+    ("pause_on_onset=maybe", "wants true or false, not 'maybe'"),
+    ("endpointer.speculative_s=soon", "wants a number, not 'soon'"),
 ])
 def test_a_bad_setting_is_refused_with_its_reason(spec: str, message: str) -> None:
     with pytest.raises((SystemExit, ValueError), match=message):
