@@ -268,8 +268,8 @@ async def test_e_twenty_concurrent_calls_each_get_their_own_clean_audio(asterisk
         if abs(dominant_frequency(rec, 16000) - freq_out[cid]) > 3 or purity(rec, 16000, freq_out[cid]) < 0.9:
             problems.append(f"{cid} outbound: f={dominant_frequency(rec, 16000):.1f} want {freq_out[cid]} purity={purity(rec, 16000, freq_out[cid]):.2f}")
         path.unlink()
-        if s != EndReason.CALLER_HANGUP:
-            problems.append(f"{cid} ended with {s}")
+        if s != EndReason.CALLER_HANGUP:  # with the reason's detail (the exception that ended it)
+            problems.append(f"{cid} ended with {s}: {seen.ended.detail if seen.ended else 'no CallEnded seen'}")
     frames = [len(agent.calls[c].audio) // 640 for c in ids]
     drops = sum(agent.calls[c].dropped_in for c in ids)
     resets = sum(agent.calls[c].late_resets for c in ids)
