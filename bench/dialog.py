@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from media.pcm import voiced_frames
 from audiosocket.server import AudioSocketServer, CallSession
 from devtools.caller import CallerEmulator
@@ -185,22 +187,14 @@ def with_setting(cfg: AgentConfig, spec: str) -> AgentConfig:
 
 
 def _setting_value(old: Any, raw: str, spec: str) -> Any:
-    """`raw` as the type of the field's current value: "false" is False for a flag (bool("false")
-    would be True), and an integer field refuses "2.5" rather than truncating it."""
+    """`raw` read as the type of the field's current value, by the same pydantic rules as the
+    agent files ("off" is False where bool("off") is True; "2.5" is no whole number)."""
+    kind = ("true or false" if isinstance(old, bool) else "a whole number" if isinstance(old, int)
+            else "a number" if isinstance(old, float) else f"a {type(old).__name__}")
     try:
-        if isinstance(old, bool):
-            flags = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
-            return flags[raw.strip().lower()]
-        if isinstance(old, int):
-            return int(raw)
-        if isinstance(old, float):
-            return float(raw)
-    except (KeyError, ValueError):
-        kind = "true or false" if isinstance(old, bool) else "a whole number" if isinstance(old, int) else "a number"
+        return TypeAdapter(type(old)).validate_python(raw)
+    except ValidationError:
         raise SystemExit(f"--versus: {spec!r} wants {kind}, not {raw!r}") from None
-    if isinstance(old, str):
-        return raw
-    raise SystemExit(f"--versus: cannot set a {type(old).__name__} field from the command line ({spec!r})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -443,13 +443,15 @@ class VirtualRun:
         if not self.task.done():
             self.call.caller_hangup()
             if threads:
-                await self._run_beside_threads(until=self.task.done, real_s=30.0)
+                await self.run_beside_threads(until=self.task.done, real_s=30.0)
             else:
                 await self.clock.run(until=self.task.done, limit=30.0)
         self.call.close()
         await asyncio.gather(self.task, return_exceptions=True)
 
-    async def _run_beside_threads(self, until: Callable[[], bool], real_s: float) -> None:
+    async def run_beside_threads(self, until: Callable[[], bool], real_s: float) -> None:
+        """Drive the clock in 10 ms steps with real pauses between until `until()`: for work on
+        real threads (the call store), which virtual time cannot see."""
         for _ in range(int(real_s / 0.01)):
             if until():
                 return

@@ -50,11 +50,7 @@ async def call_with(tmp_path: Path, memory: CallerMemory | None) -> tuple[Virtua
                         control=FakeControl(caller_number="+15550100123"), wall_clock=lambda: NOW)
     call.start()
     run = VirtualRun(clock, engines, call, dialog, asyncio.create_task(dialog.run(call)))
-    for _ in range(200):  # the store answers on its own thread, outside virtual time
-        await asyncio.sleep(0.01)
-        await clock.run(0.01)
-        if dialog.turns:
-            break
+    await run.run_beside_threads(until=lambda: bool(dialog.turns), real_s=2.0)  # the store answers on its own thread
     return run, store
 
 
