@@ -77,9 +77,11 @@ class AriCall:
     channels: set[str] = field(default_factory=set)  # created by us: hung up on tear-down
     bridges: set[str] = field(default_factory=set)
     recording_name: str = ""
+    recording_started_at: float = 0.0  # controller clock, when the bridge recording was asked for
     transferred: str = ""  # "", "warm" (caller and human bridged), "blind"
     ended_by: str = ""  # the controller's tear-down reason, once torn down
     started_at: float = 0.0  # controller clock
+    ended_at: float = 0.0  # controller clock, at tear-down
     attached: asyncio.Event = field(default_factory=asyncio.Event)  # AudioSocket session arrived
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # caller bridged to the agent
     ended: asyncio.Event = field(default_factory=asyncio.Event)

@@ -158,13 +158,17 @@ class AriClient:
         """False when the channel was already gone."""
         return await self._gone_ok("DELETE", f"/channels/{q(channel_id)}", {"reason": reason})
 
-    async def get_channel(self, channel_id: str) -> dict[str, Any] | None:
+    async def _get_or_none(self, path: str) -> dict[str, Any] | None:
+        """GET one object; None on 404 (it does not exist)."""
         try:
-            return dict(await self.request("GET", f"/channels/{q(channel_id)}"))
+            return dict(await self.request("GET", path))
         except AriError as exc:
             if exc.status == 404:
                 return None
             raise
+
+    async def get_channel(self, channel_id: str) -> dict[str, Any] | None:
+        return await self._get_or_none(f"/channels/{q(channel_id)}")
 
     async def list_channels(self) -> list[dict[str, Any]]:
         return list(await self.request("GET", "/channels"))
@@ -216,7 +220,12 @@ class AriClient:
             "ifExists": "overwrite", "beep": "true" if beep else "false", "terminateOn": "none"})
 
     async def stop_recording(self, name: str) -> bool:
+        """Stop and keep a live recording; False if it is no longer live."""
         return await self._gone_ok("POST", f"/recordings/live/{q(name)}/stop")
+
+    async def stored_recording(self, name: str) -> dict[str, Any] | None:
+        """The stored (finished) recording's name and format, or None if Asterisk has no such file."""
+        return await self._get_or_none(f"/recordings/stored/{q(name)}")
 
     async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
         """A channel variable or a dialplan function (e.g. TIMEOUT(absolute))."""

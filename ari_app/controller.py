@@ -36,6 +36,9 @@ from media.clock import Clock, MonotonicClock, sleep as clock_sleep, wait_any, w
 log = logging.getLogger(__name__)
 
 Predicate = Callable[[AriEvent], bool]
+RECORDING_ENDS = ("RecordingFinished", "RecordingFailed")
+RECORDING_REPORT_S = 3.0  # how long tear-down waits for a stopped recording's report, and once more after
+EMPTY_RECORDING_S = 2.0  # a recording of "0 s" (Asterisk counts whole seconds) from a call this long is a failure
 
 
 class ControllerStore(Protocol):
@@ -168,7 +171,7 @@ class AriController:
                     call.digits.append(ev.digit)
                 elif ev.channel.id == call.human_id:
                     call.human_digits.put_nowait(ev.digit)
-        elif isinstance(ev, RecordingEvent) and ev.type in ("RecordingFinished", "RecordingFailed"):
+        elif isinstance(ev, RecordingEvent) and ev.type in RECORDING_ENDS:
             call = self._recordings.pop(ev.name, None)
             if call is not None:
                 self.spawn(self._recording_done(call, ev))
@@ -318,6 +321,7 @@ class AriController:
             return
         call.ended.set()
         call.ended_by = why
+        call.ended_at = self.clock.now()
         if call.lease is not None:
             call.lease.stop()
         log.info("call %s: tear-down (%s)", call.call_id, why)
@@ -329,11 +333,14 @@ class AriController:
                 await self.client.hangup(channel_id)
             except AriError as exc:
                 log.warning("call %s: hangup %s: %s", call.call_id, channel_id, exc)
+        await self._end_recording(call)  # the caller is gone already; the bridge must stay for this
         for bridge_id in call.bridges:
             try:
                 await self.client.destroy_bridge(bridge_id)
             except AriError as exc:
                 log.warning("call %s: destroy bridge %s: %s", call.call_id, bridge_id, exc)
+        if self._recordings.get(call.recording_name) is call:
+            self.spawn(self._recording_unreported(call, call.recording_name))
         self.calls.pop(call.call_id, None)
         for channel_id in targets | {call.caller_id, call.media_id, call.human_id}:
             if self._by_channel.get(channel_id) is call:
@@ -375,6 +382,7 @@ class AriController:
         name = rec.file_name(call.call_id, datetime.now(timezone.utc).strftime("%Y-%m-%d"))
         self._recordings[name] = call
         call.recording_name = name
+        call.recording_started_at = self.clock.now()
         try:
             await self.client.record_bridge(call.bridge_id, name, rec.media_format)
         except AriError as exc:  # a recording problem must not drop the call
@@ -383,27 +391,75 @@ class AriController:
             log.error("call %s: recording did not start: %s", call.call_id, exc)
             await self._event(call, "recording_failed", error=str(exc)[:200])
 
+    async def _end_recording(self, call: AriCall) -> None:
+        """Stop the call's recording and wait for Asterisk's word on it while the bridge still
+        stands: Asterisk reports a bridge recording through the bridge, so a recording that
+        finishes after its bridge is destroyed can go unreported (a loaded CI runner lost one)."""
+        name = call.recording_name
+        if not name or self._recordings.get(name) is not call:
+            return
+        reported = self.expect(lambda ev: isinstance(ev, RecordingEvent) and ev.name == name and ev.type in RECORDING_ENDS)
+        try:
+            await self.client.stop_recording(name)  # False: it has already ended
+            await wait_for(self.clock, asyncio.shield(reported), RECORDING_REPORT_S)
+        except (AriError, TimeoutError) as exc:
+            log.warning("call %s: recording %s: no end reported yet (%r); the bridge goes anyway", call.call_id, name, exc)
+        finally:
+            reported.cancel()
+
+    async def _recording_unreported(self, call: AriCall, name: str) -> None:
+        """Tear-down is over and Asterisk has not reported the recording: give it a last moment,
+        then ask for the stored file, so the call record keeps a recording Asterisk did write."""
+        await clock_sleep(self.clock, RECORDING_REPORT_S)
+        if self._recordings.get(name) is not call:
+            return  # reported after all
+        del self._recordings[name]
+        path = self.config.profile(call.agent).recording.path(name)
+        try:
+            stored = await self.client.stored_recording(name)
+        except AriError as exc:
+            stored, why = None, f"Asterisk never reported its end and asking for the file failed: {exc}"
+        else:
+            why = "Asterisk never reported its end and stored no file"
+        if stored is None:
+            log.error("call %s: recording %s: %s", call.call_id, name, why)
+            await self._event(call, "recording_failed", cause=why[:200])
+            return
+        seconds = round(max(0.0, call.ended_at - call.recording_started_at), 1)  # ours: Asterisk gave none
+        log.warning("call %s: recording %s was never reported; Asterisk has the file (about %.1f s)", call.call_id, name, seconds)
+        await self._event(call, "recording_finished", path=path, duration_s=seconds, reported=False)
+        await self._store_recording(call, path, seconds)
+
     async def _recording_done(self, call: AriCall, ev: RecordingEvent) -> None:
         if ev.type == "RecordingFailed":
             await self._event(call, "recording_failed", cause=ev.cause)
             return
         path = self.config.profile(call.agent).recording.path(ev.name)
-        seconds = float(ev.duration_s or 0.0)
-        if not call.ended.is_set() or seconds <= 0.0:
+        seconds = float(ev.duration_s or 0.0)  # whole seconds: under one second reads 0
+        if not call.ended.is_set():
             # We never stop a recording before the call ends (no max duration, no terminate key):
-            # one that ends first, or with nothing in it, hit a write error (a full disk reports
-            # "finished", not "failed"). The call goes on; the record says what happened.
+            # one that ends first hit a write error (a full disk reports "finished", not "failed").
+            # The call goes on; the record says what happened.
             log.error("call %s: recording %s stopped after %.1f s while the call went on", call.call_id, ev.name, seconds)
             await self._event(call, "recording_failed", cause=f"stopped by Asterisk after {seconds:g} s (disk full or unwritable?)",
                               path=path, duration_s=seconds)
             if seconds <= 0.0:
                 return
+        elif seconds <= 0.0 and call.ended_at - call.recording_started_at >= EMPTY_RECORDING_S:
+            lasted = call.ended_at - call.recording_started_at
+            log.error("call %s: recording %s holds nothing after %.1f s of call", call.call_id, ev.name, lasted)
+            await self._event(call, "recording_failed", path=path, duration_s=seconds,
+                              cause=f"empty after {lasted:.1f} s of call (disk full or unwritable?)")
+            return
         else:
             log.info("call %s: recording %s finished (%.1f s)", call.call_id, ev.name, seconds)
             await self._event(call, "recording_finished", path=path, duration_s=ev.duration_s)
+        await self._store_recording(call, path, seconds)
+
+    async def _store_recording(self, call: AriCall, path: str, seconds: float) -> None:
         if self.store is not None:
             try:
-                await self.store.set_recording(call.call_id, path, float(ev.duration_s or 0.0))
+                await self.store.set_recording(call.call_id, path, seconds)
             except Exception:
                 log.exception("call %s: storing the recording failed", call.call_id)
 

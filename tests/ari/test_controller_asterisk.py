@@ -78,6 +78,63 @@ async def test_inbound_call_is_bridged_recorded_and_cleaned_up(asterisk_bed: tes
     assert any(e.kind == "recording_finished" for e in view.events)
 
 
+async def _short_recorded_call(bed: testbed.AsteriskBed, tmp_path: Path, *, drop_reports: bool) -> tuple[Any, list[str]]:
+    """One call the agent ends after ~1.2 s (a recording of a whole second: Asterisk counts whole
+    seconds); returns the stored call and the ARI event types the controller saw."""
+    async def agent(call: AgentCall) -> None:
+        assert call.control is not None
+        await call.control.ready.wait()
+        await asyncio.sleep(1.2)
+        await call.session.hangup()
+
+    store = AsyncCallStore(f"sqlite:///{tmp_path}/calls.db")
+    try:
+        async with ari_stack(bed, agent, store=store) as stack:
+            seen: list[str] = []
+            dispatch = stack.ctl.dispatch
+
+            def spy(ev: Any) -> None:  # FAULT (with drop_reports): Asterisk's report never arrives
+                seen.append(ev.type)
+                if not (drop_reports and ev.type == "RecordingFinished"):
+                    dispatch(ev)
+            stack.ctl.dispatch = spy  # type: ignore[method-assign]
+            await call_in(bed, "silence")
+            call = await ready_call(stack)
+            await asyncio.wait_for(call.done.wait(), 10)
+            await wait_until(lambda: not stack.ctl.calls, 10, "tear-down")
+            assert call.control is not None
+            await wait_until(lambda: not stack.ctl._recordings, 10, "the recording's end")
+        return await store.get_call(call.control.call_id), seen
+    finally:
+        await store.aclose()
+
+
+async def test_tear_down_stops_the_recording_and_hears_its_end_before_the_bridge_goes(
+        asterisk_bed: testbed.AsteriskBed, tmp_path: Path) -> None:
+    """Asterisk reports a bridge recording through the bridge: one still finishing when the bridge
+    is destroyed can go unreported (a CI run lost one). Tear-down stops the recording and waits
+    for its report first, so the report always comes before BridgeDestroyed."""
+    view, seen = await _short_recorded_call(asterisk_bed, tmp_path, drop_reports=False)
+    assert "RecordingFinished" in seen and "BridgeDestroyed" in seen, seen
+    assert seen.index("RecordingFinished") < seen.index("BridgeDestroyed"), seen
+    assert view is not None and view.recording_path and view.recording_s is not None and view.recording_s >= 1
+    finished = [e.detail for e in view.events if e.kind == "recording_finished"]
+    assert finished and "reported" not in finished[0], view.events
+
+
+async def test_a_recording_asterisk_never_reports_is_found_in_its_store(asterisk_bed: testbed.AsteriskBed,
+                                                                       tmp_path: Path) -> None:
+    """With Asterisk's report lost (a fault injected), the controller asks Asterisk for the stored
+    file after tear-down and keeps it on the call record, its length measured on our clock."""
+    view, seen = await _short_recorded_call(asterisk_bed, tmp_path, drop_reports=True)
+    assert "RecordingFinished" in seen, seen
+    assert view is not None and view.recording_path, view and view.events
+    assert asterisk_bed.host_path(view.recording_path).stat().st_size > 1000
+    assert view.recording_s is not None and 1.0 <= view.recording_s < 10.0, view.recording_s
+    finished = [e.detail for e in view.events if e.kind == "recording_finished"]
+    assert finished and finished[0]["reported"] is False, view.events
+
+
 async def test_agent_hangup_hangs_up_the_caller(asterisk_bed: testbed.AsteriskBed) -> None:
     async def agent(call: AgentCall) -> None:
         assert call.control is not None
