@@ -52,6 +52,16 @@ class MediaFormat:
         return frame_bytes(self.sample_rate, self.frame_ms)
 
 
+def socket_error_reason(exc: OSError) -> EndReason:
+    """Why a call whose socket failed ended. Asterisk closing with our frames unread arrives as a
+    reset; and when our writes meet the closed socket before the reader has seen its end (a
+    loaded loop), asyncio hands the reader the write's broken pipe instead. Either way the far
+    end hung up. Anything else (the peer timed out, no route) is a lost connection."""
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return EndReason.CALLER_HANGUP
+    return EndReason.CONNECTION_LOST
+
+
 @dataclass(frozen=True, slots=True)
 class CallEnded:
     """The last item of a session's inbound stream."""
@@ -425,9 +435,5 @@ class AudioSocketServer:
         except p.ProtocolError as exc:
             log.error("call %s: protocol error: %s", session.call_id, exc)
             session._end(EndReason.PROTOCOL_ERROR, str(exc))
-        except ConnectionResetError as exc:
-            # Asterisk closing with our frames unread arrives as a reset, not a clean EOF:
-            # the far end hung up all the same.
-            session._end(EndReason.CALLER_HANGUP, repr(exc))
-        except (ConnectionError, OSError) as exc:
-            session._end(EndReason.CONNECTION_LOST, repr(exc))
+        except OSError as exc:
+            session._end(socket_error_reason(exc), repr(exc))

@@ -17,7 +17,7 @@ import pytest
 from audiosocket import protocol as p
 from audiosocket.client import AudioSocketClient
 from media.pcm import tone
-from audiosocket.server import AudioSocketServer, CallEnded, CallSession, EndReason, KeyPress
+from audiosocket.server import AudioSocketServer, CallEnded, CallSession, EndReason, KeyPress, socket_error_reason
 
 HandlerT = Callable[[CallSession], Awaitable[None]]
 
@@ -120,6 +120,18 @@ async def test_eof_is_caller_hangup_and_frees_the_session(make_server) -> None: 
     assert isinstance(rec.items[-1], CallEnded) and rec.items[-1].reason == EndReason.CALLER_HANGUP
     await _until(lambda: not srv.sessions)
     assert srv.finished[-1] == (c.call_id, EndReason.CALLER_HANGUP)
+
+
+@pytest.mark.parametrize("exc, reason", [
+    (ConnectionResetError(104, "Connection reset by peer"), EndReason.CALLER_HANGUP),  # closed with our frames unread
+    # A peer's plain close, then our playout writes before the loop reads its end: asyncio gives
+    # the reader the write's EPIPE (the likely path of a call a twenty-call run once ended as "lost").
+    (BrokenPipeError(32, "Broken pipe"), EndReason.CALLER_HANGUP),
+    (TimeoutError(110, "Connection timed out"), EndReason.CONNECTION_LOST),  # the peer vanished
+    (OSError(113, "No route to host"), EndReason.CONNECTION_LOST),
+])
+def test_a_socket_error_names_who_ended_the_call(exc: OSError, reason: EndReason) -> None:
+    assert socket_error_reason(exc) == reason
 
 
 async def test_hangup_frame_from_asterisk_ends_call(make_server) -> None:  # type: ignore[no-untyped-def]

@@ -110,33 +110,36 @@ def _spread_and_answer(bed: Bed, store: CallStore) -> None:
 
 
 def _kill_one_host(bed: Bed, store: CallStore, hosts: list[AgentHost]) -> None:
-    victim, survivor = hosts
     with ThreadPoolExecutor(4) as pool:
-        # One long call on each host (an idle host claims at once, a busy one waits: they split).
+        # Two long calls; an idle host claims at once and a busy one waits, so they usually split.
+        # That is a tendency, not a rule (a loaded runner once let one host take both), so the
+        # victim is whichever host holds more of them, and the checks count what it held.
         long_calls = [pool.submit(bed.call, "agent-pool", ms=40_000, wait_for_bye=True) for _ in range(2)]
         deadline = time.monotonic() + 30
-        while not all((h.health() or {}).get("calls") == 1 for h in hosts):
+        while sum(held := [(h.health() or {}).get("calls") or 0 for h in hosts]) != 2:
             assert time.monotonic() < deadline, [h.health() for h in hosts]
             time.sleep(0.2)
+        victim, survivor = (hosts[0], hosts[1]) if held[0] >= held[1] else (hosts[1], hosts[0])
+        victim_calls = max(held)
         victim.kill()
         # New calls: only the survivor is connected, so only it is offered them.
         results: list[SippResult] = list(pool.map(lambda _: bed.call("agent-pool", ms=4000), range(2)))
         assert all(r.ok for r in results)
-        # The killed host's caller is freed by the lease (Asterisk hangs up once renewals stop);
-        # the survivor's silent caller hears its reprompt and goodbye. Both get a BYE.
+        # The killed host's callers are freed by the lease (Asterisk hangs up once renewals stop);
+        # a silent caller on the survivor hears its reprompt and goodbye. Each gets a BYE.
         assert all(f.result(timeout=60).ok for f in long_calls)
     calls = store.list_calls(limit=100)
     assert len(calls) == 14, "a call has no record"
     newest = sorted(calls, key=lambda c: c.started_at)[-2:]
-    assert {c.host for c in newest} == {"agent-2"}
-    # The killed host never comes back: silent past host_timeout_s, the survivor finishes its open call.
+    assert {c.host for c in newest} == {survivor.name}
+    # The killed host never comes back: silent past host_timeout_s, the survivor finishes its open calls.
     deadline = time.monotonic() + HOST_TIMEOUT_S + 30
-    while not (calls := [c for c in store.list_calls(limit=100) if c.host == "agent-1" and c.end_reason == "interrupted"]):
+    while len(calls := [c for c in store.list_calls(limit=100) if c.host == victim.name and c.end_reason == "interrupted"]) < victim_calls:
         assert time.monotonic() < deadline, [(c.host, c.end_reason) for c in store.list_calls(limit=100)]
         time.sleep(0.5)
-    assert len(calls) == 1 and calls[0].outcome == "interrupted"
+    assert len(calls) == victim_calls and all(c.outcome == "interrupted" for c in calls)
     assert all(c.ended_at is not None for c in _wait_finished(store, 14))
-    assert "host agent-1 silent for" in survivor.log.read_text()
+    assert f"host {victim.name} silent for" in survivor.log.read_text()
 
 
 def _stop_one_asterisk(bed: Bed, store: CallStore, k: kamailio.Kamailio) -> None:
