@@ -169,6 +169,8 @@ def _summary(calls: int, out: dict[str, list[float]], dialogs: list[CallDialog],
         "samples_ms": {k: [round(x, 1) for x in v] for k, v in out.items()},
         "speculation": speculation(dialogs),
         "end_of_turn_model": turn_model(dialogs) if cfg.end_of_turn_model else None,
+        # turns whose words at a pause stopped mid-sentence and so waited max_delay_s (unfinished_words)
+        "held_by_words": sum(1 for d in dialogs for _, k, dt in d.events if k == "end_of_turn" and dt and dt.get("unfinished_words")),
     }
 
 

@@ -11,8 +11,11 @@ at a pause inside it; its delay is from the end of the whole turn to the decisio
 
 Policies: the fixed 0.5 s silence (today), the model alone at several thresholds (complete:
 end at once; else wait up to 1.2 s), and hybrids (end after 0.2 s when the model is sure, wait
-1.2 s when it says mid-thought, the 0.5 s silence in between). The default is chosen by the
-rule in README: no more false cut-offs than the fixed 0.5 s silence, then the lowest mean delay.
+1.2 s when it says mid-thought, the 0.5 s silence in between); and "+ words": whisper tiny.en
+transcribes the turn up to each pause (as the dialog's speculative reply does anyway) and words
+that stop mid-sentence ("I want to", phoneagent/dialog/unfinished.py) hold the turn open up to
+1.2 s, taking effect `WORDS_AFTER_S` after the pause. The default is chosen by the rule in
+README: no more false cut-offs than the fixed 0.5 s silence, then the lowest mean delay.
 
     python -m bench.turn_end            # prints the table, writes bench/results/
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +37,13 @@ from bench.machine import machine_info, save_results
 from devtools.utterances import SPECS, say
 from media.pcm import resample, telephone_channel
 from models.piper_tts import PiperTTS
+from models import catalog
+from models.base import STT
 from models.silero import SileroVAD
 from models.smart_turn import SmartTurn
+from models.whisper import WhisperSTT
 from phoneagent.dialog.endpointer import EndOfTurn, Endpointer, EndpointerConfig, SpeculativeEndpoint
+from phoneagent.dialog.unfinished import sounds_unfinished
 
 VOICES = (("en-us", 160), ("en-gb", 150), ("en-us+f3", 175))
 SHORT = ("Yes.", "No, thanks.", "That's right.", "Tuesday works for me.")
@@ -55,6 +62,9 @@ TAIL_S = 2.0  # silence after each utterance: long enough for any policy to deci
 # A verdict takes effect this long after the pause was seen: smart-turn's p95 on one thread of
 # the 2-vCPU Xeon (each run also reports its own measured figures). Fixed, so runs compare.
 VERDICT_AFTER_S = 0.125
+# The words at a pause take effect this long after it: whisper tiny.en's time in the dialog on
+# the 2-core box (~190 ms, README "Plain-turn latency"), rounded up. Fixed, like the model's.
+WORDS_AFTER_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,10 @@ class Policy:
     name: str
     config: EndpointerConfig
     model: bool
+    words: bool = False  # the words so far (whisper at each pause) can hold the turn open
+
+
+Verdict = Callable[[float, float], tuple[float, float]]  # (t_now, t_speech_end) -> (value, seconds until it is known)
 
 
 def policies() -> list[Policy]:
@@ -85,6 +99,8 @@ def policies() -> list[Policy]:
         out.append(Policy(f"sooner only >= {hi}", dataclasses.replace(base, complete_above=hi, incomplete_below=0.0), True))
     for lo in (0.1, 0.2):  # only ever later than today
         out.append(Policy(f"later only < {lo}", dataclasses.replace(base, complete_above=2.0, incomplete_below=lo), True))
+    out.append(Policy("silence 0.5 s + words", base, False, True))
+    out += [dataclasses.replace(p, name=f"{p.name} + words", words=True) for p in out if p.name in ("model >= 0.3", "sooner only >= 0.9")]
     return out
 
 
@@ -144,30 +160,40 @@ def vad_windows(vad: SileroVAD, pcm: bytes, rate: int) -> list[tuple[float, floa
     return [(p, (i + 1) * win) for i, p in enumerate(probs)]
 
 
-def run_policy(policy: Policy, windows: list[tuple[float, float]], score: Any) -> tuple[EndOfTurn | None, int]:
+def run_policy(policy: Policy, windows: list[tuple[float, float]], score: Verdict | None,
+               words: Verdict | None = None) -> tuple[EndOfTurn | None, int]:
     """The first EndOfTurn under `policy`, and how many model verdicts it used. `score(t_now,
-    t_speech_end)` -> (p, seconds of inference)."""
+    t_speech_end)` -> (p, seconds of inference); `words(...)` -> (1.0 if the words so far sound
+    unfinished else 0.0, seconds until the transcript is there)."""
     ep = Endpointer(policy.config)
-    pending: list[tuple[float, float, float]] = []  # (effective time, p, t_speech_end)
+    pending: list[tuple[float, str, float, float]] = []  # (effective time, kind, value, t_speech_end)
     used = 0
     for prob, t in windows:
-        for when, p, t_end in list(pending):
-            if when <= t:
-                pending.remove((when, p, t_end))
-                used += bool(ep.turn_probability(p, t_end))
+        for item in [x for x in pending if x[0] <= t]:
+            pending.remove(item)
+            _, kind, value, t_end = item
+            if kind == "model":
+                used += bool(ep.turn_probability(value, t_end))
+            else:
+                ep.hint(value < 0.5, t_end)
         for ev in ep.feed(prob, t, agent_speaking=False):
-            if isinstance(ev, SpeculativeEndpoint) and policy.model:
+            if isinstance(ev, SpeculativeEndpoint) and policy.model and score is not None:
                 p, secs = score(t, ev.t_speech_end)
-                pending.append((t + secs, p, ev.t_speech_end))
+                pending.append((t + secs, "model", p, ev.t_speech_end))
+            if isinstance(ev, SpeculativeEndpoint) and policy.words and words is not None:
+                unfinished, secs = words(t, ev.t_speech_end)
+                pending.append((t + secs, "words", unfinished, ev.t_speech_end))
             if isinstance(ev, EndOfTurn):
                 return ev, used
     return None, used
 
 
-def evaluate(model: SmartTurn, vad: SileroVAD, all_cases: list[Case]) -> dict[str, Any]:
+def evaluate(model: SmartTurn, vad: SileroVAD, all_cases: list[Case], stt: STT) -> dict[str, Any]:
     ref = Endpointer(dataclasses.replace(EndpointerConfig(), min_delay_s=TAIL_S - 0.3, max_delay_s=TAIL_S - 0.3))
     rows: list[dict[str, Any]] = []
     infer_ms: list[float] = []
+    stt_ms: list[float] = []
+    heard: dict[str, list[str]] = {}  # the words at each pause, per case
     results: dict[str, dict[str, Any]] = {p.name: {"cutoffs": 0, "delays": [], "verdicts": 0, "missed": 0} for p in policies()}
     for case in all_cases:
         windows = vad_windows(vad, case.pcm, case.rate)
@@ -184,9 +210,22 @@ def evaluate(model: SmartTurn, vad: SileroVAD, all_cases: list[Case]) -> dict[st
                 _cache[t_now] = (p, VERDICT_AFTER_S)
             return _cache[t_now]
 
+        said: dict[float, tuple[float, float]] = {}
+        key = f"{case.text} / {case.voice}"
+
+        def words(t_now: float, t_end: float, _case: Case = case, _said: dict[float, tuple[float, float]] = said,
+                  _key: str = key) -> tuple[float, float]:
+            if t_end not in _said:  # the dialog transcribes the turn up to the pause: the speculative reply's STT
+                t0 = time.perf_counter()
+                text = stt.transcribe(_case.pcm[: int(t_end * _case.rate) * 2], _case.rate).normalized
+                stt_ms.append((time.perf_counter() - t0) * 1000)
+                heard.setdefault(_key, []).append(text)
+                _said[t_end] = (float(sounds_unfinished(text)), WORDS_AFTER_S)
+            return _said[t_end]
+
         row: dict[str, Any] = {"text": case.text, "voice": case.voice, "speech_end_s": round(truth.t_speech_end, 3)}
         for policy in policies():
-            ev, used = run_policy(policy, windows, score)
+            ev, used = run_policy(policy, windows, score, words)
             r = results[policy.name]
             r["verdicts"] += used
             if ev is None:
@@ -198,6 +237,7 @@ def evaluate(model: SmartTurn, vad: SileroVAD, all_cases: list[Case]) -> dict[st
             if not cut:
                 r["delays"].append(ev.t_decided - truth.t_speech_end)
             row[policy.name] = "cut" if cut else round(ev.t_decided - truth.t_speech_end, 3)
+        row["words_at_pauses"] = heard.get(key, [])
         rows.append(row)
     table = []
     for name, r in results.items():
@@ -206,7 +246,9 @@ def evaluate(model: SmartTurn, vad: SileroVAD, all_cases: list[Case]) -> dict[st
                       "delay_p50_ms": round(float(np.percentile(d, 50))), "delay_p95_ms": round(float(np.percentile(d, 95))),
                       "model_verdicts_used": r["verdicts"]})
     return {"table": table, "inference_ms_p50": round(float(np.percentile(infer_ms, 50)), 1),
-            "inference_ms_p95": round(float(np.percentile(infer_ms, 95)), 1), "rows": rows}
+            "inference_ms_p95": round(float(np.percentile(infer_ms, 95)), 1),
+            "stt_ms_p50": round(float(np.percentile(stt_ms, 50)), 1), "stt_ms_p95": round(float(np.percentile(stt_ms, 95)), 1),
+            "rows": rows}
 
 
 def choose(table: list[dict[str, Any]]) -> str:
@@ -226,18 +268,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = SmartTurn(threads=1)
     model.warmup()
     vad = SileroVAD(device="cpu")
+    stt = WhisperSTT(catalog.whisper_tiny_en(), device="cpu", cpu_threads=1, language="en")
     all_cases = cases_piper(PiperTTS(device="cpu")) if args.piper else cases(args.wideband)
-    result = evaluate(model, vad, all_cases)
+    result = evaluate(model, vad, all_cases, stt)
     result["chosen"] = choose(result["table"])
     n_whole = sum(c.complete_only for c in all_cases)
     channel = ("wideband 16 kHz" if args.wideband else "phone-channel (G.711, 8 kHz)") + (" Piper" if args.piper else " espeak-ng")
     name = "turn-end" + ("-wideband" if args.wideband else "") + ("-piper" if args.piper else "")
     path = save_results(args.out, name,
-                        {"machine": info, "device": "cpu", "model": "smart-turn-v3.2 (1 thread)", "channel": channel,
+                        {"machine": info, "device": "cpu", "model": "smart-turn-v3.2 (1 thread)", "stt": "whisper tiny.en (1 thread)",
+                         "channel": channel,
                          "cases": {"complete": n_whole, "paused_mid_sentence": len(all_cases) - n_whole}, **result})
     print(f"\nend-of-turn policies on {len(all_cases)} {channel} turns ({n_whole} complete, "
           f"{len(all_cases) - n_whole} with a pause inside) on {info['cpu']}")
-    print(f"smart-turn inference p50 {result['inference_ms_p50']} ms, p95 {result['inference_ms_p95']} ms (1 thread)")
+    print(f"smart-turn inference p50 {result['inference_ms_p50']} ms, p95 {result['inference_ms_p95']} ms (1 thread); "
+          f"whisper tiny.en at a pause p50 {result['stt_ms_p50']} ms, p95 {result['stt_ms_p95']} ms (1 thread)")
     print(f"  {'policy':26} {'false cut-offs':>14} {'delay mean':>10} {'p50':>6} {'p95':>6}")
     for r in result["table"]:
         print(f"  {r['policy']:26} {r['false_cutoffs']:>14} {r['delay_mean_ms']:>7} ms {r['delay_p50_ms']:>6} {r['delay_p95_ms']:>6}")

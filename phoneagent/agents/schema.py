@@ -76,6 +76,8 @@ class TurnTaking(_Strict):
                                             "whatever its words; up to it, acknowledgements let the agent carry on")
     backchannels: list[str] = Field(default_factory=list, description="acknowledgements beyond the language's own")
     end_of_turn_model: bool | None = Field(None, description="ask the end-of-turn model at each pause (off by default)")
+    unfinished_words: bool | None = Field(None, description="words that stop mid-sentence at a pause (\"I want to\") hold the "
+                                          "turn open up to max_delay_s (on by default)")
     complete_above: float | None = Field(None, ge=0.0, le=1.0, description="model P(complete) that ends a turn after complete_delay_s")
     incomplete_below: float | None = Field(None, ge=0.0, le=1.0, description="model P(complete) that waits max_delay_s")
     complete_delay_s: float | None = Field(None, ge=0.0, le=3.0)

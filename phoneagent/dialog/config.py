@@ -154,6 +154,9 @@ class AgentConfig:
     # Ask the end-of-turn model at each pause (thresholds in `endpointer`). Off by default:
     # bench/turn_end.py found no setting that beats the fixed silence on its sets (README).
     end_of_turn_model: bool = False
+    # The words at a pause (the speculative reply's transcript) that stop mid-sentence ("I want
+    # to", phoneagent/dialog/unfinished.py) hold the turn open up to the endpointer's max_delay_s.
+    unfinished_words: bool = True
     # Hold LLM decoding while the first clause is synthesised: on a CPU-only box the two compete
     # for cores and the first audio comes ~2x later. None: only when the LLM runs on the CPU.
     hold_llm_for_first_audio: bool | None = None

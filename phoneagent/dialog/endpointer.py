@@ -158,6 +158,7 @@ class EndOfTurn:
     barge_in: bool = False
     possible_false_alarm: bool = False
     verdict: Literal["", "complete", "incomplete"] = ""  # the end-of-turn model's, at this pause
+    unfinished: bool = False  # the words at this pause sounded unfinished (`Endpointer.hint`)
 
     @property
     def latency_s(self) -> float:
@@ -192,6 +193,7 @@ class Endpointer:
         self._held = False  # an OverlapHeld awaits dismiss()/confirm()
         self._speculating = False
         self._likely_complete = True
+        self._hint_per_pause = False
         self._verdict: Literal["", "complete", "incomplete"] = ""
 
     @property
@@ -219,11 +221,17 @@ class Endpointer:
         self._held = False
         return BargeIn(self._t_start, self._t_last if self._t_last is not None else self._t_speech_end)
 
-    def hint(self, likely_complete: bool) -> None:
-        """The dialog's guess from the partial transcript: unfinished ("...and", "my number is")
-        waits up to max_delay_s. Applies to the open segment only; ignored when none is open."""
-        if self._state != "idle":
-            self._likely_complete = likely_complete
+    def hint(self, likely_complete: bool, t_speech_end: float | None = None) -> None:
+        """The dialog's guess from the words so far: unfinished ("I want to", "...and") waits up
+        to max_delay_s. Applies to the open segment only; ignored when none is open. With
+        `t_speech_end` (the words of the audio up to that pause), ignored once speech went on
+        past it, and like a model verdict it lasts until speech resumes."""
+        if self._state == "idle":
+            return
+        if t_speech_end is not None and (self._voiced or abs(self._t_speech_end - t_speech_end) > _JITTER_S):
+            return
+        self._likely_complete = likely_complete
+        self._hint_per_pause = t_speech_end is not None
 
     def turn_probability(self, p: float, t_speech_end: float) -> Literal["", "complete", "incomplete"]:
         """The end-of-turn model's P(complete) for the open turn's audio up to `t_speech_end`.
@@ -279,7 +287,7 @@ class Endpointer:
         self._agent_overlap = agent_speaking
         self._barge_in = False
         self._speculating = False
-        self._likely_complete = True
+        self._likely_complete, self._hint_per_pause = True, False
         self._verdict = ""
         events: list[Event] = [SpeechStarted(self._t_start)]
         return events + self._pending_check(t, agent_speaking)
@@ -323,6 +331,8 @@ class Endpointer:
         if self._voiced:
             self._t_speech_end = t
             self._verdict = ""  # a verdict is about one pause
+            if self._hint_per_pause:  # and so are the words of one pause
+                self._likely_complete, self._hint_per_pause = True, False
             if self._speculating:
                 self._speculating = False
                 events.append(SpeculationCancelled(t))
@@ -344,13 +354,14 @@ class Endpointer:
     def _end(self, t: float, reason: Literal["silence", "max_turn"]) -> EndOfTurn:
         c = self.config
         short = self._t_speech_end - self._t_start < c.false_alarm_s - _EPS
-        event = EndOfTurn(self._t_start, self._t_speech_end, t, reason, self._barge_in, self._barge_in and short, self._verdict)
+        event = EndOfTurn(self._t_start, self._t_speech_end, t, reason, self._barge_in, self._barge_in and short, self._verdict,
+                          not self._likely_complete)
         self._state = "idle"
         self._held = False
         # After a forced cut, speech that goes on must cross the speech threshold again to
         # open the next turn, like any new turn.
         self._voiced = False
         self._speculating = False
-        self._likely_complete = True
+        self._likely_complete, self._hint_per_pause = True, False
         self._verdict = ""
         return event

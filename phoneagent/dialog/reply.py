@@ -56,6 +56,9 @@ class Reply:
         self.task: asyncio.Task[None] | None = None
         self.heard: str | None = None  # what the caller heard, once played
         self.unheard = ""  # what a barge-in cut off
+        # Told the caller's words as soon as they are known, before the turn is over (a
+        # speculative reply's words tell the endpointer whether the caller sounds finished).
+        self.on_transcript: Callable[[Transcript], None] | None = None
 
     def start(self) -> asyncio.Task[None]:
         self.task = asyncio.create_task(self._respond())
@@ -90,6 +93,8 @@ class Reply:
             await self.voice.fail("stt", exc)
             return
         self.timing.stt_done = ctx.clock.now()
+        if self.on_transcript is not None:
+            self.on_transcript(tr)
         text = tr.normalized.strip()
         if not text or tr.confidence < cfg.min_confidence:
             await go.wait()  # (a speculative turn learns only now whether it was a barge-in)

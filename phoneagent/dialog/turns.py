@@ -39,6 +39,7 @@ from phoneagent.dialog.floor import Floor
 from phoneagent.dialog.record import TurnTiming
 from phoneagent.dialog.reply import Reply
 from phoneagent.dialog.tasks import stop
+from phoneagent.dialog.unfinished import sounds_unfinished
 
 VAD_RATES = (8000, 16000)
 
@@ -219,8 +220,16 @@ class TurnTaking:
 
     def _speculate(self, t_speech_end: float) -> None:
         reply = self.make_reply(self.audio.utterance(t_speech_end), TurnTiming(), transcript=self._transcript(t_speech_end))
+        if self.ctx.config.unfinished_words:
+            reply.on_transcript = lambda tr: self._words_at_pause(tr, t_speech_end)
         reply.start()
         self.speculation = Speculation(reply, t_speech_end)
+
+    def _words_at_pause(self, tr: Transcript, t_speech_end: float) -> None:
+        """Words that stop mid-sentence ("I want to") hold the turn open at this pause: the
+        caller is still thinking. The endpointer ignores words of a pause speech went on from."""
+        if sounds_unfinished(tr.normalized, self.ctx.config.language):
+            self.audio.endpointer.hint(False, t_speech_end)
 
     def _transcript(self, t_speech_end: float) -> Transcript | None:
         heard = self.heard
@@ -292,8 +301,8 @@ class TurnTaking:
     async def _end_of_turn(self, ev: EndOfTurn) -> None:
         ctx = self.ctx
         await self._drop_scoring()
-        if ev.verdict:  # the model ended this turn sooner ("complete") or held it open ("incomplete")
-            ctx.record.event("end_of_turn", verdict=ev.verdict, silence_ms=round(ev.latency_s * 1000))
+        if ev.verdict or ev.unfinished:  # the model ended it sooner or held it open; or its words held it open
+            ctx.record.event("end_of_turn", verdict=ev.verdict, unfinished_words=ev.unfinished, silence_ms=round(ev.latency_s * 1000))
         check, self.check = self.check, None
         if check is not None:
             # Held speech ended before its words were known: they decide whether it is a turn.

@@ -83,7 +83,8 @@ def test_settings_reach_the_dialog(tmp_path: Path) -> None:
         capture: {hypotheses: 3, max_rounds: 2}
         caller_memory: {calls: 2, within_days: 7}
         turn_taking: {min_delay_s: 0.7, barge_in_min_s: 0.5, backchannel_max_s: 1.0, backchannels: [gotcha], no_input_s: 12,
-                      end_of_turn_model: true, complete_above: 0.9, incomplete_below: 0.1, first_clause_words_waiting: 5}
+                      end_of_turn_model: true, complete_above: 0.9, incomplete_below: 0.1, first_clause_words_waiting: 5,
+                      unfinished_words: false}
         keypad: {terminator: "*", max_digits: 6}
         transfer: {mode: blind, context: queues, extension: sales}
         escalation: {max_failures: 3, frustration: [Rubbish]}
@@ -98,6 +99,7 @@ def test_settings_reach_the_dialog(tmp_path: Path) -> None:
     assert c.endpointer.backchannel_max_s == 1.0 and c.backchannels == ("gotcha",)
     assert c.end_of_turn_model and (c.endpointer.complete_above, c.endpointer.incomplete_below) == (0.9, 0.1)
     assert c.first_clause_words_waiting == 5 and load_agent(write(tmp_path, MINIMAL), env={}).config.first_clause_words_waiting == 3
+    assert not c.unfinished_words and load_agent(write(tmp_path, MINIMAL), env={}).config.unfinished_words
     assert c.dtmf.terminator == "*" and c.dtmf.max_digits == 6
     assert c.escalation.max_failures == 3 and c.escalation.frustration == ("rubbish",)
     assert c.outbound_greeting == "Hello from demo." and c.amd is False and c.voicemail_message == "Please call us back."

@@ -521,6 +521,40 @@ async def test_the_end_of_turn_model_moves_the_endpoint(start, p: float, model: 
     await run.finish()
 
 
+@pytest.mark.parametrize("words", [True, False])
+async def test_words_that_stop_mid_sentence_hold_the_turn_open(start, words: bool) -> None:  # type: ignore[no-untyped-def]
+    """The caller says "I want to", pauses 0.9 s and goes on. Those words end where no sentence
+    does, so the turn waits (max_delay_s) and is the whole sentence; with the check off, the
+    0.5 s silence cuts it in two and the agent answers half a thought."""
+    run = await start(heard=[Heard("I want to"), Heard("I want to move my appointment."), Heard("move my appointment.")],
+                      said=[Said("Sure, to which day?"), Said("Sure, to which day?")], unfinished_words=words)
+    t0 = run.clock.now() + 0.5
+    end = run.call.say(at=t0, seconds=0.8)
+    run.call.say(at=end + 0.9, seconds=1.2)
+    await run.until(lambda: run.clock.now() > end + 5.0)
+    callers = [t["text"] for t in run.dialog.turns if t["role"] == "caller"]
+    ends = [d for _, k, d in run.dialog.events if k == "end_of_turn"]
+    if words:
+        assert callers == ["I want to move my appointment."], callers
+        assert ends == [], ends  # the held pause did not end the turn; the last words sounded finished
+        assert "speculation_dropped" in run.kinds()
+    else:
+        assert callers[0] == "I want to" and len(callers) == 2, callers
+    await run.finish()
+
+
+async def test_a_turn_whose_words_stay_unfinished_ends_after_max_delay(start) -> None:  # type: ignore[no-untyped-def]
+    """ "My name is, um" and nothing more: held open, then ended at max_delay_s, the record says why."""
+    run = await start(heard=[Heard("My name is, um")], said=[Said("Take your time.")])
+    run.call.say(at=run.clock.now() + 0.5, seconds=1.0)
+    await run.until(lambda: len(run.dialog.turns) == 3)
+    t = run.dialog.turns[1]["timings"]
+    assert (t.endpoint_ms - t.speech_end_ms) / 1000 == pytest.approx(1.216, abs=0.035)
+    ends = [d for _, k, d in run.dialog.events if k == "end_of_turn"]
+    assert len(ends) == 1 and ends[0]["unfinished_words"] is True and ends[0]["verdict"] == "", ends
+    await run.finish()
+
+
 LONG_OPENING = "I'll close at five on Saturday, and at noon on Sunday."
 
 

@@ -180,9 +180,29 @@ def test_hint_unfinished_waits_max_delay() -> None:
     ep.hint(likely_complete=False)
     assert ep.delay_s == CFG.max_delay_s
     events = _silence(ep, 30)
-    assert norm(events) == norm([SpeculativeEndpoint(0.5), EndOfTurn(0.0, 0.5, 1.7, "silence")])
+    assert norm(events) == norm([SpeculativeEndpoint(0.5), EndOfTurn(0.0, 0.5, 1.7, "silence", unfinished=True)])
     end = events[-1]
     assert isinstance(end, EndOfTurn) and end.latency_s == pytest.approx(1.2)
+
+
+def test_the_words_of_a_pause_hold_that_pause_only() -> None:
+    """The words up to a pause ("I want to") hold the turn open at that pause; speech resuming
+    ends their say, and words about an earlier pause are ignored."""
+    ep = Endpointer(CFG)
+    _speak(ep)  # speech ends at 0.5
+    assert norm(feed_all(ep, frames("0.1*5", start=10))) == [SpeculativeEndpoint(0.5)]
+    ep.hint(likely_complete=False, t_speech_end=0.45)  # words of another pause: no effect
+    assert ep.delay_s == CFG.min_delay_s
+    ep.hint(likely_complete=False, t_speech_end=0.5)
+    assert ep.delay_s == CFG.max_delay_s
+    assert norm(feed_all(ep, frames("0.1*10", start=15))) == []  # 0.75 s of silence: still open
+    feed_all(ep, frames("0.9*5", start=25))  # the caller goes on
+    assert ep.delay_s == CFG.min_delay_s
+    ep.hint(likely_complete=False, t_speech_end=0.5)  # late words of the old pause: ignored
+    assert ep.delay_s == CFG.min_delay_s
+    events = feed_all(ep, frames("0.1*20", start=30))
+    assert isinstance(events[-1], EndOfTurn) and not events[-1].unfinished
+    assert events[-1].latency_s == pytest.approx(CFG.min_delay_s, abs=CFG.window_s)
 
 
 def test_hint_complete_again_ends_at_the_next_window() -> None:

@@ -20,7 +20,7 @@ from media.pcm import resample
 from audiosocket.server import AudioSocketServer, CallSession
 from devtools.caller import CallerEmulator
 from bench.dialog import voiced_bounds
-from devtools.utterances import Utterance, synthesize_set
+from devtools.utterances import Utterance, say, synthesize_set
 from db import AsyncCallStore
 from models.base import LLM, TTS, AudioChunk, CancelToken
 from models.engines import EngineConfig, Engines
@@ -253,3 +253,32 @@ async def test_a_pause_mid_sentence_throws_the_speculative_reply_away(real_engin
     assert [t["text"] for t in d.turns if t["role"] == "agent"] == ["Hi.", "We close at one on Saturdays."]
     asked = llm.calls[-1][-1].content.lower()
     assert "bill" in asked and "what time do you" in asked
+
+
+@pytest.mark.parametrize("words", [True, False])
+async def test_a_caller_who_stops_on_to_is_waited_for(real_engines, words: bool) -> None:  # type: ignore[no-untyped-def]
+    """ "I want to", 0.9 s of silence (past the 0.5 s endpoint), "move my appointment to Friday.":
+    whisper hears the first part end on "to", so the turn waits for the rest and is the whole
+    sentence. With the check off, the same call is cut at the pause (the test can fail)."""
+    llm = ScriptedLLM(["Friday it is.", "Friday it is."])
+    engines = Engines(real_engines.vad, real_engines.stt, llm, real_engines.tts, real_engines.config)
+    parts = []
+    for text in ("I want to", "move my appointment to Friday."):
+        pcm = say(text).pcm16k
+        a, b = voiced_bounds(pcm, 16000)
+        parts.append(pcm[int(a * 16000) * 2 : int(b * 16000) * 2])
+    async with _agent(engines, AgentConfig(greeting="Hi.", unfinished_words=words)) as (port, dialogs):
+        async with CallerEmulator("127.0.0.1", port) as caller:
+            await caller.wait_agent_done(quiet_s=0.4)
+            _, t_end = await caller.say(parts[0])
+            await caller.silence(0.9)
+            _, t_end2 = await caller.say(parts[1])
+            assert await caller.wait_agent_done(since=t_end2, quiet_s=1.0, timeout=30), "no answer"
+    d = dialogs[0]
+    caller_turns = [t["text"].lower() for t in d.turns if t["role"] == "caller"]
+    if words:
+        assert len(caller_turns) == 1 and "want to" in caller_turns[0] and "appointment" in caller_turns[0], caller_turns
+        heard_at = caller.first_voiced_after(t_end)
+        assert heard_at is not None and heard_at > t_end2, "the agent spoke into the pause"
+    else:
+        assert len(caller_turns) == 2 and caller_turns[0].startswith("i want to"), caller_turns
