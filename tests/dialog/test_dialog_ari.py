@@ -139,7 +139,8 @@ async def test_a_known_caller_is_greeted_by_name_from_the_business_system(asteri
         await engines.close()
         await store.aclose()
     d = dialogs[0]
-    assert d.turns[0]["text"] == "Hello Maria Lopez, this is Northwind Shipping. How can I help you today?"
+    # (with the events: a CI run once recorded the greeting cut after its first clause)
+    assert d.turns[0]["text"] == "Hello Maria Lopez, this is Northwind Shipping. How can I help you today?", (d.turns, d.events)
     memory = next(m for m in d.conversation.history if m.role == "tool" and m.name == LOOKUP)
     assert "My order four five seven two is late." in memory.content and earlier in str(d.events)
     lookup = next(detail for _, kind, detail in d.events if kind == "caller_lookup")
