@@ -104,13 +104,17 @@ async def run_level(engines: Engines, agent: Agent, runner: ToolRunner, calls: i
     return {"calls": calls, "first_audio_ms": pct(out["first_audio_ms"]), "answer_ms": pct(out["answer_ms"]),
             "right_tool_and_arguments": f"{sum(right)}/{len(right)}", "misses": misses,
             "stages_ms": {k[6:-3]: pct(v) for k, v in out.items() if k.startswith("stage_")}, "webhook_ms": pct(out["webhook_ms"]),
-            "samples_ms": {k: [round(x, 1) for x in v] for k, v in out.items()}, "queues": fresh.metrics()}
+            "samples_ms": {k: [round(x, 1) for x in v] for k, v in out.items()}, "queues": fresh.metrics(),
+            # the caller's words evaluated into the LLM cache while they spoke (AgentConfig.words_ahead_s)
+            "words_ahead": sum(1 for d in dialogs.values() for _, k, _dt in d.events if k == "words_ahead")}
 
 
-async def run(levels: list[int], repeats: int, delay_ms: int, config: EngineConfig) -> list[dict[str, Any]]:
+async def run(levels: list[int], repeats: int, delay_ms: int, config: EngineConfig, words_ahead_s: float | None = None) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         async with serving(Path(tmp) / "business.sqlite", delay_s=delay_ms / 1000) as url:
             agent = load_agents(AGENTS, env={**os.environ, "SAMPLE_BACKEND_URL": url})["shipments"]
+            if words_ahead_s is not None:
+                agent = dataclasses.replace(agent, config=dataclasses.replace(agent.config, words_ahead_s=words_ahead_s))
             engines = await asyncio.to_thread(Engines.load, config)
             await engines.prefill([Message("system", system_prompt(agent.config))], every_instance=True, priority=Priority.TURN)
             runner = ToolRunner(agent.webhooks, agent.allowed_hosts)
@@ -129,14 +133,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--delay-ms", type=int, default=100, help="the sample backend's latency per request")
     ap.add_argument("--llm", default="qwen2.5-coder-0.5b-instruct", help="catalogue name of the LLM")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads per model call (default: each engine's)")
+    ap.add_argument("--words-ahead", type=float, default=None, metavar="S",
+                    help="AgentConfig.words_ahead_s (default: the agent's; 0: off), for an A/B")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     info = machine_info()
     config = EngineConfig(llm=args.llm, threads=args.threads)
-    levels = asyncio.run(run([int(n) for n in args.calls.split(",")], args.repeats, args.delay_ms, config))
+    levels = asyncio.run(run([int(n) for n in args.calls.split(",")], args.repeats, args.delay_ms, config, args.words_ahead))
     result = {"machine": info, "device": info["device"], "repeats": args.repeats, "webhook_delay_ms": args.delay_ms,
               "agent": "agents/shipments.yaml", "levels": levels, "engines": dataclasses.asdict(config), "peak_rss_mb": peak_rss_mb()}
-    path = save_results(args.out, f"agent-turns-{args.llm}" + (f"-{args.threads}threads" if args.threads else ""), result)
+    name = f"agent-turns-{args.llm}" + (f"-{args.threads}threads" if args.threads else "")
+    path = save_results(args.out, name + (f"-words-ahead-{args.words_ahead:g}" if args.words_ahead is not None else ""),
+                        {**result, "words_ahead_s": args.words_ahead})
     print(f"tool turns (shipments agent, {args.llm}, webhook +{args.delay_ms} ms) on {info['cpu']} ({info['cores']} cores), "
           f"device {info['device']}")
     print(f"  {'calls':>5}  {'first audio p50/p95 ms':>22}  {'answer p50/p95 ms':>18}  {'right':>6}  stages p50 ms (endpoint/stt/choice+args/webhook+tts)")

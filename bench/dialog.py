@@ -171,6 +171,8 @@ def _summary(calls: int, out: dict[str, list[float]], dialogs: list[CallDialog],
         "end_of_turn_model": turn_model(dialogs) if cfg.end_of_turn_model else None,
         # turns whose words at a pause stopped mid-sentence and so waited max_delay_s (unfinished_words)
         "held_by_words": sum(1 for d in dialogs for _, k, dt in d.events if k == "end_of_turn" and dt and dt.get("unfinished_words")),
+        # the caller's words so far evaluated into the LLM cache while they spoke (words_ahead_s)
+        "words_ahead": sum(1 for d in dialogs for _, k, _dt in d.events if k == "words_ahead"),
     }
 
 

@@ -85,8 +85,9 @@ class FaultyLLM(LLM):
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return self.real.count_tokens(messages)
 
-    def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False) -> int:
-        return self.real.prefill(messages, session_key=session_key, every_instance=every_instance)
+    def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False,
+                open_turn: bool = False) -> int:
+        return self.real.prefill(messages, session_key=session_key, every_instance=every_instance, open_turn=open_turn)
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 128, temperature: float = 0.0, stop: Sequence[str] = (),
                cancel: CancelToken | None = None, session_key: str | None = None) -> Generator[Token, None, Any]:

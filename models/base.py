@@ -236,12 +236,15 @@ class LLM(ABC):
         instance whose prefix cache already holds its conversation. The generator's return
         value (StopIteration.value) is a GenerationStats."""
 
-    def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False) -> int:
+    def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False,
+                open_turn: bool = False) -> int:
         """Evaluate `messages` (without a generation prompt) into the cache that will serve
         `session_key` next, so the next turn only evaluates what is new; `every_instance`
         warms a prefix shared by every call (an agent's instructions). After the agent's own
-        words the caller's turn comes next, so its opening markers are evaluated too. Returns
-        the tokens evaluated. Engines without a prompt cache do nothing."""
+        words the caller's turn comes next, so its opening markers are evaluated too.
+        `open_turn`: the last message is the caller's words so far, left open (no closing
+        marker), so the turn's prompt with all its words reuses them. Returns the tokens
+        evaluated. Engines without a prompt cache do nothing."""
         return 0
 
     @abstractmethod

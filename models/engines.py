@@ -245,12 +245,17 @@ class Engines:
         return result
 
     async def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False,
-                      priority: Priority = Priority.BACKGROUND) -> int:
+                      open_turn: bool = False, priority: Priority = Priority.BACKGROUND) -> int:
         """Evaluate a conversation into the LLM's cache ahead of the next turn (LLM.prefill)."""
         llm = self.llm
-        done: int = await self.llm_q.run(lambda: llm.prefill(messages, session_key=session_key, every_instance=every_instance),
-                                         priority=priority)
+        done: int = await self.llm_q.run(
+            lambda: llm.prefill(messages, session_key=session_key, every_instance=every_instance, open_turn=open_turn), priority=priority)
         return done
+
+    @property
+    def spare(self) -> bool:
+        """Nothing queued or running on the STT or the LLM: work ahead of need costs no caller."""
+        return self.stt_q.queued == 0 and self.stt_q.running == 0 and self.llm_q.queued == 0 and self.llm_q.running == 0
 
     async def speak(self, text: str, sample_rate: int, *, cancel: CancelToken, priority: Priority = Priority.TURN) -> AsyncGenerator[AudioChunk, None]:
         tts = self.tts

@@ -83,6 +83,7 @@ class _Slot:
     busy: bool = False
     last_used: int = 0  # a counter, not a clock: the least recently used free instance is lent first
     threads: int = 0  # what llama.cpp was last told to use for this instance
+    holder: str | None = None  # the session whose work runs on it now
 
 
 class LlamaLLM(LLM):
@@ -194,16 +195,21 @@ class LlamaLLM(LLM):
 
     def _acquire(self, session_key: str | None, cancel: CancelToken | None) -> _Slot | None:
         """The call's own instance if free, else the least recently used free one; blocks while
-        none is free (polling the CancelToken, which has no waitable handle for two events)."""
+        none is free (polling the CancelToken, which has no waitable handle for two events).
+        While the call's own instance runs the call's own earlier work (its words evaluated
+        ahead, a dropped speculation winding down), that instance is waited for: it holds the
+        conversation, which another would evaluate from the start."""
         with self._cond:
             while True:
                 if cancel is not None and cancel.cancelled:
                     return None
                 free = [s for s in self._slots if not s.busy]
-                if free:
-                    own = self._affinity.get(session_key) if session_key is not None else None
+                own = self._affinity.get(session_key) if session_key is not None else None
+                mine_busy = any(s.index == own and s.busy and s.holder == session_key for s in self._slots)
+                if free and not mine_busy:
                     slot = next((s for s in free if s.index == own), None) or min(free, key=lambda s: s.last_used)
                     slot.busy = True
+                    slot.holder = session_key
                     slot.last_used = next(self._ticks)
                     if session_key is not None:
                         self._affinity[session_key] = slot.index
@@ -216,7 +222,8 @@ class LlamaLLM(LLM):
     def _release(self, slot: _Slot) -> None:
         with self._cond:
             slot.busy = False
-            self._cond.notify()
+            slot.holder = None
+            self._cond.notify_all()
 
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int = 128, temperature: float = 0.0, stop: Sequence[str] = (),
@@ -339,9 +346,12 @@ class LlamaLLM(LLM):
         except json.JSONDecodeError as exc:  # cut off by the token limit, or a grammar we do not expect
             raise EngineError(f"llm: grammar-constrained arguments are not JSON ({exc}): {raw!r}") from exc
 
-    def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False) -> int:
+    def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False,
+                open_turn: bool = False) -> int:
         parts = self.prompt_format.parts(messages, add_generation_prompt=False)
-        if messages and messages[-1].role == "assistant":  # the caller speaks next: open that turn too
+        if open_turn and messages:  # the caller's words so far: their turn's closing marker is not written yet
+            parts = open_last(parts, messages[-1].content)
+        elif messages and messages[-1].role == "assistant":  # the caller speaks next: open that turn too
             parts += self.prompt_format.user_opening()
         if not every_instance:
             return self._evaluate(parts, session_key, None)
@@ -569,6 +579,15 @@ class _Sampler:
             if smpl:
                 self.lib.llama_sampler_free(smpl)
         self.chain = self.grammar = None
+
+
+def open_last(parts: Sequence[tuple[str, bool]], content: str) -> list[tuple[str, bool]]:
+    """`parts` up to and including the last message's `content`: that message left open, as a
+    prompt that goes on with more of its words shares every token before them."""
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == (content, False):
+            return list(parts[: i + 1])
+    return list(parts)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

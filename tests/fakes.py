@@ -184,15 +184,27 @@ class VirtualEngines:
     acts: list[ToolCall | None] = field(default_factory=list)  # the LLM's scripted steps (None: reply)
     act_s: float = 0.1
     prefilled: list[list[Message]] = field(default_factory=list)
+    prefilled_open: list[str] = field(default_factory=list)  # the caller's words so far, evaluated ahead (open_turn)
+    spare_now: bool = True
+    ahead: list[float] = field(default_factory=list)  # seconds of audio each transcription ahead of a pause heard
+    ahead_text: str = ""  # what such a transcription returns
+    ahead_s: float = 0.1
     known: list[dict[str, dict[str, Any]]] = field(default_factory=list)  # what act was told the caller said
     transcriptions: int = 0
     stt_prompts: list[str | None] = field(default_factory=list)  # what each transcription was told to expect
     turn_p: list[float] = field(default_factory=list)  # the end-of-turn model's scripted verdicts
     turn_s: float = 0.1  # its inference time on the call's clock
 
-    async def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False) -> int:
+    async def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False,
+                      open_turn: bool = False) -> int:
         self.prefilled.append(list(messages))
+        if open_turn:
+            self.prefilled_open.append(messages[-1].content)
         return 0
+
+    @property
+    def spare(self) -> bool:
+        return self.spare_now
 
     async def act(self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, cancel: CancelToken, session_key: str | None = None,
                   on_choice: Callable[[str], None] | None = None, known: Mapping[str, Mapping[str, Any]] | None = None,
@@ -220,7 +232,12 @@ class VirtualEngines:
         return self.turn_p.pop(0)
 
     async def transcribe(self, pcm: bytes, sample_rate: int, *, prompt: str | None = None, hypotheses: int = 1,
-                         repeats: bool = False) -> Transcript:
+                         repeats: bool = False, priority: Priority = Priority.TURN) -> Transcript:
+        if priority == Priority.BACKGROUND:  # the words of a turn still being spoken: not a scripted turn
+            self.ahead.append(len(pcm) / 2 / sample_rate)
+            await sleep(self.clock, self.ahead_s)
+            return Transcript(text=self.ahead_text, normalized=self.ahead_text, confidence=0.9 if self.ahead_text else 0.0,
+                              no_speech_prob=0.0, language="en", audio_s=len(pcm) / 2 / sample_rate, decode_s=self.ahead_s)
         self.transcriptions += 1
         self.stt_prompts.append(prompt)
         h = self.heard.pop(0) if self.heard else Heard("")

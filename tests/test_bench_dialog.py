@@ -27,6 +27,7 @@ def test_one_endpointer_or_agent_setting_changes_and_nothing_else() -> None:
     ("endpointer.nope=1", "EndpointerConfig has no field 'nope'"),
     ("first_clause_words_waiting=9", "2-6"),
     ("first_clause_words_waiting=2.5", "wants a whole number, not '2.5'"),
+    ("words_ahead_s=-0.5", "words_ahead_s must be 0 \\(off\\) or more seconds, got -0.5"),
     ("pause_on_onset=maybe", "wants true or false, not 'maybe'"),
     ("endpointer.speculative_s=soon", "wants a number, not 'soon'"),
 ])

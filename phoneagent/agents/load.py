@@ -118,7 +118,7 @@ def build(spec: AgentFile, *, source: Path | None = None, env: Mapping[str, str]
     except ValueError as exc:  # settings that contradict each other (or the defaults)
         raise AgentFileError(f"turn_taking: {exc}") from None
     timers: dict[str, Any] = {k: getattr(tt, k) for k in ("pause_on_onset", "no_input_s", "max_reprompts", "end_of_turn_model",
-                                                  "unfinished_words", "first_clause_words_waiting")
+                                                  "unfinished_words", "first_clause_words_waiting", "words_ahead_s")
                               if getattr(tt, k) is not None}
     tools = tuple(
         ToolUse(t.name, t.description, t.parameters, filler=t.filler, answer=_answer(t.answer), not_found=t.not_found, failed=t.failed,

@@ -84,6 +84,8 @@ class TurnTaking(_Strict):
     pause_on_onset: bool | None = None
     first_clause_words_waiting: int | None = Field(None, ge=2, le=6, description="once the caller is waiting, the reply's first "
                                                    "clause is cut at a word from this many words (6: only at its punctuation or 6 words)")
+    words_ahead_s: float | None = Field(None, ge=0.0, le=10.0, description="while the caller speaks, their words so far are "
+                                        "transcribed and evaluated into the LLM cache every this many seconds (CPU LLMs; 0: off)")
     no_input_s: float | None = Field(None, ge=2.0, le=120.0)
     max_reprompts: int | None = Field(None, ge=0, le=5)
 

@@ -29,7 +29,7 @@ class DialogEngines(Protocol):
     def count_tokens(self, messages: Sequence[Message]) -> int: ...
 
     async def transcribe(self, pcm: bytes, sample_rate: int, *, prompt: str | None = None, hypotheses: int = 1,
-                         repeats: bool = False) -> Transcript: ...
+                         repeats: bool = False, priority: Priority = Priority.TURN) -> Transcript: ...
 
     @property
     def has_turn_model(self) -> bool: ...
@@ -43,7 +43,11 @@ class DialogEngines(Protocol):
                   session_key: str | None = None, on_choice: Callable[[str], None] | None = None,
                   known: Mapping[str, Mapping[str, Any]] | None = None) -> ToolCall | None: ...
 
-    async def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False) -> int: ...
+    async def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False,
+                      open_turn: bool = False) -> int: ...
+
+    @property
+    def spare(self) -> bool: ...
 
     def speak(self, text: str, sample_rate: int, *, cancel: CancelToken, priority: Priority = Priority.TURN) -> AsyncGenerator[AudioChunk, None]: ...
 
@@ -157,6 +161,12 @@ class AgentConfig:
     # The words at a pause (the speculative reply's transcript) that stop mid-sentence ("I want
     # to", phoneagent/dialog/unfinished.py) hold the turn open up to the endpointer's max_delay_s.
     unfinished_words: bool = True
+    # While the caller is still speaking, each time this many more seconds of their turn have
+    # been heard, their words so far are transcribed and evaluated into the call's LLM cache
+    # (phoneagent/dialog/ahead.py), so the reply at the pause evaluates only the last few
+    # words: on a CPU a prompt token costs ~12 ms with the 0.5B model. Only while the STT and
+    # the LLM are idle and the LLM runs on the CPU (on a GPU a prompt costs a few ms). 0: off.
+    words_ahead_s: float = 0.8
     # Hold LLM decoding while the first clause is synthesised: on a CPU-only box the two compete
     # for cores and the first audio comes ~2x later. None: only when the LLM runs on the CPU.
     hold_llm_for_first_audio: bool | None = None
@@ -195,6 +205,8 @@ class AgentConfig:
         # clause has at least 2 words and at most 6 (reply_chunker), as the agent file allows.
         if not 2 <= self.first_clause_words_waiting <= 6:
             raise ValueError(f"first_clause_words_waiting must be 2-6 words, got {self.first_clause_words_waiting}")
+        if self.words_ahead_s < 0:
+            raise ValueError(f"words_ahead_s must be 0 (off) or more seconds, got {self.words_ahead_s}")
 
     @property
     def acts(self) -> bool:

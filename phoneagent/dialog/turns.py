@@ -21,6 +21,7 @@ from typing import Protocol
 from media.clock import wait_for
 from media.pcm import StreamResampler
 from models.base import VAD, Transcript, VADStream
+from phoneagent.dialog.ahead import WordsAhead
 from phoneagent.dialog.backchannel import is_backchannel
 from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.endpointer import (
@@ -144,6 +145,7 @@ class TurnTaking:
         self.check: asyncio.Task[Transcript | None] | None = None  # the words of held speech
         self.scoring: asyncio.Task[None] | None = None  # the end-of-turn model at the last pause
         self.heard: Heard | None = None
+        self.ahead = WordsAhead(ctx)
         self._barge_in_at: float | None = None
 
     async def on_audio(self, pcm: bytes) -> None:
@@ -153,6 +155,9 @@ class TurnTaking:
         playout = self.ctx.playout
         for ev in self.audio.feed(pcm, lambda: playout.speaking):
             await self.on_event(ev)
+        audio = self.audio
+        if audio.in_turn and audio.turn_start is not None and not audio.endpointer.held and self.speculation is None and not playout.speaking:
+            self.ahead.on_speech(audio.media_s - audio.turn_start, lambda: audio.utterance(audio.media_s))
 
     async def on_event(self, ev: object) -> None:
         ctx, cfg, playout = self.ctx, self.ctx.config, self.ctx.playout
@@ -173,6 +178,7 @@ class TurnTaking:
             await self._drop_check()
             await self._barge_in(ev.t_speech_start)
         elif isinstance(ev, SpeculativeEndpoint):
+            await self.ahead.end()  # the reply's own STT and LLM come first now
             await self._drop_scoring()
             if cfg.end_of_turn_model and ctx.engines.has_turn_model and not self.audio.endpointer.held:
                 self.scoring = asyncio.create_task(self._score(self.audio.utterance(ev.t_speech_end), ev.t_speech_end))
@@ -294,12 +300,14 @@ class TurnTaking:
 
     async def close(self) -> None:
         """The call is over: no check, no scoring, no speculation outlives it."""
+        await self.ahead.end()
         await self._drop_scoring()
         await self._drop_check()
         await self.drop_speculation("call ended")
 
     async def _end_of_turn(self, ev: EndOfTurn) -> None:
         ctx = self.ctx
+        await self.ahead.end()
         await self._drop_scoring()
         if ev.verdict or ev.unfinished:  # the model ended it sooner or held it open; or its words held it open
             ctx.record.event("end_of_turn", verdict=ev.verdict, unfinished_words=ev.unfinished, silence_ms=round(ev.latency_s * 1000))

@@ -84,7 +84,7 @@ def test_settings_reach_the_dialog(tmp_path: Path) -> None:
         caller_memory: {calls: 2, within_days: 7}
         turn_taking: {min_delay_s: 0.7, barge_in_min_s: 0.5, backchannel_max_s: 1.0, backchannels: [gotcha], no_input_s: 12,
                       end_of_turn_model: true, complete_above: 0.9, incomplete_below: 0.1, first_clause_words_waiting: 5,
-                      unfinished_words: false}
+                      unfinished_words: false, words_ahead_s: 0}
         keypad: {terminator: "*", max_digits: 6}
         transfer: {mode: blind, context: queues, extension: sales}
         escalation: {max_failures: 3, frustration: [Rubbish]}
@@ -100,6 +100,7 @@ def test_settings_reach_the_dialog(tmp_path: Path) -> None:
     assert c.end_of_turn_model and (c.endpointer.complete_above, c.endpointer.incomplete_below) == (0.9, 0.1)
     assert c.first_clause_words_waiting == 5 and load_agent(write(tmp_path, MINIMAL), env={}).config.first_clause_words_waiting == 3
     assert not c.unfinished_words and load_agent(write(tmp_path, MINIMAL), env={}).config.unfinished_words
+    assert c.words_ahead_s == 0 and load_agent(write(tmp_path, MINIMAL), env={}).config.words_ahead_s == 0.8
     assert c.dtmf.terminator == "*" and c.dtmf.max_digits == 6
     assert c.escalation.max_failures == 3 and c.escalation.frustration == ("rubbish",)
     assert c.outbound_greeting == "Hello from demo." and c.amd is False and c.voicemail_message == "Please call us back."
@@ -116,6 +117,7 @@ def test_settings_reach_the_dialog(tmp_path: Path) -> None:
     (MINIMAL + "language: english\n", "language: String should match pattern"),
     (MINIMAL + "turn_taking: {min_delay_s: 9}\n", "turn_taking.min_delay_s: Input should be less than or equal to 3"),
     (MINIMAL + "turn_taking: {first_clause_words_waiting: 1}\n", "turn_taking.first_clause_words_waiting: Input should be greater than or equal to 2"),
+    (MINIMAL + "turn_taking: {words_ahead_s: -1}\n", "turn_taking.words_ahead_s: Input should be greater than or equal to 0"),
     (MINIMAL + "turn_taking: {min_delay_s: 1.5}\n", "turn_taking: need 0 <= complete_delay_s (0.2) <= min_delay_s (1.5) <= max_delay_s (1.2)"),
     (MINIMAL + "turn_taking: {complete_above: 0.3, incomplete_below: 0.6}\n", "need 0 <= incomplete_below (0.6) <= complete_above (0.3)"),
     (MINIMAL + "transfer: {mode: blind}\n", "blind transfer needs both 'context' and 'extension'"),

@@ -7,7 +7,6 @@ real Asterisk in test_session.py and the *_asterisk tests."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -19,30 +18,8 @@ from phoneagent.dialog.config import AgentConfig
 from phoneagent.dialog.context import CUT_MARK
 from phoneagent.dialog.session import CallDialog
 from audiosocket.protocol import Audio, Kind
-from tests.fakes import VOICED, FakeControl, Heard, Said, VirtualCall, VirtualEngines, VirtualRun
-
-GREETING = "Hello there."  # 2 words: 0.5 s of audio
-
-
-@pytest.fixture
-async def start() -> AsyncIterator[Callable[..., Any]]:
-    runs: list[VirtualRun] = []
-
-    async def make(heard: list[Heard] | None = None, said: list[Said] | None = None, control: FakeControl | None = None,
-                   turn_p: list[float] | None = None, store: Any = None, phrases: Any = None, **cfg: Any) -> VirtualRun:
-        clock = ManualClock(0.0)
-        engines = VirtualEngines(clock, heard=heard or [], said=said or [], turn_p=turn_p or [])
-        call = VirtualCall(clock)
-        dialog = CallDialog(engines, AgentConfig(**{"greeting": GREETING, **cfg}), control=control, store=store, phrases=phrases)
-        call.start()
-        run = VirtualRun(clock, engines, call, dialog, asyncio.create_task(dialog.run(call)))
-        runs.append(run)
-        await run.until(lambda: bool(dialog.turns))  # the greeting has been played
-        return run
-
-    yield make
-    for run in runs:
-        await run.abandon()
+from tests.dialog.conftest import GREETING
+from tests.fakes import VOICED, FakeControl, Heard, Said, VirtualCall
 
 
 async def test_a_turn_is_answered_with_exact_virtual_timings(start) -> None:  # type: ignore[no-untyped-def]

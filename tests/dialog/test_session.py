@@ -159,7 +159,8 @@ async def test_false_alarm_barge_in_resumes_where_the_agent_was_cut(real_engines
     the WordlessAfterFirstSTT fake) the agent picks up the unheard rest instead of asking again."""
     engines = Engines(real_engines.vad, WordlessAfterFirstSTT(real_engines.stt), ScriptedLLM([LONG_REPLY]),
                       real_engines.tts, real_engines.config)
-    async with _agent(engines, AgentConfig(greeting="Hi.")) as (port, dialogs):
+    # (words_ahead_s=0: the fault counts transcriptions, and the words heard ahead of the pause would be the first)
+    async with _agent(engines, AgentConfig(greeting="Hi.", words_ahead_s=0.0)) as (port, dialogs):
         async with CallerEmulator("127.0.0.1", port) as caller:
             await caller.wait_agent_done(quiet_s=0.4)
             _, t_end = await caller.say(utts[8].pcm16k)

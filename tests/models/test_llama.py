@@ -271,6 +271,43 @@ def test_prefill_after_the_agent_spoke_leaves_only_the_callers_words_to_evaluate
     assert stats.prompt_tokens - stats.cached_tokens == n_rest
 
 
+def test_the_callers_words_so_far_leave_only_the_rest_of_the_turn_to_evaluate(llm: LlamaLLM) -> None:
+    """Words evaluated ahead while the caller speaks (open_turn: no closing marker yet): the
+    turn's prompt with all its words reuses every token of them."""
+    from models.llama import open_last
+
+    llm.reset_cache()
+    history = [*STORY, Message("assistant", "Once upon a time there was a lighthouse.")]
+    so_far = [*history, Message("user", "What happened to the")]
+    warmed = llm.prefill(so_far, session_key="call-3", open_turn=True)  # from an empty cache: every token of it
+    opened = open_last(llm.prompt_format.parts(so_far, add_generation_prompt=False), "What happened to the")
+    assert opened[-1] == ("What happened to the", False)  # no closing marker after the words so far
+    turn = [*history, Message("user", "What happened to the keeper in the storm?")]
+    _, stats = drain(llm.stream(turn, max_tokens=1, session_key="call-3"))
+    assert warmed > 40 and stats.cached_tokens == warmed, (warmed, stats)
+    assert stats.prompt_tokens - stats.cached_tokens < 15  # the last words and the markers, not the conversation
+
+
+def test_a_calls_own_busy_instance_is_waited_for_not_another_taken(pool2: LlamaLLM) -> None:
+    """While the call's own instance runs the call's earlier work (words evaluated ahead), its
+    next request waits for that instance, which holds its conversation; another call is not
+    held up."""
+    pool2.reset_cache()
+    _, first = drain(pool2.stream(STORY, max_tokens=1, session_key="a"))
+    own = pool2.instance_for("a")
+    holding = pool2.stream(STORY, max_tokens=4, session_key="a")
+    next(holding)  # "a"'s own instance is busy with "a"'s work
+    result: dict[str, GenerationStats] = {}
+    waiter = threading.Thread(target=lambda: result.setdefault("a", drain(pool2.stream(STORY, max_tokens=1, session_key="a"))[1]))
+    waiter.start()
+    _, other = drain(pool2.stream([Message("user", "Another caller.")], max_tokens=1, session_key="b"))  # the free one, at once
+    assert pool2.instance_for("b") != own and waiter.is_alive()
+    drain(holding)
+    waiter.join(timeout=60)
+    assert pool2.instance_for("a") == own
+    assert result["a"].cached_tokens >= first.prompt_tokens - 1  # its conversation was still there
+
+
 def test_pool_serves_two_threads_concurrently_with_affinity(pool2: LlamaLLM) -> None:
     both_started = threading.Barrier(2, timeout=60)
     stats: dict[str, GenerationStats] = {}
