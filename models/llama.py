@@ -37,38 +37,11 @@ import numpy as np
 from models import cpu
 from models.base import LLM, CancelToken, EngineError, EngineInfo, GenerationStats, Message, ModelFileError, Token, ToolCall, ToolSpec
 from models.base import require_file
-from models.prompt import REPLY, PromptFormat, bounded, tool_instructions, tool_schema
+from models.prompt import REPLY, PromptFormat, bounded, open_last, tool_instructions, tool_schema
+from models.stops import StopMatcher
 
 _QUANT_SUFFIX = re.compile(r"[-_.](i?q\d\w*|f16|f32|bf16)$", re.IGNORECASE)
 _AFFINITY_MAX = 4096  # remembered call ids; the oldest are forgotten first
-
-
-class _StopMatcher:
-    """Streams text through while holding back any tail that could still become a stop string."""
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = tuple(s for s in stops if s)
-        self.pending = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """(text safe to emit, whether a stop string was hit)."""
-        buf = self.pending + text
-        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
-        if hits:
-            self.pending = ""
-            return buf[: min(hits)], True
-        keep = 0
-        for s in self.stops:
-            for k in range(min(len(s) - 1, len(buf)), keep, -1):
-                if buf.endswith(s[:k]):
-                    keep = k
-                    break
-        self.pending = buf[len(buf) - keep :]
-        return buf[: len(buf) - keep], False
-
-    def flush(self) -> str:
-        out, self.pending = self.pending, ""
-        return out
 
 
 def model_name(path: Path) -> str:
@@ -475,7 +448,7 @@ class LlamaLLM(LLM):
             prompt = self._fitting_prompt(llm, parts)
             limit = min(max_tokens, self.n_ctx - len(prompt))
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            matcher = _StopMatcher(stop)
+            matcher = StopMatcher(stop)
             vocab = llm._model.vocab
             sampler = _Sampler(self._llama_cpp, llm, temperature, grammar)
             todo: list[int] = prompt[self._reuse_prefix(llm, prompt) :]
@@ -579,15 +552,6 @@ class _Sampler:
             if smpl:
                 self.lib.llama_sampler_free(smpl)
         self.chain = self.grammar = None
-
-
-def open_last(parts: Sequence[tuple[str, bool]], content: str) -> list[tuple[str, bool]]:
-    """`parts` up to and including the last message's `content`: that message left open, as a
-    prompt that goes on with more of its words shares every token before them."""
-    for i in range(len(parts) - 1, -1, -1):
-        if parts[i] == (content, False):
-            return list(parts[: i + 1])
-    return list(parts)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -89,6 +89,15 @@ class PromptFormat:
         return "".join(text for text, _ in self.parts(messages, add_generation_prompt=add_generation_prompt))
 
 
+def open_last(parts: Sequence[tuple[str, bool]], content: str) -> list[tuple[str, bool]]:
+    """`parts` up to and including the last message's `content`: that message left open, as a
+    prompt that goes on with more of its words shares every token before them."""
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == (content, False):
+            return list(parts[: i + 1])
+    return list(parts)
+
+
 def call_json(name: str, arguments: Mapping[str, Any]) -> str:
     """A tool call as the model writes it (and as `act` makes it write it)."""
     return json.dumps({"name": name, "arguments": dict(arguments)}, ensure_ascii=False)

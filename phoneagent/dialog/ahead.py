@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def words_so_far(text: str) -> str:
-    """The transcript of a turn still being spoken, without its last word (it may be cut) and
-    without the full stop or question mark whisper puts at the end of what it was given."""
+    """The transcript of a turn still being spoken without its last word: that word may be cut
+    ("Satur"), and it carries the full stop or question mark whisper ends what it was given with."""
     kept = text.split()[:-1]
     if not kept or not words(" ".join(kept)):
         return ""
@@ -44,27 +44,23 @@ class WordsAhead:
     def __init__(self, ctx: CallContext) -> None:
         self.ctx = ctx
         self.task: asyncio.Task[None] | None = None
-        self._next_s: float | None = None  # turn audio (seconds) at which the next job may start
+        self._next_s = ctx.config.words_ahead_s  # turn audio (seconds) at which the next job may start
 
     @property
     def enabled(self) -> bool:
         return self.ctx.config.words_ahead_s > 0 and self.ctx.engines.llm_on_cpu
 
     def on_speech(self, turn_seconds: float, utterance: Callable[[], bytes]) -> None:
-        """The caller has spoken `turn_seconds` of an open turn (`utterance()`: the audio so far)."""
-        if not self.enabled:
+        """The caller has spoken `turn_seconds` of an open turn (`utterance()`: the audio so far).
+        Called on every 20 ms chunk of a turn: the cheapest test goes first."""
+        if turn_seconds < self._next_s or not self.enabled or (self.task is not None and not self.task.done()) or not self.ctx.engines.spare:
             return
-        every = self.ctx.config.words_ahead_s
-        if self._next_s is None:
-            self._next_s = every
-        if turn_seconds < self._next_s or (self.task is not None and not self.task.done()) or not self.ctx.engines.spare:
-            return
-        self._next_s = turn_seconds + every
+        self._next_s = turn_seconds + self.ctx.config.words_ahead_s
         self.task = asyncio.create_task(self._ahead(utterance(), turn_seconds))
 
     async def end(self) -> None:
         """The turn paused, ended or became something else: no job outlives it."""
-        self._next_s = None
+        self._next_s = self.ctx.config.words_ahead_s
         task, self.task = self.task, None
         await stop(task)
 

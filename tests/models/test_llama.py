@@ -17,7 +17,9 @@ import pytest
 
 from models.base import CancelToken, EngineError, GenerationStats, Message, ModelFileError, Token, ToolSpec, drain
 from models.catalog import gemma_270m
-from models.llama import LlamaLLM, PromptFormat, _StopMatcher, model_name, tool_schema
+from models.llama import LlamaLLM, PromptFormat, model_name, tool_schema
+from models.prompt import open_last
+from models.stops import StopMatcher
 
 STORY = [
     Message("system", "You are a storyteller on the phone."),
@@ -114,7 +116,7 @@ def test_format_from_metadata() -> None:
 def test_stop_matcher_holds_back_partial_stop_strings() -> None:
     text = "Hello <end_of_turn> world"
     for size in (1, 2, 3, 7, len(text)):
-        m = _StopMatcher(["<end_of_turn>"])
+        m = StopMatcher(["<end_of_turn>"])
         out, hit = "", False
         for i in range(0, len(text), size):
             piece, hit = m.feed(text[i : i + size])
@@ -122,7 +124,7 @@ def test_stop_matcher_holds_back_partial_stop_strings() -> None:
             if hit:
                 break
         assert (out, hit) == ("Hello ", True)
-    m = _StopMatcher(["STOP"])
+    m = StopMatcher(["STOP"])
     assert m.feed("abcST") == ("abc", False)
     assert m.feed("x") == ("STx", False)
     assert m.feed("S") == ("", False) and m.flush() == "S"
@@ -274,8 +276,6 @@ def test_prefill_after_the_agent_spoke_leaves_only_the_callers_words_to_evaluate
 def test_the_callers_words_so_far_leave_only_the_rest_of_the_turn_to_evaluate(llm: LlamaLLM) -> None:
     """Words evaluated ahead while the caller speaks (open_turn: no closing marker yet): the
     turn's prompt with all its words reuses every token of them."""
-    from models.llama import open_last
-
     llm.reset_cache()
     history = [*STORY, Message("assistant", "Once upon a time there was a lighthouse.")]
     so_far = [*history, Message("user", "What happened to the")]
