@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.dialog [--calls 1,2,4] [--out bench/results]
     .venv/bin/python -m bench.dialog --versus endpointer.speculative_s=0.12   # paired A/B
+    .venv/bin/python -m bench.dialog --with endpointer.min_delay_s=0.3 --versus "endpointer.min_delay_s=0.5;unfinished_words=false"
 
 Each emulated caller (devtools/caller.py: Asterisk's wire format, paced 20 ms slin16 frames, voice
 through an 8 kHz G.711 channel) waits for the greeting, asks a question, and 1 s into the answer
@@ -176,6 +177,13 @@ def _summary(calls: int, out: dict[str, list[float]], dialogs: list[CallDialog],
     }
 
 
+def with_settings(cfg: AgentConfig, specs: str) -> AgentConfig:
+    """`cfg` with each of the ";"-separated "FIELD=VALUE" settings changed (--with, --versus)."""
+    for spec in specs.split(";"):
+        cfg = with_setting(cfg, spec.strip())
+    return cfg
+
+
 def with_setting(cfg: AgentConfig, spec: str) -> AgentConfig:
     """`cfg` with one setting changed, from "FIELD=VALUE" or "endpointer.FIELD=VALUE" (--versus)."""
     key, sep, raw = spec.partition("=")
@@ -213,8 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="the LLM never widens onto idle cores (as before models/cpu.py), for an A/B")
     ap.add_argument("--first-clause-words", type=int, default=None, metavar="N",
                     help="AgentConfig.first_clause_words_waiting (default: AgentConfig's; 6: only the fixed cap), for an A/B")
-    ap.add_argument("--versus", default="", metavar="FIELD=VALUE",
-                    help="also run the agent with this one setting changed (e.g. endpointer.speculative_s=0.12), round by round alternately")
+    ap.add_argument("--with", dest="with_", default="", metavar="FIELD=VALUE[;...]",
+                    help="the agent with these settings changed (e.g. endpointer.min_delay_s=0.3); the file's name gets them")
+    ap.add_argument("--versus", default="", metavar="FIELD=VALUE[;...]",
+                    help="also run the agent with these settings changed (e.g. endpointer.speculative_s=0.12), round by round alternately")
     ap.add_argument("--tag", default="", help="added to the results file's name (a run that must not replace the default's)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
@@ -222,7 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = with_end_of_turn(AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48), args.end_of_turn)
     if args.first_clause_words is not None:
         cfg = dataclasses.replace(cfg, first_clause_words_waiting=args.first_clause_words)
-    versus = with_setting(cfg, args.versus) if args.versus else None
+    if args.with_:
+        cfg = with_settings(cfg, args.with_)
+    versus = with_settings(cfg, args.versus) if args.versus else None
     config = EngineConfig(**({"llm_pool": args.llm_pool} if args.llm_pool is not None else {}),
                           **({"llm": args.llm} if args.llm else {}))
     engines = Engines.load(config)
@@ -236,14 +248,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "barge_in_stop_ms": one["barge_in_stop_ms"], "stages_ms": one["stages_ms"], "levels": levels,
         "engines": dataclasses.asdict(config),
         "end_of_turn": args.end_of_turn or None, "first_clause_words_waiting": cfg.first_clause_words_waiting,
-        "versus": args.versus or None,
+        "with": args.with_ or None, "versus": args.versus or None,
         "llm_threads": "fixed" if args.llm_fixed_threads else "widened onto idle cores",
         "max_calls_with_p95_v2v_under_1500ms": max((lv["calls"] for lv in levels if (lv["v2v_ms"]["p95"] or 1e9) <= 1500), default=0),
         "peak_rss_mb": peak_rss_mb(),
     }
     # a non-default LLM gets its own file, so the default's figures are never overwritten
     name = ("dialog" + (f"-{args.llm}" if args.llm else "") + (f"-eot-{args.end_of_turn.replace(',', '-')}" if args.end_of_turn else "")
-            + ("-llm-fixed-threads" if args.llm_fixed_threads else "") + (f"-{args.tag}" if args.tag else ""))
+            + ("-llm-fixed-threads" if args.llm_fixed_threads else "") + (f"-{args.tag}" if args.tag else "")
+            + "".join(f"-{spec.rpartition('.')[2].replace('=', '-')}" for spec in args.with_.split(";") if spec))
     path = save_results(args.out, name, result)
     print(f"dialog benchmark on {info['cpu']} ({info['cores']} cores), device {info['device']}")
     print(f"  {'calls':>5}  {'v2v p50/p95/max ms':>22}  {'barge-in stop p50/p95 ms (onset | VAD)':>40}  stages p50 ms (endpoint/stt/llm/tts/wire)")

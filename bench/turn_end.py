@@ -2,8 +2,8 @@
 
 The evaluation set: complete turns (the fixed caller utterances and short answers) and turns
 that pause mid-sentence ("my order number is four five ... seven two", "I want to ... move my
-appointment", lists), spoken by several espeak-ng voices (SSML breaks of 0.4, 0.7 and 1.0 s keep
-the sentence's intonation open at the pause), through G.711 mu-law or A-law at 8 kHz, as
+appointment", lists), spoken by several espeak-ng voices (SSML breaks of 0.3, 0.45, 0.7 and 1.0 s
+keep the sentence's intonation open at the pause), through G.711 mu-law or A-law at 8 kHz, as
 Asterisk hands them over. Each runs through the real silero VAD and the real Endpointer; at
 each speculative pause the real smart-turn model scores the audio so far, and its verdict takes
 effect after the model's inference time (`VERDICT_AFTER_S`). A policy makes a false cut-off when it ends the turn
@@ -14,8 +14,9 @@ end at once; else wait up to 1.2 s), and hybrids (end after 0.2 s when the model
 1.2 s when it says mid-thought, the 0.5 s silence in between); and "+ words": whisper tiny.en
 transcribes the turn up to each pause (as the dialog's speculative reply does anyway) and words
 that stop mid-sentence ("I want to", phoneagent/dialog/unfinished.py) hold the turn open up to
-1.2 s, taking effect `WORDS_AFTER_S` after the pause. The default is chosen by the rule in
-README: no more false cut-offs than the fixed 0.5 s silence, then the lowest mean delay.
+1.2 s, taking effect `WORDS_AFTER_S` after the pause, also with shorter silences (0.3-0.4 s).
+The default is chosen by the rule in README: no more false cut-offs than the fixed 0.5 s
+silence (on both sets), then the lowest mean delay.
 
     python -m bench.turn_end            # prints the table, writes bench/results/
 """
@@ -57,7 +58,9 @@ BROKEN = (  # {} is the pause
     "I'd like to {} cancel my subscription.",
     "It's about the invoice from {} last month.",
 )
-PAUSES_S = (0.3, 0.7, 1.0)  # shorter than today's 0.5 s silence, and longer
+# Pauses inside a turn: 0.3 and 0.45 s are shorter than today's 0.5 s silence, 0.45 s longer than
+# a shorter silence would wait (what such a policy costs), 0.7 and 1.0 s longer than any.
+PAUSES_S = (0.3, 0.45, 0.7, 1.0)
 TAIL_S = 2.0  # silence after each utterance: long enough for any policy to decide
 # A verdict takes effect this long after the pause was seen: smart-turn's p95 on one thread of
 # the 2-vCPU Xeon (each run also reports its own measured figures). Fixed, so runs compare.
@@ -88,7 +91,7 @@ Verdict = Callable[[float, float], tuple[float, float]]  # (t_now, t_speech_end)
 
 
 def policies() -> list[Policy]:
-    base = EndpointerConfig()
+    base = EndpointerConfig(min_delay_s=0.5)  # the fixed silence before 2026-12-04 (the default is now chosen here)
     out = [Policy("silence 0.5 s (today)", base, False)]
     for thr in (0.3, 0.5, 0.7, 0.9):
         out.append(Policy(f"model >= {thr}", dataclasses.replace(base, complete_delay_s=base.speculative_s, complete_above=thr,
@@ -100,6 +103,8 @@ def policies() -> list[Policy]:
     for lo in (0.1, 0.2):  # only ever later than today
         out.append(Policy(f"later only < {lo}", dataclasses.replace(base, complete_above=2.0, incomplete_below=lo), True))
     out.append(Policy("silence 0.5 s + words", base, False, True))
+    for silence in (0.3, 0.35, 0.4):  # a shorter silence, the words holding the turns that stop mid-sentence
+        out.append(Policy(f"silence {silence} s + words", dataclasses.replace(base, min_delay_s=silence), False, True))
     out += [dataclasses.replace(p, name=f"{p.name} + words", words=True) for p in out if p.name in ("model >= 0.3", "sooner only >= 0.9")]
     return out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.dialog import with_setting
+from bench.dialog import with_setting, with_settings
 from phoneagent.dialog.config import AgentConfig
 
 
@@ -19,6 +19,14 @@ def test_one_endpointer_or_agent_setting_changes_and_nothing_else() -> None:
     assert with_setting(cfg, "pause_on_onset=false").pause_on_onset is False  # not bool("false")
     assert with_setting(cfg, "speculate=off").speculate is False and with_setting(cfg, "amd=On").amd is True
     assert with_setting(cfg, "filler=Hold on.").filler == "Hold on."
+
+
+def test_several_settings_change_together() -> None:
+    cfg = with_settings(AgentConfig(), "endpointer.min_delay_s=0.3; unfinished_words=false")
+    assert cfg.endpointer.min_delay_s == 0.3 and cfg.unfinished_words is False
+    assert cfg.endpointer.max_delay_s == AgentConfig().endpointer.max_delay_s
+    with pytest.raises(SystemExit, match="has no field 'nope'"):
+        with_settings(AgentConfig(), "unfinished_words=false;nope=1")
 
 
 @pytest.mark.parametrize(("spec", "message"), [
