@@ -42,10 +42,7 @@ class EndpointerConfig:
     # "st-op", the dip in "o-kay". Without it one short word over G.711 splits into two runs
     # that are each too short to count, and "stop" never stops the agent.
     pending_gap_s: float = 0.1
-    # Silence that ends a turn when nothing says more. 0.4 s (0.5 s before 2026-12-04): picked
-    # by bench/turn_end.py's rule together with `unfinished_words`, which holds the pauses whose
-    # words stop mid-sentence (README, "When is the caller done?").
-    min_delay_s: float = 0.4
+    min_delay_s: float = 0.5  # silence that ends a turn when nothing says more (today's fixed silence)
     max_delay_s: float = 1.2  # silence that ends a turn that sounds unfinished / long-pause mode
     # The end-of-turn model's verdict at a pause (`turn_probability`): at or above
     # `complete_above` the turn ends after `complete_delay_s` of silence; below

@@ -482,8 +482,8 @@ async def test_held_speech_whisper_blanked_counts_only_when_its_withheld_words_a
 @pytest.mark.parametrize(("p", "model", "endpoint_s", "verdict"), [
     (0.95, True, 0.224, "complete"),  # sure it is over: 0.2 s of silence (7 windows of 32 ms)
     (0.05, True, 1.216, "incomplete"),  # mid-thought: up to max_delay_s
-    (0.5, True, 0.416, None),  # unsure: the fixed silence (0.4 s, 13 windows), as without the model
-    (0.95, False, 0.416, None),  # the agent does not use the model
+    (0.5, True, 0.512, None),  # unsure: the fixed silence, as without the model
+    (0.95, False, 0.512, None),  # the agent does not use the model
 ])
 async def test_the_end_of_turn_model_moves_the_endpoint(start, p: float, model: bool, endpoint_s: float,  # type: ignore[no-untyped-def]
                                                         verdict: str | None) -> None:

@@ -26,7 +26,7 @@ from phoneagent.dialog.endpointer import (
 
 STEP = 0.05  # 50 ms windows: every configured duration below is a whole number of windows
 # min_speech 4 windows, barge-in 6, delay 10, speculation 5; barge-ins by length only (no hold)
-CFG = EndpointerConfig(window_s=STEP, speculative_s=0.25, backchannel_max_s=0.3, min_delay_s=0.5)  # the timelines: 0.5 s
+CFG = EndpointerConfig(window_s=STEP, speculative_s=0.25, backchannel_max_s=0.3)
 HELD = dataclasses.replace(CFG, backchannel_max_s=0.6, check_pause_s=0.25)  # overlaps of 6 to 12 windows wait for their words
 
 Frame = tuple[float, float, bool]  # (probability, window end time, agent speaking)
