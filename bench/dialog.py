@@ -184,6 +184,12 @@ def with_settings(cfg: AgentConfig, specs: str) -> AgentConfig:
     return cfg
 
 
+def setting_name(spec: str) -> str:
+    """"endpointer.min_delay_s=0.4" -> "min_delay_s-0.4": a results file's name part."""
+    key, _, value = spec.strip().partition("=")
+    return f"{key.rpartition('.')[2]}-{value}"
+
+
 def with_setting(cfg: AgentConfig, spec: str) -> AgentConfig:
     """`cfg` with one setting changed, from "FIELD=VALUE" or "endpointer.FIELD=VALUE" (--versus)."""
     key, sep, raw = spec.partition("=")
@@ -256,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a non-default LLM gets its own file, so the default's figures are never overwritten
     name = ("dialog" + (f"-{args.llm}" if args.llm else "") + (f"-eot-{args.end_of_turn.replace(',', '-')}" if args.end_of_turn else "")
             + ("-llm-fixed-threads" if args.llm_fixed_threads else "") + (f"-{args.tag}" if args.tag else "")
-            + "".join(f"-{spec.rpartition('.')[2].replace('=', '-')}" for spec in args.with_.split(";") if spec))
+            + "".join(f"-{setting_name(spec)}" for spec in args.with_.split(";") if spec))
     path = save_results(args.out, name, result)
     print(f"dialog benchmark on {info['cpu']} ({info['cores']} cores), device {info['device']}")
     print(f"  {'calls':>5}  {'v2v p50/p95/max ms':>22}  {'barge-in stop p50/p95 ms (onset | VAD)':>40}  stages p50 ms (endpoint/stt/llm/tts/wire)")

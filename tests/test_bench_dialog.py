@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.dialog import with_setting, with_settings
+from bench.dialog import setting_name, with_setting, with_settings
 from phoneagent.dialog.config import AgentConfig
 
 
@@ -27,6 +27,7 @@ def test_several_settings_change_together() -> None:
     assert cfg.endpointer.max_delay_s == AgentConfig().endpointer.max_delay_s
     with pytest.raises(SystemExit, match="has no field 'nope'"):
         with_settings(AgentConfig(), "unfinished_words=false;nope=1")
+    assert setting_name(" endpointer.min_delay_s=0.4") == "min_delay_s-0.4"  # the results file's name
 
 
 @pytest.mark.parametrize(("spec", "message"), [
