@@ -177,10 +177,15 @@ def _summary(calls: int, out: dict[str, list[float]], dialogs: list[CallDialog],
     }
 
 
+def _specs(specs: str) -> list[str]:
+    """The ";"-separated "FIELD=VALUE" settings of --with / --versus."""
+    return [spec.strip() for spec in specs.split(";") if spec.strip()]
+
+
 def with_settings(cfg: AgentConfig, specs: str) -> AgentConfig:
     """`cfg` with each of the ";"-separated "FIELD=VALUE" settings changed (--with, --versus)."""
-    for spec in specs.split(";"):
-        cfg = with_setting(cfg, spec.strip())
+    for spec in _specs(specs):
+        cfg = with_setting(cfg, spec)
     return cfg
 
 
@@ -262,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a non-default LLM gets its own file, so the default's figures are never overwritten
     name = ("dialog" + (f"-{args.llm}" if args.llm else "") + (f"-eot-{args.end_of_turn.replace(',', '-')}" if args.end_of_turn else "")
             + ("-llm-fixed-threads" if args.llm_fixed_threads else "") + (f"-{args.tag}" if args.tag else "")
-            + "".join(f"-{setting_name(spec)}" for spec in args.with_.split(";") if spec))
+            + "".join(f"-{setting_name(spec)}" for spec in _specs(args.with_)))
     path = save_results(args.out, name, result)
     print(f"dialog benchmark on {info['cpu']} ({info['cores']} cores), device {info['device']}")
     print(f"  {'calls':>5}  {'v2v p50/p95/max ms':>22}  {'barge-in stop p50/p95 ms (onset | VAD)':>40}  stages p50 ms (endpoint/stt/llm/tts/wire)")

@@ -91,7 +91,7 @@ Verdict = Callable[[float, float], tuple[float, float]]  # (t_now, t_speech_end)
 
 
 def policies() -> list[Policy]:
-    base = EndpointerConfig(min_delay_s=0.5)  # the fixed silence before 2026-12-04 (the default is now chosen here)
+    base = EndpointerConfig(min_delay_s=0.5)  # today's fixed silence, pinned: every policy is measured against it
     out = [Policy("silence 0.5 s (today)", base, False)]
     for thr in (0.3, 0.5, 0.7, 0.9):
         out.append(Policy(f"model >= {thr}", dataclasses.replace(base, complete_delay_s=base.speculative_s, complete_above=thr,
@@ -102,8 +102,7 @@ def policies() -> list[Policy]:
         out.append(Policy(f"sooner only >= {hi}", dataclasses.replace(base, complete_above=hi, incomplete_below=0.0), True))
     for lo in (0.1, 0.2):  # only ever later than today
         out.append(Policy(f"later only < {lo}", dataclasses.replace(base, complete_above=2.0, incomplete_below=lo), True))
-    out.append(Policy("silence 0.5 s + words", base, False, True))
-    for silence in (0.3, 0.35, 0.4):  # a shorter silence, the words holding the turns that stop mid-sentence
+    for silence in (0.5, 0.3, 0.35, 0.4):  # the words hold the turns that stop mid-sentence
         out.append(Policy(f"silence {silence} s + words", dataclasses.replace(base, min_delay_s=silence), False, True))
     out += [dataclasses.replace(p, name=f"{p.name} + words", words=True) for p in out if p.name in ("model >= 0.3", "sooner only >= 0.9")]
     return out
