@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from models.base import Transcript
+
 # Each entry is one acknowledgement; an utterance is one if it is made of them only.
 _PHRASES: dict[str, tuple[str, ...]] = {
     # "and": whisper's reading of a hum ("mm hmm" -> "and", "and Mm."); no interruption in
@@ -63,3 +65,21 @@ def is_backchannel(text: str, language: str = "en", extra: Iterable[str] = ()) -
         else:
             return False
     return True
+
+
+def acknowledged(tr: Transcript | None, seconds: float, language: str = "en", extra: Iterable[str] = (),
+                 barge_in_min_s: float = 0.3) -> bool:
+    """The dialog's decision on held speech of `seconds`: only acknowledgements, or a wordless
+    sound too short to interrupt (`barge_in_min_s`). With no words, what the recogniser withheld
+    as "not speech" still counts when it is only acknowledgements: the VAD heard speech, and
+    whisper blanks most of espeak's "uh huh" that way (bench/backchannels.py; no interruption
+    there was withheld as one). Otherwise a longer sound with no words interrupts: whisper hears
+    some short "no"s and "sorry"s as nothing, and a cough that did is resumed by the false-alarm
+    path. No transcript (STT failed): the caller did talk over the agent."""
+    if tr is None:
+        return False
+    if not tr.normalized.strip():
+        if tr.withheld and is_backchannel(tr.withheld, language, extra):
+            return True
+        return seconds < barge_in_min_s
+    return is_backchannel(tr.normalized, language, extra)

@@ -22,7 +22,7 @@ from media.clock import wait_for
 from media.pcm import StreamResampler
 from models.base import VAD, Transcript, VADStream
 from phoneagent.dialog.ahead import WordsAhead
-from phoneagent.dialog.backchannel import is_backchannel
+from phoneagent.dialog.backchannel import acknowledged
 from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.endpointer import (
     Backchannel,
@@ -271,20 +271,8 @@ class TurnTaking:
         return tr
 
     def _acknowledged(self, tr: Transcript | None, seconds: float) -> bool:
-        """Only acknowledgements, or a wordless sound too short to interrupt (`barge_in_min_s`).
-        With no words, what the recogniser withheld as "not speech" still counts when it is only
-        acknowledgements: the VAD heard speech, and whisper blanks most of espeak's "uh huh" that
-        way (bench/backchannels.py; no interruption there was withheld as one). Otherwise a longer
-        sound with no words interrupts: whisper hears some short "no"s and "sorry"s as nothing,
-        and a cough that did is resumed by the false-alarm path."""
         cfg = self.ctx.config
-        if tr is None:
-            return False
-        if not tr.normalized.strip():
-            if tr.withheld and is_backchannel(tr.withheld, cfg.language, cfg.backchannels):
-                return True
-            return seconds < cfg.endpointer.barge_in_min_s
-        return is_backchannel(tr.normalized, cfg.language, cfg.backchannels)
+        return acknowledged(tr, seconds, cfg.language, cfg.backchannels, cfg.endpointer.barge_in_min_s)
 
     def _resume(self, tr: Transcript | None, seconds: float) -> None:
         ctx = self.ctx

@@ -109,7 +109,8 @@ async def test_acknowledgements_let_the_agent_go_on_and_short_interruptions_stop
     await store.aclose()
     kinds = [k for _, k, _ in d.events]
     assert "overlap_held" in kinds, d.events  # long enough to have interrupted by length alone
-    answer = next(t for t in d.turns if t["role"] == "agent" and t["text"].startswith("Your balance"))
+    answer = next((t for t in d.turns if t["role"] == "agent" and t["text"].startswith("Your balance")), None)
+    assert answer is not None, (d.turns, d.events)
     callers = [t["text"] for t in d.turns if t["role"] == "caller"]
     if acknowledgement:
         assert "backchannel" in kinds and "barge_in" not in kinds, d.events
