@@ -67,15 +67,16 @@ def is_backchannel(text: str, language: str = "en", extra: Iterable[str] = ()) -
     return True
 
 
-def acknowledged(tr: Transcript | None, seconds: float, language: str = "en", extra: Iterable[str] = (),
-                 barge_in_min_s: float = 0.3) -> bool:
+def acknowledged(tr: Transcript | None, seconds: float, *, language: str, extra: Iterable[str],
+                 barge_in_min_s: float) -> bool:
     """The dialog's decision on held speech of `seconds`: only acknowledgements, or a wordless
     sound too short to interrupt (`barge_in_min_s`). With no words, what the recogniser withheld
     as "not speech" still counts when it is only acknowledgements: the VAD heard speech, and
     whisper blanks most of espeak's "uh huh" that way (bench/backchannels.py; no interruption
     there was withheld as one). Otherwise a longer sound with no words interrupts: whisper hears
     some short "no"s and "sorry"s as nothing, and a cough that did is resumed by the false-alarm
-    path. No transcript (STT failed): the caller did talk over the agent."""
+    path. No transcript (STT failed): the caller did talk over the agent. No defaults: the
+    agent's language, extra phrases and endpointer setting are the one source of each."""
     if tr is None:
         return False
     if not tr.normalized.strip():

@@ -272,7 +272,7 @@ class TurnTaking:
 
     def _acknowledged(self, tr: Transcript | None, seconds: float) -> bool:
         cfg = self.ctx.config
-        return acknowledged(tr, seconds, cfg.language, cfg.backchannels, cfg.endpointer.barge_in_min_s)
+        return acknowledged(tr, seconds, language=cfg.language, extra=cfg.backchannels, barge_in_min_s=cfg.endpointer.barge_in_min_s)
 
     def _resume(self, tr: Transcript | None, seconds: float) -> None:
         ctx = self.ctx
