@@ -73,7 +73,10 @@ class AriController:
         # before claiming one, None to let the others have it (this host is full). The composition
         # root sets it from the load, so the least-loaded host tends to claim first. Unset: at once.
         self.claim_delay: Callable[[], float | None] | None = None
-        self._claiming = asyncio.Lock()
+        # One claim at a time, each delay judged after the previous claim's outcome. A host
+        # connected to several Asterisk servers gives all its controllers one lock (the composition
+        # root does): two calls offered at once by two servers are then judged in turn too.
+        self.claiming = asyncio.Lock()
         self.claimed: set[str] = set()  # channels this host won that have not started here yet
 
     # --- running ---
@@ -201,7 +204,7 @@ class AriController:
         """Offers are claimed one at a time, each delay judged after the previous claim's
         outcome: two calls offered at once to two idle hosts then split, where both used to
         wait 0 s on both hosts and the quicker host took both."""
-        async with self._claiming:
+        async with self.claiming:
             delay = 0.0 if self.claim_delay is None else self.claim_delay()
             if delay is None:
                 log.info("ARI: %s offered; not claimed (this host is full)", chan.name)

@@ -78,6 +78,16 @@ def claim_delay(active: int, max_calls: int | None) -> float | None:
     return CLAIM_SPREAD_S * active / (active + 4)
 
 
+def claim_offers(group: Controllers, max_calls: int | None) -> None:
+    """This host claims StasisBroadcast() offers from all its Asterisk servers one at a time (one
+    shared lock), each delay from the whole host's load: two calls offered at once by two servers
+    would otherwise both be judged idle, and the quicker host would take both."""
+    claiming = asyncio.Lock()
+    for c in group.items:
+        c.claim_delay = lambda: claim_delay(group.active, max_calls)
+        c.claiming = claiming
+
+
 def pool_id_prefix(app: str) -> str:
     """Channel and bridge ids of one agent host: the start-up sweep removes what has its prefix,
     so hosts that share an Asterisk (each its own app) must not share one. The single-host app
@@ -256,8 +266,8 @@ async def running(host: str, port: int, *, agent: str = "dialog", db_url: str = 
     controller = controllers[0] if controllers else None
     dialogs: dict[str, Any] = {}
     admission = Admission(max_calls)
-    for c in controllers:
-        c.claim_delay = lambda: claim_delay(group.active if group else 0, max_calls)
+    if group is not None:
+        claim_offers(group, max_calls)
     handler_for, close_handler = await build_handlers(agent, db_url, group, store, engine_config, agents, default_agent, metrics,
                                                       dialogs, admission, busy_message)
 

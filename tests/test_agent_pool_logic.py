@@ -13,7 +13,7 @@ from ari_app.call import AriCall
 from ari_app.client import AriClient, AriConfig
 from ari_app.controller import AriController
 from ari_app.events import CallBroadcast, parse_event
-from phoneagent.service import CLAIM_SPREAD_S, Controllers, claim_delay, pool_id_prefix
+from phoneagent.service import CLAIM_SPREAD_S, Controllers, claim_delay, claim_offers, pool_id_prefix
 from phoneagent.settings import SettingsError, load_settings
 
 
@@ -67,30 +67,40 @@ async def test_a_session_is_attached_through_the_controller_that_made_its_call()
         await c.client.aclose()
 
 
-async def test_two_calls_offered_at_once_to_two_idle_hosts_split_between_them() -> None:
-    """The quicker host used to take both (each offer judged 0 s on an idle host); now each host
-    claims one offer at a time and counts what it has won. Asterisk stands in as a dict: the
-    first claim of a channel wins. Host A answers 5 ms faster than host B."""
-    owner: dict[str, str] = {}
-    hosts = [AriController(AriClient(AriConfig(url=f"http://10.0.0.{n}:8088", user="u", password="p"))) for n in (11, 12)]
-    for name, lag, host in (("a", 0.0, hosts[0]), ("b", 0.005, hosts[1])):
-        async def claim(channel_id: str, _name: str = name, _lag: float = lag) -> bool:
-            await asyncio.sleep(_lag)
-            return owner.setdefault(channel_id, _name) == _name
+def _broadcast(chan: str) -> CallBroadcast:
+    ev = parse_event({"type": "CallBroadcast", "application": "phoneagent-a", "caller": "201", "called": "agent-pool",
+                      "channel": {"id": chan, "name": f"PJSIP/kamailio-{chan}", "state": "Ring"}})
+    assert isinstance(ev, CallBroadcast)
+    return ev
 
-        host.client.claim = claim  # type: ignore[method-assign]
-        group = Controllers([host])
-        host.claim_delay = lambda _g=group: claim_delay(_g.active, 4)
+
+@pytest.mark.parametrize("servers", [1, 2])
+async def test_two_calls_offered_at_once_to_two_idle_hosts_split_between_them(servers: int) -> None:
+    """The quicker host used to take both (each offer judged 0 s on an idle host); now each host
+    claims one offer at a time, from all its Asterisk servers, and counts what it has won. With
+    two servers each offers one of the calls (as Kamailio spreads them), and a lock per
+    server let the quicker host take both again. Asterisk stands in as a dict: the first claim
+    of a channel wins. Host A answers 5 ms faster than host B."""
+    owner: dict[str, str] = {}
+    hosts: list[list[AriController]] = []
+    for name, lag in (("a", 0.0), ("b", 0.005)):
+        host = [AriController(AriClient(AriConfig(url=f"http://10.0.0.{n}:8088", user="u", password="p"))) for n in range(11, 11 + servers)]
+        for c in host:
+            async def claim(channel_id: str, _name: str = name, _lag: float = lag) -> bool:
+                await asyncio.sleep(_lag)
+                return owner.setdefault(channel_id, _name) == _name
+
+            c.client.claim = claim  # type: ignore[method-assign]
+        claim_offers(Controllers(host), 4)
+        hosts.append(host)
     try:
-        for chan in ("chan-1", "chan-2"):
-            ev = parse_event({"type": "CallBroadcast", "application": "phoneagent-a", "caller": "201", "called": "agent-pool",
-                              "channel": {"id": chan, "name": f"PJSIP/kamailio-{chan}", "state": "Ring"}})
-            assert isinstance(ev, CallBroadcast)
+        for i, chan in enumerate(("chan-1", "chan-2")):
             for host in hosts:
-                host._on_broadcast(ev)
+                host[i % servers]._on_broadcast(_broadcast(chan))
         await asyncio.sleep(CLAIM_SPREAD_S + 0.2)
         assert sorted(owner.values()) == ["a", "b"], owner
-        assert [len(h.claimed) for h in hosts] == [1, 1]
+        assert [sum(len(c.claimed) for c in host) for host in hosts] == [1, 1]
     finally:
-        for h in hosts:
-            await h.client.aclose()
+        for host in hosts:
+            for c in host:
+                await c.client.aclose()
