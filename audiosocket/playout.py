@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from media.clock import Clock
 from media.pcm import duration_ms
@@ -258,7 +258,15 @@ class Playout:
         while True:
             frame = self.buffer.next_frame()
             if frame.voiced or self._idle_silence:
-                await self._send(frame.pcm)
+                try:
+                    await self._send(frame.pcm)
+                except BaseException:
+                    # The wire failed (the caller hung up) or playout was cancelled mid-send: the
+                    # segments this frame finished are out of the buffer, so clear() can no
+                    # longer report them, and whoever waits on one would wait forever.
+                    for r in frame.finished:
+                        self._resolve(replace(r, interrupted=True))
+                    raise
                 self.frames_sent += 1
             if frame.voiced:
                 self.voiced_frames_sent += 1

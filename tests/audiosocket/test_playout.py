@@ -146,6 +146,35 @@ async def test_clear_resolves_waiter_as_interrupted() -> None:
     assert rep.interrupted and rep.played_bytes == FB * 4
 
 
+@pytest.mark.parametrize("failure", [ConnectionResetError("AudioSocket connection already closed"), asyncio.CancelledError()])
+async def test_a_send_that_fails_on_a_segments_last_frame_still_resolves_its_waiter(failure: BaseException) -> None:
+    # The caller hangs up just as a reply's last frame goes out: that frame took the segment
+    # out of the buffer, so a later clear() cannot report it; the reply waiting on it must not
+    # hang (it records what the caller heard only once the wait returns).
+    clock = ManualClock()
+    frames = 0
+
+    async def send(frame: bytes) -> None:
+        nonlocal frames
+        frames += 1
+        if frame != bytes(FB):
+            if frames == 3:
+                raise failure
+
+    pl = Playout(clock, 16000, 20.0, send)
+    pl.capture(_pcm(FB * 3))
+    sid = pl.flush()
+    assert sid is not None
+    waiter = asyncio.create_task(pl.wait(sid))
+    task = asyncio.create_task(pl.run())
+    await clock.run(until=task.done, limit=5)
+    assert pl.clear() == []  # the segment is no longer in the buffer
+    rep = await asyncio.wait_for(waiter, 1.0)
+    assert rep.segment_id == sid and rep.interrupted and rep.played_bytes == FB * 3
+    with pytest.raises(type(failure)):
+        await task
+
+
 async def test_idle_silence_can_be_disabled() -> None:
     clock = ManualClock()
     sent: list[bytes] = []
