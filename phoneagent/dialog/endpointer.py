@@ -252,6 +252,11 @@ class Endpointer:
         return self._state == "turn"
 
     @property
+    def idle(self) -> bool:
+        """No speech run is open: neither a confirmed turn nor speech still too short to be one."""
+        return self._state == "idle"
+
+    @property
     def delay_s(self) -> float:
         """Silence that currently ends the open turn."""
         c = self.config

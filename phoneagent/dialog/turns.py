@@ -107,9 +107,13 @@ class CallerAudio:
         self._audio_start_s = self.media_s
 
     def _trim(self) -> None:
-        """Keep only the pre-roll while nobody is talking (bounded memory on long calls)."""
-        if not self.endpointer.in_turn:
-            keep = int(self.preroll_s * self.rate) * 2
+        """Keep only the pre-roll while nobody is talking (bounded memory on long calls). Not
+        while a run is pending either: a run too short to be a turn yet may become one, and
+        its pre-roll (the speech start's fade-in, which whisper needs to hear a short "stop")
+        is then already in the buffer. Kept: pre-roll plus one VAD window, because the next
+        run can start up to one window before the audio received (the VAD's partial window)."""
+        if self.endpointer.idle:
+            keep = int((self.preroll_s + self.vad.window_ms / 1000.0) * self.rate) * 2
             if len(self._audio) > keep * 2:
                 drop = len(self._audio) - keep
                 del self._audio[:drop]

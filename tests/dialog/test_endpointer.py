@@ -430,3 +430,4 @@ def test_events_are_well_ordered(
                     assert e.t_decided - start >= max_turn - 1e-9
             prev = e
         assert ep.in_turn == (state in ("turn", "speculating"))
+        assert ep.idle == (state == "idle")  # CallerAudio trims its buffer only then
