@@ -73,10 +73,7 @@ class AriController:
         # before claiming one, None to let the others have it (this host is full). The composition
         # root sets it from the load, so the least-loaded host tends to claim first. Unset: at once.
         self.claim_delay: Callable[[], float | None] | None = None
-        # One claim at a time, each delay judged after the previous claim's outcome. A host
-        # connected to several Asterisk servers gives all its controllers one lock (the composition
-        # root does): two calls offered at once by two servers are then judged in turn too.
-        self.claiming = asyncio.Lock()
+        self.claiming = asyncio.Lock()  # see _claim; one host's controllers share one (service.claim_offers)
         self.claimed: set[str] = set()  # channels this host won that have not started here yet
 
     # --- running ---

@@ -36,13 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.backchannels import ACKNOWLEDGEMENTS, INTERRUPTIONS
+from bench.backchannels import ACKNOWLEDGEMENTS, INTERRUPTIONS, channel
 from bench.backchannels import VOICES as ACK_VOICES
 from bench.machine import machine_info, save_results
 from bench.telephone_stt import ITEMS
 from bench.telephone_stt import VOICES as TURN_VOICES
 from devtools.utterances import say
-from media.pcm import line_noise, telephone_channel
 from models.normalize import wer
 from models.silero import SileroVAD
 from models.whisper import WhisperSTT
@@ -57,11 +56,10 @@ CHANNELS = ("ulaw", "alaw", "ulaw+noise")
 PREROLLS = (0.1, 0.2, 0.3)
 
 
-def on_the_line(pcm16k: bytes, channel: str, rng: np.random.Generator) -> bytes:
-    """1 s of silence, the speech, 1.5 s of silence, through the phone channel (noise on all of it)."""
-    padded = bytes(2 * RATE) + pcm16k + bytes(3 * RATE)
-    law, _, noise = channel.partition("+")
-    return telephone_channel(line_noise(padded, -45, rng) if noise else padded, RATE, law)
+def on_the_line(pcm16k: bytes, name: str, rng: np.random.Generator) -> bytes:
+    """1 s of silence, the speech, 1.5 s of silence, through bench.backchannels' phone channel
+    (noise on all of it)."""
+    return channel(bytes(2 * RATE) + pcm16k + bytes(3 * RATE), name, rng)
 
 
 def cut(vad: SileroVAD, pcm: bytes, preroll_s: float, over_agent: bool) -> list[tuple[str, bytes, float]]:
