@@ -123,13 +123,19 @@ def ensure_base(force: bool = False, suite: str = "bookworm") -> Path:
     return root
 
 
+def copy_base(dest: Path, suite: str = "bookworm") -> Path:
+    """`dest`: a copy of the fresh root of `suite` (built first when missing), replacing what was there."""
+    base = ensure_base(suite=suite)
+    testbed._remove_tree(dest)
+    subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(dest)], check=True, timeout=600)
+    return dest
+
+
 @contextlib.contextmanager
 def fresh_target(dest: Path, suite: str = "bookworm") -> Iterator[Path]:
     """A copy of the fresh root of `suite` at `dest` with /proc and /dev mounted (the engines
     read /proc/cpuinfo; python's multiprocessing needs /dev/shm), torn down safely afterwards."""
-    base = ensure_base(suite=suite)
-    testbed._remove_tree(dest)
-    subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(dest)], check=True, timeout=600)
+    copy_base(dest, suite)
     mounts = [(["mount", "-t", "proc", "proc", str(dest / "proc")], dest / "proc"),
               (["mount", "--bind", "/dev", str(dest / "dev")], dest / "dev"),
               (["mount", "-t", "tmpfs", "tmpfs", str(dest / "dev/shm")], dest / "dev/shm")]
