@@ -1,8 +1,8 @@
-"""The playbook applied to a fresh Debian 12 host that boots systemd, as on a real server.
+"""The playbook applied to a fresh Debian 12 or Ubuntu 24.04 host that boots systemd, as on a real server.
 
 The chroot converge (test_converge.py) cannot run an init, so it starts the units' command lines
-itself. Here the fresh root runs its own systemd (systemd-nspawn, devtools/booted.py) in a network
-namespace of its own, and ansible reaches it like a remote host (community.docker's nsenter
+itself. Here the fresh root runs its own systemd (systemd-nspawn, devtools/booted.py; Debian 12's
+systemd 252, Ubuntu 24.04's 255) in a network namespace of its own, and ansible reaches it like a remote host (community.docker's nsenter
 connection plugin): the play starts and enables the units itself, with the role defaults (only
 the ARI password and a SIP peer are set), from the offline bundle. Then, with systemd doing it:
 every unit is active with its sandboxing, the firewall's table is loaded, a SIP call is answered
@@ -56,12 +56,15 @@ def nsenter_inventory(tmp: Path, leader: int) -> Path:
     return inventory
 
 
-@pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+@pytest.fixture(scope="module", params=["bookworm", "noble"])
+def box(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     if shutil.which("systemd-nspawn") is None:
         pytest.fail("systemd-nspawn is missing: ./dev installs systemd-container", pytrace=False)
-    src, tmp = workspace(tmp_path_factory, "systemd")
-    root = target.copy_base(tmp / "root")
+    suite = str(request.param)
+    src, tmp = workspace(tmp_path_factory, f"systemd-{suite}")
+    if suite not in json.loads((src / "bundle.json").read_text())["platforms"]:
+        pytest.fail(f"{src} has no {suite} part: ./dev test builds it with --releases bookworm,noble", pytrace=False)
+    root = target.copy_base(tmp / "root", suite)
     extra = tmp / "vars.json"
     extra.write_text(json.dumps({
         "phoneagent_bundle_dir": str(src),
