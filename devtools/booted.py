@@ -44,13 +44,13 @@ def cgroup_mounts_needed(mounts: str) -> bool:
     return True
 
 
-# Run as `sh -c WITH_HYBRID_CGROUPS sh nspawn-argv...` inside `unshare --mount`: the hybrid layout's
-# two hierarchies where systemd-nspawn looks for them, then systemd-nspawn itself (same PID).
+# Run as `sh -c WITH_HYBRID_CGROUPS sh nspawn-argv...` inside `unshare --mount`: a fresh tmpfs at
+# /sys/fs/cgroup (the host's may be read-only) holding the hybrid layout's two hierarchies, then
+# systemd-nspawn itself (same PID). The host's controller hierarchies are hidden there: systemd in
+# the container does without them.
 WITH_HYBRID_CGROUPS = (
-    "set -e; mountpoint -q /sys/fs/cgroup || mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup; "
-    "mkdir -p /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; "
-    "mountpoint -q /sys/fs/cgroup/unified || mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified; "
-    "mountpoint -q /sys/fs/cgroup/systemd || mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd; "
+    "set -e; mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup; mkdir /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; "
+    "mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified; mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd; "
     "exec \"$@\"")
 
 

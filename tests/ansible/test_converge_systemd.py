@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from devtools import booted, sipcall, target
+from devtools import booted, sipcall, target, testbed
 from devtools.serve import Service
 from tests.ansible import play
 from tests.ansible.provisioned import finished_calls, workspace
@@ -78,7 +78,7 @@ def box(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             second = play(inventory, extra)
             yield Box(tmp, inventory, extra, first, second, host)
     finally:
-        target.testbed._remove_tree(root)
+        testbed._remove_tree(root)
 
 
 def service(host: booted.BootedHost) -> Service:
