@@ -2,8 +2,8 @@
 
 The chroot converge (test_converge.py) cannot run an init, so it starts the units' command lines
 itself. Here the fresh root runs its own systemd (systemd-nspawn, devtools/booted.py; Debian 12's
-systemd 252, Ubuntu 24.04's 255) in a network namespace of its own, and ansible reaches it like a remote host (community.docker's nsenter
-connection plugin): the play starts and enables the units itself, with the role defaults (only
+systemd 252, Ubuntu 24.04's 255) in a network namespace of its own, and ansible reaches it like a
+remote host (community.docker's nsenter connection plugin): the play starts and enables the units itself, with the role defaults (only
 the ARI password and a SIP peer are set), from the offline bundle. Then, with systemd doing it:
 every unit is active with its sandboxing, the firewall's table is loaded, a SIP call is answered
 by the example agent, a killed service comes back (Restart=on-failure), a stop is graceful, a
@@ -39,8 +39,6 @@ CALLS_DB = "var/lib/phoneagent/calls.db"
 @dataclass
 class Box:
     tmp: Path
-    inventory: Path
-    extra: Path
     first: dict[str, Any]
     second: dict[str, Any]
     host: booted.BootedHost
@@ -76,17 +74,13 @@ def box(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             inventory = nsenter_inventory(tmp, host.leader)
             first = play(inventory, extra)
             second = play(inventory, extra)
-            yield Box(tmp, inventory, extra, first, second, host)
+            yield Box(tmp, first, second, host)
     finally:
         testbed._remove_tree(root)
 
 
-def service(host: booted.BootedHost) -> Service:
-    return Service(host.proc, HTTP_PORT, tuple(host.netns))
-
-
 def healthy(host: booted.BootedHost, timeout_s: float = 240) -> dict[str, Any]:
-    svc = service(host)
+    svc = Service(host.proc, HTTP_PORT, tuple(host.netns))
     try:
         asyncio.run(svc.wait_ready(timeout_s, "the service's /healthz ok"))
     except RuntimeError as exc:
