@@ -11,7 +11,7 @@ talks over the agent. Measured on the caller's side of the socket:
 - barge-in stop: caller's first voiced frame over the agent -> agent's last voiced frame, and
   from the moment the dialog's VAD/endpointer fired (server event) -> agent's last voiced frame;
 - stages: the dialog's own per-turn timings (endpoint, STT, first token, first audio, wire).
-Everything is real: silero, whisper tiny.en, the catalogue's LLM (gemma 270M by default), Piper.
+Everything is real: silero, whisper tiny.en, the catalogue's LLM (Qwen 0.5B instruct by default), Piper.
 """
 
 from __future__ import annotations

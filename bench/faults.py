@@ -4,7 +4,7 @@ record says.
     python -m bench.faults [--only stt-raises,tts-hangs,...] [--out bench/results]
 
 Each row is one call (or two) through the AudioSocket server and the dialog as the service wires
-them, with the real silero, whisper tiny.en, gemma 270M and Piper, a caller that behaves like
+them, with the real silero, whisper tiny.en, the default LLM and Piper, a caller that behaves like
 Asterisk on the socket (devtools/caller.py, its voice through a G.711 mu-law line) and a SQLite
 call store. Engine faults are injected around the real engines (devtools/faults.py); wire faults
 on the socket. "Heard" is whisper over the agent's audio as it reached the caller. Results:

@@ -30,9 +30,9 @@ class EngineConfig:
 
     vad: str = "silero-vad"
     stt: str = "whisper-tiny.en"
-    # The default is still the 270M base model (the latency baseline); "qwen2.5-coder-0.5b-instruct"
-    # answers properly but measured ~1.46 s V2V p50 here (README): tuning it is the agents issue.
-    llm: str = "gemma-3-270m"
+    # The bundled instruction model: a caller gets answers, not the 270M base model's rambling
+    # ("gemma-3-270m" stays in the catalogue as the latency baseline).
+    llm: str = "qwen2.5-coder-0.5b-instruct"
     tts: str = "piper-joe-medium"
     turn: str = "smart-turn-v3.2"  # the end-of-turn model agents may use ("" for none)
     device: str = "auto"  # "cpu", "cuda" or "auto" (CUDA where present)

@@ -61,7 +61,7 @@ async def test_sip_caller_barges_in_and_the_agent_stops(asterisk_bed: testbed.As
         await server.close()
         await engines.close()
     d = dialogs[0]
-    assert any(k == "barge_in" for _, k, _ in d.events)
+    assert any(k == "barge_in" for _, k, _ in d.events), f"no barge-in: events {d.events}, turns {d.turns}"
     cut = next(t for t in d.turns if t["role"] == "agent" and t.get("interrupted"))
     assert cut["text"].endswith(CUT_MARK) and "public holidays" not in cut["text"]
     paths = {k: asterisk_bed.host_path(f"{testbed.RECORDING_DIR}/{rec}-{k}.wav") for k in ("said", "heard", "both")}

@@ -74,7 +74,7 @@ async def test_no_job_ahead_runs_while_the_caller_talks_over_the_agent(start) ->
     await run.finish()
 
 
-# --- through the real parts: silero, whisper tiny.en, llama.cpp (gemma 270M), Piper ---------
+# --- through the real parts: silero, whisper tiny.en, llama.cpp (the default LLM), Piper --
 
 @pytest.fixture(scope="module")
 def real_engines() -> Any:
