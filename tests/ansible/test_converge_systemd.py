@@ -3,11 +3,12 @@
 The chroot converge (test_converge.py) cannot run an init, so it starts the units' command lines
 itself. Here the fresh root runs its own systemd (systemd-nspawn, devtools/booted.py; Debian 12's
 systemd 252, Ubuntu 24.04's 255) in a network namespace of its own, and ansible reaches it like a
-remote host (community.docker's nsenter connection plugin): the play starts and enables the units itself, with the role defaults (only
-the ARI password and a SIP peer are set), from the offline bundle. Then, with systemd doing it:
-every unit is active with its sandboxing, the firewall's table is loaded, a SIP call is answered
-by the example agent, a killed service comes back (Restart=on-failure), a stop is graceful, a
-second run changes nothing, and after a power-off the box boots into answering calls with no play.
+remote host (community.docker's nsenter connection plugin): the play starts and enables the units
+itself, with the role defaults (only the ARI password and a SIP peer are set), from the offline
+bundle. Then, with systemd doing it: every unit is active with its sandboxing, the firewall's table
+is loaded, a SIP call is answered by the example agent, a killed service comes back
+(Restart=on-failure), a stop is graceful, a second run changes nothing, and after a power-off the
+box boots into answering calls with no play.
 """
 
 from __future__ import annotations

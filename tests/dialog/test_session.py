@@ -1,9 +1,9 @@
 """The dialog loop end to end over the AudioSocket wire, with real VAD, STT and TTS.
 
-A caller emulator (devtools/caller.py) speaks espeak-ng utterances through a G.711 phone channel
-in real time. The LLM is the real default model (Qwen 0.5B instruct) in the first test; dialog-flow tests use
-the scripted fakes in tests/fakes.py, because a small model does not follow a script word for word.
-Backchannel, silence and engine-failure flows run through the real Asterisk instead
+A caller emulator (devtools/caller.py) speaks espeak-ng utterances through a G.711 phone channel in
+real time. The LLM is the real default model (Qwen 0.5B instruct) in the first test; dialog-flow
+tests use the scripted fakes in tests/fakes.py, because a small model does not follow a script word
+for word. Backchannel, silence and engine-failure flows run through the real Asterisk instead
 (test_dialog_flows_asterisk.py) and on virtual time (test_dialog_virtual.py): no third copy here.
 """
 
