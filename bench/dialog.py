@@ -62,12 +62,16 @@ def pct(xs: Sequence[float]) -> dict[str, float | None]:
     return {"p50": round(statistics.median(s), 1), "p95": round(s[min(len(s) - 1, int(0.95 * len(s)))], 1), "max": round(s[-1], 1), "n": len(s)}
 
 
-async def one_caller(port: int, i: int, utts: list[Any], dialogs: dict[str, CallDialog], out: dict[str, list[float]]) -> None:
+async def one_caller(port: int, i: int, utts: list[Any], dialogs: dict[str, CallDialog], out: dict[str, list[float]],
+                     delay_s: float = 0.0) -> None:
+    """Asks its question `delay_s` after the greeting, times the answer, then interrupts it."""
     q = utts[QUESTIONS[i % len(QUESTIONS)]].pcm16k
     interrupt = utts[INTERRUPTION].pcm16k
     async with CallerEmulator("127.0.0.1", port) as caller:
         if not await caller.wait_agent_done(quiet_s=0.4, timeout=30):
             return
+        if delay_s:
+            await caller.silence(delay_s)
         t0, _ = await caller.say(q)
         q_end = t0 + voiced_bounds(q, 16000)[1]
         while caller.first_voiced_after(q_end) is None and not caller.ended:
@@ -126,10 +130,12 @@ def turn_model(dialogs: list[CallDialog]) -> dict[str, Any]:
 
 
 async def run_level(engines: Engines, calls: int, utts: list[Any], repeats: int = 1, cfg: AgentConfig | None = None,
-                    *, versus: AgentConfig | None = None) -> dict[str, Any]:
+                    *, versus: AgentConfig | None = None, stagger_s: float = 0.0) -> dict[str, Any]:
     """`calls` callers at once, `repeats` times in a row; samples are pooled. With `versus`, each
     round runs both configurations, alternating which goes first, so the VM's drift (a quarter
-    within the hour here) hits both alike; the other's figures are under "versus"."""
+    within the hour here) hits both alike; the other's figures are under "versus". `stagger_s`:
+    caller k asks k * stagger_s later (0: all at once, the worst case; a real line's turns
+    fall at random, one caller's question often while another's answer plays)."""
     fresh = engines.sharing()
     cfgs = [cfg or AgentConfig(greeting="Hello, how can I help?", max_reply_tokens=48), *([versus] if versus else [])]
     dialogs: list[dict[str, CallDialog]] = [{} for _ in cfgs]
@@ -149,12 +155,13 @@ async def run_level(engines: Engines, calls: int, utts: list[Any], repeats: int 
         for r in range(repeats):
             for v in (range(len(cfgs)) if r % 2 == 0 else reversed(range(len(cfgs)))):
                 current = v
-                await asyncio.gather(*(one_caller(server.port, r * calls + i, utts, dialogs[v], outs[v]) for i in range(calls)))
+                await asyncio.gather(*(one_caller(server.port, r * calls + i, utts, dialogs[v], outs[v], i * stagger_s)
+                                       for i in range(calls)))
     finally:
         await server.close()
         await fresh.close_schedulers()
     results = [_summary(calls, outs[v], list(dialogs[v].values()), cfgs[v]) for v in range(len(cfgs))]
-    result = {**results[0], "queues": fresh.metrics()}  # the queues: both configurations' rounds
+    result = {**results[0], "stagger_s": stagger_s, "queues": fresh.metrics()}  # the queues: both configurations' rounds
     if versus is not None:
         result["versus"] = results[1]
     return result
@@ -174,6 +181,8 @@ def _summary(calls: int, out: dict[str, list[float]], dialogs: list[CallDialog],
         "held_by_words": sum(1 for d in dialogs for _, k, dt in d.events if k == "end_of_turn" and dt and dt.get("unfinished_words")),
         # the caller's words so far evaluated into the LLM cache while they spoke (words_ahead_s)
         "words_ahead": sum(1 for d in dialogs for _, k, _dt in d.events if k == "words_ahead"),
+        # silence inside the agent's speech, per call: its next clause was not synthesised in time
+        "agent_audio_starved_ms": pct([d.starved_ms for d in dialogs]),
     }
 
 
@@ -236,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="the agent with these settings changed (e.g. endpointer.min_delay_s=0.3); the file's name gets them")
     ap.add_argument("--versus", default="", metavar="FIELD=VALUE[;...]",
                     help="also run the agent with these settings changed (e.g. endpointer.speculative_s=0.12), round by round alternately")
+    ap.add_argument("--stagger", type=float, default=0.0, metavar="S",
+                    help="caller k asks its question k*S seconds after the greeting (default 0: all at once)")
     ap.add_argument("--tag", default="", help="added to the results file's name (a run that must not replace the default's)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
@@ -252,31 +263,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.llm_fixed_threads and isinstance(engines.llm, LlamaLLM):
         engines.llm.max_threads = engines.llm.n_threads
     utts = synthesize_set()
-    levels = [asyncio.run(run_level(engines, int(n), utts, args.repeats, cfg, versus=versus)) for n in args.calls.split(",")]
+    levels = [asyncio.run(run_level(engines, int(n), utts, args.repeats, cfg, versus=versus, stagger_s=args.stagger))
+              for n in args.calls.split(",")]
     one = levels[0]
     result = {
         "machine": info, "device": info["device"], "repeats": args.repeats, "calls": one["calls"], "v2v_ms": one["v2v_ms"],
         "barge_in_stop_ms": one["barge_in_stop_ms"], "stages_ms": one["stages_ms"], "levels": levels,
         "engines": dataclasses.asdict(config),
         "end_of_turn": args.end_of_turn or None, "first_clause_words_waiting": cfg.first_clause_words_waiting,
-        "with": args.with_ or None, "versus": args.versus or None,
+        "with": args.with_ or None, "versus": args.versus or None, "stagger_s": args.stagger,
         "llm_threads": "fixed" if args.llm_fixed_threads else "widened onto idle cores",
         "max_calls_with_p95_v2v_under_1500ms": max((lv["calls"] for lv in levels if (lv["v2v_ms"]["p95"] or 1e9) <= 1500), default=0),
         "peak_rss_mb": peak_rss_mb(),
     }
     # a non-default LLM gets its own file, so the default's figures are never overwritten
     name = ("dialog" + (f"-{args.llm}" if args.llm else "") + (f"-eot-{args.end_of_turn.replace(',', '-')}" if args.end_of_turn else "")
-            + ("-llm-fixed-threads" if args.llm_fixed_threads else "") + (f"-{args.tag}" if args.tag else "")
+            + ("-llm-fixed-threads" if args.llm_fixed_threads else "") + (f"-stagger-{args.stagger:g}" if args.stagger else "")
+            + (f"-{args.tag}" if args.tag else "")
             + "".join(f"-{setting_name(spec)}" for spec in _specs(args.with_)))
     path = save_results(args.out, name, result)
     print(f"dialog benchmark on {info['cpu']} ({info['cores']} cores), device {info['device']}")
-    print(f"  {'calls':>5}  {'v2v p50/p95/max ms':>22}  {'barge-in stop p50/p95 ms (onset | VAD)':>40}  stages p50 ms (endpoint/stt/llm/tts/wire)")
+    print(f"  {'calls':>5}  {'v2v p50/p95/max ms':>22}  {'barge-in stop p50/p95 ms (onset | VAD)':>40}  "
+          "stages p50 ms (endpoint/stt/llm/tts/wire)  starved p50/p95 ms")
     for lv in levels:
         for row, label in ((lv, ""), *(((lv["versus"], f"  with {args.versus}"),) if args.versus else ())):
             v, b, bv, st = row["v2v_ms"], row["barge_in_stop_ms"], row["barge_in_stop_after_vad_ms"], row["stages_ms"]
             stage_txt = "/".join(str(st[k]["p50"]) for k in ("endpoint", "stt", "llm_first_token", "tts_first_audio", "to_wire"))
+            sv = row["agent_audio_starved_ms"]
             print(f"  {row['calls']:>5}  {v['p50']!s:>7}/{v['p95']!s:>7}/{v['max']!s:>6}  {b['p50']!s:>9}/{b['p95']!s:>7} | "
-                  f"{bv['p50']!s:>7}/{bv['p95']!s:>7}      {stage_txt}{label}")
+                  f"{bv['p50']!s:>7}/{bv['p95']!s:>7}      {stage_txt}  {sv['p50']}/{sv['p95']}{label}")
             if row["end_of_turn_model"]:
                 print(f"         end-of-turn model: {row['end_of_turn_model']}")
     print(f"\nwritten {path}")

@@ -25,6 +25,7 @@ from ari_app.call import CallControl
 from phoneagent.dialog.dtmf import DigitEntry
 from media.clock import Clock, sleep
 from models.base import Transcript
+from audiosocket.playout import Playout
 from audiosocket.protocol import Audio, Dtmf
 from audiosocket.server import CallEnded, InboundItem, KeyPress
 from db import AsyncCallStore
@@ -77,6 +78,7 @@ class CallDialog:
         self.call_id = ""
         self.record: Recorder | None = None
         self.state: CallState | None = None
+        self.playout: Playout | None = None
         self._handover_asked = ""  # a supervisor asked for a person (console), taken at the next tick
 
     def ask_for_handover(self, reason: str) -> bool:
@@ -100,6 +102,12 @@ class CallDialog:
         return self.record.events if self.record else []
 
     @property
+    def starved_ms(self) -> float:
+        """Silence the caller heard inside the agent's speech: playout ticks with a reply under
+        way but its next audio not synthesised yet (a gap between clauses)."""
+        return self.playout.buffer.underruns * self.playout.frame_ms if self.playout else 0.0
+
+    @property
     def outcome(self) -> str:
         return self.state.outcome if self.state else "completed"
 
@@ -113,7 +121,7 @@ class CallDialog:
         clock: Clock = session.clock
         self.call_id = str(session.call_id)
         fmt = await session.media_format()
-        playout = await session.start_playout()
+        self.playout = playout = await session.start_playout()
         self.record = record = Recorder(self.call_id, clock, self.store)
         self.state = state = CallState(last_activity=clock.now())
         hold = cfg.hold_llm_for_first_audio

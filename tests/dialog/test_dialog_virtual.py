@@ -564,3 +564,17 @@ async def test_the_first_clause_length_is_the_agents_choice(start) -> None:  # t
     await run.finish()
     with pytest.raises(ValueError, match="first_clause_words_waiting"):
         AgentConfig(first_clause_words_waiting=0)
+
+
+@pytest.mark.parametrize(("token_s", "gap"), [(0.02, False), (1.0, True)])
+async def test_silence_inside_the_agents_speech_is_counted(start, token_s: float, gap: bool) -> None:  # type: ignore[no-untyped-def]
+    """A next clause that comes later than the last one's audio lasts leaves the caller in
+    silence mid-reply; the call counts it (bench.dialog reports it per call)."""
+    run = await start(heard=[Heard("What are your hours?")], said=[Said("We open at nine, and we close at five on weekdays.", token_s=token_s)])
+    assert run.dialog.starved_ms == 0.0  # the greeting played whole
+    run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: len(run.dialog.turns) == 3)
+    # the rest's last token ~7 tokens after the first clause, whose ~4 words of audio play meanwhile
+    late = 7 * token_s - 4 * run.engines.word_s
+    assert run.dialog.starved_ms == (pytest.approx(late * 1000, abs=400) if gap else 0.0)
+    await run.finish()
