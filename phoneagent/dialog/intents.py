@@ -16,6 +16,7 @@ from typing import Any
 
 from phoneagent.dialog.config import EscalationRules
 from phoneagent.dialog.handover import wants_human
+from phoneagent.dialog.slots import soundalikes
 
 _GOODBYE_RE = re.compile(
     r"^(?:(?:ok(?:ay)?|great|thanks?|thank you|no|nope|alright|perfect|cool)\W+){0,4}"
@@ -75,6 +76,16 @@ def probes_instructions(text: str) -> bool:
     return _PROBE_RE.search(text) is not None
 
 
+_DIGIT_TOKEN = r"\b(?:\d+|" + "|".join(_DIGIT_WORDS) + r")\b"
+_DIGIT_RUN = re.compile(_DIGIT_TOKEN + r"(?:[\s,-]+" + _DIGIT_TOKEN + r")*", re.IGNORECASE)
+
+
+def digit_runs(text: str) -> list[str]:
+    """Each run of digits the caller said, spoken or written, joined: whisper often writes a
+    spoken "three three one eight" as "three, 318" ("3318"); another word ends a run."""
+    return [_digits(m.group(0)) for m in _DIGIT_RUN.finditer(text)]
+
+
 def _digits(text: str) -> str:
     words = re.findall(r"[a-z]+|\d+", text.lower())
     return "".join(_DIGIT_WORDS.get(w, w) if not w.isdigit() else w for w in words if w.isdigit() or w in _DIGIT_WORDS)
@@ -82,7 +93,7 @@ def _digits(text: str) -> str:
 
 def grounded(value: Any, said: Iterable[str]) -> bool:
     """The caller said `value` in this call: digits as a run of their spoken digits (in any
-    grouping), other text as words. Numbers and booleans the model filled in count as not said."""
+    grouping, the phone's soundalikes beside digits included), other text as words. Numbers and booleans the model filled in count as not said."""
     texts = list(said)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return False
@@ -91,7 +102,7 @@ def grounded(value: Any, said: Iterable[str]) -> bool:
         return False
     if any(ch.isdigit() for ch in text):
         want = re.sub(r"\D", "", text)
-        return any(want in _digits(t) for t in texts)
+        return any(want in _digits(soundalikes(t)) for t in texts)
     words = plain_words(text).split()
     return any(all(w in plain_words(t).split() for w in words) for t in texts)
 
@@ -104,9 +115,11 @@ def ungrounded(arguments: Mapping[str, Any], said: Iterable[str]) -> list[str]:
 
 def said_values(parameters: Mapping[str, Any], text: str) -> dict[str, str]:
     """Arguments the caller said verbatim: for each string parameter with a `pattern`, the one
-    word of `text` that matches it (an order number "4572"). Copied, not generated: the model
-    cannot misread them, and it saves its slowest step (each digit is a decode step)."""
-    words = {w.rstrip(".,") for w in re.findall(r"[A-Za-z0-9][\w.@+-]*", text)}
+    word or run of digits (`digit_runs`, with the phone's soundalikes beside digits read as digits)
+    of `text` that matches it (an order number "4572", said "four five seven two", heard as
+    "three, 318" or "free free 18"). Copied, not generated: the model cannot misread them, and
+    it saves its slowest step (each digit is a decode step)."""
+    words = {w.rstrip(".,") for w in re.findall(r"[A-Za-z0-9][\w.@+-]*", text)} | set(digit_runs(soundalikes(text)))
     out: dict[str, str] = {}
     for key, prop in (parameters.get("properties") or {}).items():
         if not isinstance(prop, dict) or prop.get("type") != "string" or not prop.get("pattern") or "x-from" in prop:

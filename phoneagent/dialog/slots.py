@@ -122,7 +122,7 @@ class Slot:
         if typed is not None:
             return typed if self.digits else ""
         if self.digits:
-            return "".join(re.findall(r"\d", normalize_transcript(_unit_digits(_soundalikes(text)))))
+            return "".join(re.findall(r"\d", normalize_transcript(_unit_digits(soundalikes(text)))))
         if self.kind == "date":
             if self.today is None:
                 raise ValueError(f"date slot {self.name!r}: no today to resolve a date against")
@@ -155,7 +155,7 @@ class Slot:
         return f"{spoken[0]} at {' dot '.join(spoken[1:])}"
 
 
-def _soundalikes(text: str) -> str:
+def soundalikes(text: str) -> str:
     """Words in a run of digits that are digits heard through the phone: "oh one six three" ->
     "zero one six three", "4 1 time, 5 5" -> "4 1 five, 5 5". A run grows from a real digit; "to"
     and "for" only after one ("back to 555" keeps its "to")."""

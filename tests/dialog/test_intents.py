@@ -37,6 +37,8 @@ def test_not_probes(text: str) -> None:
     ("4572", ["it's 45", "72"], False),  # not one utterance's digits
     ("4572", ["order 45 72"], True),  # groups of one utterance join
     ("1234", ["Where is my order?"], False),
+    ("3318", ["Number in free free 18."], True),  # "three" through the phone band, beside digits
+    ("3", ["Is delivery free?"], False),  # "free" alone is a word
     (1234, ["order 1234"], True),
     (True, ["yes"], False),
     ("Maria Lopez", ["my name is maria lopez"], True),
@@ -74,6 +76,14 @@ ORDER = {"type": "object", "properties": {"order_id": {"type": "string", "patter
     ("Is it 4572 or 3318?", {}),  # two candidates: the model decides
     ("My number is 45721.", {}),  # five digits: not an order number
     ("Where is my order?", {}),
+    ("Where is my order? Number three, 318.", {"order_id": "3318"}),  # whisper's grouping of "three three one eight"
+    ("It's four five seven two.", {"order_id": "4572"}),
+    ("It's 4-5-7-2.", {"order_id": "4572"}),
+    ("I have two orders, 4572 and 3318.", {}),  # two candidates: the model decides
+    ("Call me on my phone, it's 4572.", {"order_id": "4572"}),  # "phone" holds no "one"
+    ("Oh, 4572 please.", {"order_id": "4572"}),  # "oh"+"4572" is no order number, the word is
+    ("Where is my order? Number in free free 18.", {"order_id": "3318"}),  # "three" through the phone band
+    ("Is delivery free for order 4572?", {"order_id": "4572"}),  # "free" and "for" are words here
 ])
 def test_said_values_copies_one_pattern_match(text: str, values: dict[str, str]) -> None:
     assert said_values(ORDER, text) == values
