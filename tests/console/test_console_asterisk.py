@@ -68,7 +68,8 @@ async def test_a_real_call_in_the_live_view_then_in_the_list_with_its_recording(
         log_in(driver, base, TOKEN)
         driver.get(f"{base}/live")
         section = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".live-call"), 30, "the call in the live view", driver)
-        wait_for(lambda: "calling about my bill" in section[0].text.lower(), 30, "the caller's words, live", driver)
+        # whisper over G.711 hears "calling about" or "calling out"; "my bill" is the caller's alone
+        wait_for(lambda: "my bill" in section[0].text.lower(), 30, "the caller's words, live", driver)
         wait_for(lambda: "forty two pounds" in section[0].text, 30, "the agent's answer, live", driver)
         screenshot(driver, shots, "console-live-asterisk")
         section[0].find_element(By.CSS_SELECTOR, "button.act-end").click()
@@ -99,7 +100,7 @@ async def test_a_real_call_in_the_live_view_then_in_the_list_with_its_recording(
                     link = wait_for(lambda: driver.find_element(By.CSS_SELECTOR, f'a[href="/console/calls/{call_id}"]'), 10, "the call in the list", driver)
                     link.click()
                     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".waterfall svg rect"), 10, "the waterfall", driver)
-                    assert "calling about my bill" in driver.page_source.lower() and "forty two pounds" in driver.page_source
+                    assert "my bill" in driver.page_source.lower() and "forty two pounds" in driver.page_source
                     duration = wait_for(lambda: driver.execute_script(
                         "const a = document.getElementById('player'); return a && a.readyState >= 1 ? a.duration : 0;"), 15,
                         "the recording to load", driver)
