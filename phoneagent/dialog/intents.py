@@ -82,7 +82,9 @@ _DIGIT_RUN = re.compile(_DIGIT_TOKEN + r"(?:[\s,-]+" + _DIGIT_TOKEN + r")*", re.
 
 def digit_runs(text: str) -> list[str]:
     """Each run of digits the caller said, spoken or written, joined: whisper often writes a
-    spoken "three three one eight" as "three, 318" ("3318"); another word ends a run."""
+    spoken "three three one eight" as "three, 318" ("3318"); another word ends a run. Looser than
+    normalize_transcript's readouts (which leave "three, 318" and "4-5-7-2" apart, as a list may
+    be): only used where a parameter's pattern must then match the whole run."""
     return [_digits(m.group(0)) for m in _DIGIT_RUN.finditer(text)]
 
 
@@ -93,7 +95,8 @@ def _digits(text: str) -> str:
 
 def grounded(value: Any, said: Iterable[str]) -> bool:
     """The caller said `value` in this call: digits as a run of their spoken digits (in any
-    grouping, the phone's soundalikes beside digits included), other text as words. Numbers and booleans the model filled in count as not said."""
+    grouping, the phone's soundalikes beside digits included), other text as words. Numbers and
+    booleans the model filled in count as not said."""
     texts = list(said)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return False
