@@ -31,7 +31,7 @@ mu-law WER): the telephone band folded into the empty 4-8 kHz band (spectral mir
 dB), faint noise in that band (-50 dBFS), peak normalisation, and a domain prompt.
 
     python -m bench.telephone_stt            # prints the tables, writes bench/results/
-    python -m bench.telephone_stt --moonshine    # the same, with Moonshine base (pip install moonshine-cpp)
+    python -m bench.telephone_stt --moonshine    # and Moonshine base: pip install moonshine-cpp; pip install --no-deps useful-moonshine-onnx
     python -m bench.telephone_stt --slots-only   # only the slot rows (tiny.en), telephone-stt-slots-*.json
     python -m bench.telephone_stt --front-ends   # the front-end rows, telephone-stt-front-ends-*.json
 """
@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--slots-only", action="store_true", help="only the numbers-asked-for rows (tiny.en)")
     ap.add_argument("--front-ends", action="store_true", help="only the front-end rows (tiny.en, greedy)")
-    ap.add_argument("--moonshine", action="store_true", help="also Moonshine base (needs `pip install moonshine-cpp`)")
+    ap.add_argument("--moonshine", action="store_true", help="also Moonshine base (see MoonshineSTT for the two packages)")
     args = ap.parse_args(argv)
     info = machine_info()
     if args.front_ends:
