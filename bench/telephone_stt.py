@@ -41,9 +41,8 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
@@ -121,25 +120,20 @@ class Recogniser(Protocol):
     def transcribe(self, pcm: bytes, sample_rate: int) -> Any: ...
 
 
-def _speakers(piper: PiperTTS | None) -> list[tuple[str, str, Callable[[str], bytes]]]:
-    """(family, voice, text -> 16 kHz speech): the espeak-ng voices, then Piper joe at three speeds.
-    espeak-ng is a formant synthesiser: much of what tells its consonants apart lies above 4 kHz,
-    which the phone network drops. Piper's neural voice, trained on recordings of a person, is
-    the nearer stand-in for a caller."""
-    out: list[tuple[str, str, Callable[[str], bytes]]] = [
-        ("espeak-ng", f"{v}@{sp}", partial(_espeak, voice=v, speed=sp)) for v, sp in VOICES]
-    if piper is not None:
-        out += [("piper", f"joe x{scale:g}", partial(_piper, piper.with_options(length_scale=scale))) for scale in PIPER_SCALES]
+def clips(piper: PiperTTS | None) -> list[tuple[str, str, Item, bytes]]:
+    """(family, voice, item, 16 kHz speech), synthesised once so every recogniser hears the same
+    clips: the espeak-ng voices, then Piper joe at three speeds (with 0.1 s of silence either
+    side). espeak-ng is a formant synthesiser: much of what tells its consonants apart lies above
+    4 kHz, which the phone network drops. Piper's neural voice, trained on recordings of a
+    person, is the nearer stand-in for a caller."""
+    out = [("espeak-ng", f"{v}@{sp}", item, say(item.text, voice=v, speed=sp).pcm16k) for v, sp in VOICES for item in ITEMS]
+    if piper is None:
+        return out
+    for scale in PIPER_SCALES:
+        voice = piper.with_options(length_scale=scale)
+        out += [("piper", f"joe x{scale:g}", item, bytes(3200) + b"".join(c.pcm for c in voice.synthesize(item.text, 16000))
+                 + bytes(3200)) for item in ITEMS]
     return out
-
-
-def _espeak(text: str, voice: str, speed: int) -> bytes:
-    return say(text, voice=voice, speed=speed).pcm16k
-
-
-def _piper(tts: PiperTTS, text: str) -> bytes:
-    """With 0.1 s of silence either side: whisper is not handed speech that starts on its first sample."""
-    return bytes(3200) + b"".join(c.pcm for c in tts.synthesize(text, 16000)) + bytes(3200)
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -157,31 +151,29 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return by_channel
 
 
-def score(stt: Recogniser, piper: PiperTTS | None = None) -> dict[str, Any]:
-    """Every utterance in every voice through every channel; per channel for the espeak-ng
-    voices (`by_channel`, comparable with earlier runs) and for Piper's (`by_channel_piper`)."""
+def score(stt: Recogniser, speech: list[tuple[str, str, Item, bytes]]) -> dict[str, Any]:
+    """Every clip through every channel; per channel for the espeak-ng voices (`by_channel`,
+    comparable with earlier runs) and for Piper's (`by_channel_piper`)."""
     rng = np.random.default_rng(11)
     rows: list[dict[str, Any]] = []
-    for family, voice, speak in _speakers(piper):
-        for item in ITEMS:
-            pcm16k = speak(item.text)
-            for ch in CHANNELS:
-                pcm, rate = channel(pcm16k, ch, rng)
-                t0 = time.perf_counter()
-                heard = stt.transcribe(pcm, rate).text
-                ms = (time.perf_counter() - t0) * 1000
-                norm = normalize_transcript(heard)
-                row: dict[str, Any] = {"family": family, "voice": voice, "channel": ch, "kind": item.kind, "said": item.text,
-                                       "heard": heard, "wer": round(wer(item.text, heard), 3), "ms": round(ms, 1)}
-                if item.digits:
-                    row["digits_ok"] = "".join(re.findall(r"\d", norm)) == item.digits
-                if item.email:
-                    row["email_ok"] = item.email in _EMAIL_RE.findall(norm.lower())
-                if item.kind == "person":
-                    row["intent_ok"] = wants_human(heard)
-                rows.append(row)
+    for family, voice, item, pcm16k in speech:
+        for ch in CHANNELS:
+            pcm, rate = channel(pcm16k, ch, rng)
+            t0 = time.perf_counter()
+            heard = stt.transcribe(pcm, rate).text
+            ms = (time.perf_counter() - t0) * 1000
+            norm = normalize_transcript(heard)
+            row: dict[str, Any] = {"family": family, "voice": voice, "channel": ch, "kind": item.kind, "said": item.text,
+                                   "heard": heard, "wer": round(wer(item.text, heard), 3), "ms": round(ms, 1)}
+            if item.digits:
+                row["digits_ok"] = "".join(re.findall(r"\d", norm)) == item.digits
+            if item.email:
+                row["email_ok"] = item.email in _EMAIL_RE.findall(norm.lower())
+            if item.kind == "person":
+                row["intent_ok"] = wants_human(heard)
+            rows.append(row)
     out = {"by_channel": _summary([r for r in rows if r["family"] == "espeak-ng"]), "rows": rows}
-    if piper is not None:
+    if any(r["family"] == "piper" for r in rows):
         out["by_channel_piper"] = _summary([r for r in rows if r["family"] == "piper"])
     return out
 
@@ -345,17 +337,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = {"whisper tiny.en": catalog.whisper_tiny_en(), "whisper base": catalog.whisper_base()}
     results: dict[str, Any] = {}
     slots: dict[str, Any] = {}
-    piper = None if args.slots_only else PiperTTS(device="cpu")
+    speech = [] if args.slots_only else clips(PiperTTS(device="cpu"))
     for name, path in models.items():
         for beam in (1, 5):
             stt = WhisperSTT(path, device="cpu", cpu_threads=2, beam_size=beam, language="en")
             stt.warmup()
             if not args.slots_only:
-                results[f"{name}, beam {beam}"] = score(stt, piper)
+                results[f"{name}, beam {beam}"] = score(stt, speech)
             if name.endswith("tiny.en"):  # base was no better on digits (the table above)
                 slots[f"{name}, beam {beam}"] = score_slots(stt)
     if args.moonshine and not args.slots_only:
-        results["moonshine base (moonshine-cpp)"] = score(MoonshineSTT(), piper)
+        results["moonshine base (moonshine-cpp)"] = score(MoonshineSTT(), speech)
     path = save_results(args.out, "telephone-stt" + ("-slots" if args.slots_only else ""),
                         {"machine": info, "device": "cpu", "items": len(ITEMS), "voices": len(VOICES), "recognisers": results,
                          "slots": slots})
@@ -365,8 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{'person kept':>12} {'ms p50':>7}")
     for name, r in results.items():
         for family, key in (("espeak-ng", "by_channel"), ("piper", "by_channel_piper")):
-            clean = r[key]["clean-16k"]["wer"] if key in r else 0.0
             for ch, c in r.get(key, {}).items():
+                clean = r[key]["clean-16k"]["wer"]
                 ratio = f"{c['wer'] / clean:.2f}" if clean else "-"
                 print(f"  {name:30} {family:9} {ch:11} {c['wer']:>6} {ratio:>7} {c['digits']:>10} {c['email']:>9} "
                       f"{c['intent']:>12} {c['ms_p50']:>7}")
