@@ -29,11 +29,17 @@ from phoneagent.tools.webhook import ToolResult
 
 
 class ScriptedLLM(LLM):
-    """Replies with the next scripted text, token by token (a word each), `token_s` apart."""
+    """Replies with the next scripted text, token by token (a word each), `token_s` apart.
 
-    def __init__(self, replies: Sequence[str], token_s: float = 0.02) -> None:
+    `by_turn`: the reply is chosen by the caller's turn (the number of user messages), not by
+    call. Needed wherever the real endpointer runs: a speculative reply dropped after its LLM
+    call (the caller only paused) would otherwise take the script's next reply, and which
+    pauses get that far depends on how fast the CPU transcribes them."""
+
+    def __init__(self, replies: Sequence[str], token_s: float = 0.02, *, by_turn: bool = False) -> None:
         self.replies = list(replies)
         self.token_s = token_s
+        self.by_turn = by_turn
         self.calls: list[list[Message]] = []
         self.produced = 0  # tokens generated so far, all replies (read from other threads)
         self.info = EngineInfo("llm", "scripted-fake", "-", "cpu", streaming=True)
@@ -41,7 +47,8 @@ class ScriptedLLM(LLM):
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 128, temperature: float = 0.0, stop: Sequence[str] = (),
                cancel: CancelToken | None = None, session_key: str | None = None) -> Generator[Token, None, GenerationStats]:
         self.calls.append(list(messages))
-        text = self.replies[min(len(self.calls) - 1, len(self.replies) - 1)]
+        n = sum(m.role == "user" for m in messages) if self.by_turn else len(self.calls)
+        text = self.replies[min(max(n, 1) - 1, len(self.replies) - 1)]
         words = text.split(" ")
         t0 = time.perf_counter()
         n = 0

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.asterisk
 
 async def test_caller_asks_for_a_person_and_the_human_hears_the_summary(asterisk_bed: testbed.AsteriskBed, tmp_path: Path) -> None:
     loaded = await asyncio.to_thread(Engines.load, EngineConfig())
-    engines = loaded.sharing(llm=ScriptedLLM(["Sure, I can help with your bill.", "Thanks, I have your account."]))
+    engines = loaded.sharing(llm=ScriptedLLM(["Sure, I can help with your bill.", "Thanks, I have your account."], by_turn=True))
     store = AsyncCallStore(f"sqlite:///{tmp_path}/calls.db")
     dialogs: list[CallDialog] = []
 

@@ -106,13 +106,14 @@ async def test_acknowledgements_let_the_agent_go_on_and_short_interruptions_stop
     said = say(words, voice=voice, speed=speed)
     steps: list[sipcall.Step] = [sipcall.Pause(2000), sipcall.Audio(pcm8k(utts[0])), sipcall.Pause(2800),
                                  sipcall.Audio(pcm8k(said)), sipcall.Pause(10000)]
-    d, store = await run_call(asterisk_bed, engines, ScriptedLLM([ANSWER, "Okay."]), AgentConfig(greeting="Hi."), steps,
+    llm = ScriptedLLM([ANSWER, "Okay."], by_turn=True)
+    d, store = await run_call(asterisk_bed, engines, llm, AgentConfig(greeting="Hi."), steps,
                               tmp_path, wait_for_bye=False)
     await store.aclose()
     kinds = [k for _, k, _ in d.events]
     assert "overlap_held" in kinds, d.events  # long enough to have interrupted by length alone
     answer = next((t for t in d.turns if t["role"] == "agent" and t["text"].startswith("Your balance")), None)
-    assert answer is not None, (d.turns, d.events)
+    assert answer is not None, ([m[-1].content for m in llm.calls], d.turns, d.events)
     callers = [t["text"] for t in d.turns if t["role"] == "caller"]
     if acknowledgement:
         assert "backchannel" in kinds and "barge_in" not in kinds, d.events

@@ -125,7 +125,7 @@ async def test_spoken_question_gets_a_spoken_answer_with_real_llm(harness, utts,
 
 
 async def test_barge_in_stops_playout_and_keeps_only_what_was_heard(harness, utts) -> None:  # type: ignore[no-untyped-def]
-    llm = ScriptedLLM([LONG_REPLY, "Okay."])
+    llm = ScriptedLLM([LONG_REPLY, "Okay."], by_turn=True)
     h, srv = await harness(llm, greeting="Hi.")
     async with CallerEmulator("127.0.0.1", srv.port) as caller:
         await caller.wait_agent_done(quiet_s=0.4)

@@ -33,7 +33,7 @@ LONG = ("Sure. Our opening hours are eight in the morning to six in the evening,
 
 async def test_sip_caller_barges_in_and_the_agent_stops(asterisk_bed: testbed.AsteriskBed) -> None:
     loaded = await asyncio.to_thread(Engines.load, EngineConfig())
-    engines = loaded.sharing(llm=ScriptedLLM([LONG, "Okay."]))
+    engines = loaded.sharing(llm=ScriptedLLM([LONG, "Okay."], by_turn=True))
     dialogs: list[CallDialog] = []
 
     async def handler(session: CallSession) -> None:
