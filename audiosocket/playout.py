@@ -243,7 +243,15 @@ class Playout:
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
             self._waiters[segment_id] = fut
-        return await asyncio.shield(fut)
+        report = await asyncio.shield(fut)
+        self._done.pop(segment_id, None)  # handed out (a waiter cancelled first leaves it for report_now)
+        return report
+
+    def report_now(self, segment_id: int) -> PlayoutReport | None:
+        """The segment's report if it is already resolved (played out or cleared) and not yet
+        handed out, else None; never waits. For a waiter being cancelled that must still say
+        what the caller heard."""
+        return self._done.pop(segment_id, None)
 
     async def play(self, pcm: bytes) -> PlayoutReport:
         """Queue one whole segment and wait for it to be played (or interrupted)."""
@@ -288,10 +296,8 @@ class Playout:
 
     def _resolve(self, report: PlayoutReport) -> None:
         fut = self._waiters.pop(report.segment_id, None)
-        if fut is not None:
-            if not fut.done():
-                fut.set_result(report)
-        else:
-            self._done[report.segment_id] = report
-            if len(self._done) > 256:  # nobody waits on old segments: keep memory bounded
-                self._done.pop(next(iter(self._done)))
+        if fut is not None and not fut.done():
+            fut.set_result(report)
+        self._done[report.segment_id] = report  # until handed out: by wait(), or by report_now()
+        if len(self._done) > 256:  # nobody asks for old segments: keep memory bounded
+            self._done.pop(next(iter(self._done)))

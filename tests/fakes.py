@@ -201,6 +201,7 @@ class VirtualEngines:
     stt_prompts: list[str | None] = field(default_factory=list)  # what each transcription was told to expect
     turn_p: list[float] = field(default_factory=list)  # the end-of-turn model's scripted verdicts
     turn_s: float = 0.1  # its inference time on the call's clock
+    tts_stall_at: int | None = None  # the TTS wedges from this clause on (counted in `spoken`), deaf to its cancel token
 
     async def prefill(self, messages: Sequence[Message], *, session_key: str | None = None, every_instance: bool = False,
                       open_turn: bool = False) -> int:
@@ -278,6 +279,8 @@ class VirtualEngines:
 
     async def speak(self, text: str, sample_rate: int, *, cancel: CancelToken,
                     priority: Priority = Priority.TURN) -> AsyncGenerator[AudioChunk, None]:
+        if self.tts_stall_at is not None and len(self.spoken) >= self.tts_stall_at:
+            await asyncio.Event().wait()  # a synthesis thread that does not come back: only a task cancel ends this
         await sleep(self.clock, self.tts_delay_s)
         if cancel.cancelled:
             raise Cancelled(cancel.reason)

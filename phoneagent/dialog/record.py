@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from collections.abc import Coroutine
 from typing import Any
 
 from media.clock import Clock
@@ -45,18 +46,29 @@ class Recorder:
         """Something happened now (barge-in, filler, transfer...): recorded without waiting."""
         t = self.clock.now()
         self.events.append((t, kind, detail))
-        task = asyncio.ensure_future(self.write("add_event", self.call_id, self.ms(t) or 0.0, kind, detail or None))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        self._spawn(self.write("add_event", self.call_id, self.ms(t) or 0.0, kind, detail or None))
 
     async def turn(self, role: str, text: str, timing: TurnTiming, **kw: Any) -> None:
+        await self.write("add_turn", self.call_id, role, text, timings=self._keep(role, text, timing, kw), **kw)
+
+    def turn_now(self, role: str, text: str, timing: TurnTiming, **kw: Any) -> None:
+        """As `turn`, for a task that is being cancelled and must not wait: kept in memory at
+        once, written to the store in the background."""
+        self._spawn(self.write("add_turn", self.call_id, role, text, timings=self._keep(role, text, timing, kw), **kw))
+
+    def _keep(self, role: str, text: str, timing: TurnTiming, kw: dict[str, Any]) -> TurnTimings:
         timings = TurnTimings(
             speech_end_ms=self.ms(timing.speech_end), endpoint_ms=self.ms(timing.endpoint), stt_done_ms=self.ms(timing.stt_done),
             llm_first_token_ms=self.ms(timing.llm_first_token), tts_first_audio_ms=self.ms(timing.tts_first_audio),
             first_frame_ms=self.ms(timing.first_frame), barge_in_ms=self.ms(timing.barge_in),
         )
         self.turns.append({"role": role, "text": text, "timings": timings, **kw})
-        await self.write("add_turn", self.call_id, role, text, timings=timings, **kw)
+        return timings
+
+    def _spawn(self, write: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     async def write(self, method: str, *args: Any, **kw: Any) -> None:
         if self.store is None:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from audiosocket.playout import PlayoutReport
 from media.clock import sleep, wait_for
 from models.base import Cancelled, CancelToken, Message, Transcript
 from models.scheduler import EngineBusy, Priority
@@ -206,12 +207,24 @@ class Reply:
         await self.voice.say(cfg.clarify, role_text="clarify")
 
     async def _stream(self, messages: list[Message], commit: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        reply, seg = SpokenReply(), list[int]()
+        try:
+            await self._stream_into(messages, commit, reply, seg)
+        except asyncio.CancelledError:
+            # Cancelled after the grace for recording (a hangup while a synthesis thread is
+            # stuck on a starved CPU): what the caller heard is still the call's record.
+            report = self.ctx.playout.report_now(seg[0]) if seg and self.heard is None else None
+            if report is not None:  # recorded without waiting: a cancelled task must not block
+                self.ctx.record.turn_now("agent", self._heard(reply, seg[0], report), self.timing,
+                                         **self._cut(reply, report))
+            raise
+
+    async def _stream_into(self, messages: list[Message], commit: Callable[[], Coroutine[Any, Any, None]], reply: SpokenReply,
+                           seg: list[int]) -> None:
         ctx, cfg, timing = self.ctx, self.ctx.config, self.timing
         cancel = CancelToken()
-        reply = SpokenReply()
         chunker = reply_chunker()
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
-        seg: list[int] = []
         committed: asyncio.Task[None] = asyncio.create_task(commit())
         gate = threading.Event()  # set: the LLM may decode
         gate.set()
@@ -254,17 +267,24 @@ class Reply:
             if not cancel.cancelled:
                 await self.voice.say(cfg.clarify, role_text="empty reply")
             return
-        playout = ctx.playout
-        playout.flush()
-        report = await playout.wait(seg[0])
-        timing.first_frame = playout.first_sent_at(seg[0])
+        ctx.playout.flush()
+        report = await ctx.playout.wait(seg[0])
+        await ctx.record.turn("agent", self._heard(reply, seg[0], report), timing, **self._cut(reply, report))
+        ctx.touch()
+        ctx.warm()
+
+    def _heard(self, reply: SpokenReply, segment: int, report: PlayoutReport) -> str:
+        """The context keeps what the caller heard of the reply (and what a barge-in cut off)."""
+        ctx = self.ctx
+        self.timing.first_frame = ctx.playout.first_sent_at(segment)
         self.heard = ctx.conversation.add_agent_heard(reply, report.played_ms, report.interrupted)
         self.unheard = reply.unheard_text(report.played_ms) if report.interrupted else ""
         ctx.state.cut_off = self.unheard
-        await ctx.record.turn("agent", self.heard, timing, interrupted=report.interrupted,
-                              full_text=reply.text if report.interrupted else None)
-        ctx.touch()
-        ctx.warm()
+        return self.heard
+
+    @staticmethod
+    def _cut(reply: SpokenReply, report: PlayoutReport) -> dict[str, Any]:
+        return {"interrupted": report.interrupted, "full_text": reply.text if report.interrupted else None}
 
     async def _speak_clauses(self, clauses: asyncio.Queue[str | None], cancel: CancelToken, reply: SpokenReply, seg: list[int],
                              gate: threading.Event) -> None:

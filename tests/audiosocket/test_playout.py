@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from media.clock import ManualClock
-from audiosocket.playout import Playout, PlayoutBuffer
+from audiosocket.playout import Playout, PlayoutBuffer, PlayoutReport
 
 FB = 640  # 20 ms at 16 kHz
 
@@ -124,13 +124,12 @@ async def test_pacer_re_anchors_after_a_stall_instead_of_bursting() -> None:
     assert all(g == pytest.approx(0.020) for g in gaps)  # no burst of catch-up frames
 
 
-async def test_clear_resolves_waiter_as_interrupted() -> None:
+async def _playing(frames: int) -> tuple[Playout, asyncio.Task[None], int, asyncio.Task[PlayoutReport]]:
+    """A 1 s segment with a waiter, `frames` of it sent on virtual time."""
     clock = ManualClock()
-    frames = 0
 
     async def send(frame: bytes) -> None:
-        nonlocal frames
-        frames += 1
+        return None
 
     pl = Playout(clock, 16000, 20.0, send)
     task = asyncio.create_task(pl.run())
@@ -138,12 +137,36 @@ async def test_clear_resolves_waiter_as_interrupted() -> None:
     sid = pl.flush()
     assert sid is not None
     waiter = asyncio.create_task(pl.wait(sid))
-    await clock.run(until=lambda: pl.voiced_frames_sent >= 4, limit=5)
+    await clock.run(until=lambda: pl.voiced_frames_sent >= frames, limit=5)
+    return pl, task, sid, waiter
+
+
+async def test_clear_resolves_waiter_as_interrupted() -> None:
+    pl, task, _, waiter = await _playing(4)
     pl.clear()
     rep = await waiter
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert rep.interrupted and rep.played_bytes == FB * 4
+
+
+async def test_report_now_answers_without_waiting_for_a_cleared_or_waited_on_segment() -> None:
+    pl, task, sid, waiter = await _playing(3)
+    assert pl.report_now(sid) is None  # still playing: nothing to say yet
+    pl.clear()
+    waiter.cancel()  # the waiter is being cancelled: it asks instead of waiting
+    await asyncio.gather(waiter, return_exceptions=True)
+    rep = pl.report_now(sid)
+    assert rep is not None and rep.interrupted and rep.played_bytes == FB * 3
+    assert pl.report_now(sid) is None  # handed out once
+    pl.capture(_pcm(FB * 2))
+    other = pl.flush()
+    assert other is not None
+    pl.clear()  # nobody waited on this one: its report is kept until asked for
+    late = pl.report_now(other)
+    assert late is not None and late.played_bytes == 0 and late.interrupted
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 @pytest.mark.parametrize("failure", [ConnectionResetError("AudioSocket connection already closed"), asyncio.CancelledError()])

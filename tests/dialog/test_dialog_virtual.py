@@ -344,6 +344,24 @@ async def test_hangup_mid_reply_records_what_was_heard(start) -> None:  # type: 
     await run.finish()
 
 
+async def test_hangup_while_the_tts_is_wedged_still_records_what_was_heard(start) -> None:  # type: ignore[no-untyped-def]
+    """The next clause's synthesis never comes back (a starved CPU) when the caller hangs up:
+    the reply outlives the grace for recording and is cancelled, and its record, the one
+    sentence the caller heard, must not go with it (it did: the Asterisk acknowledgement test lost
+    its agent turn now and then on a slow VM)."""
+    long = "First I look at your account. Then I read you the whole list of our branches one by one."
+    run = await start(heard=[Heard("Where are you?")], said=[Said(long, token_s=0.05)], engine={"tts_stall_at": 2})
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: run.call.agent_talking(t_end, run.clock.now()))
+    await run.clock.run(2.0)  # the first sentence has played; the second is stuck in synthesis
+    assert run.engines.spoken[-1] == "First I look at your account."
+    run.call.caller_hangup()
+    await run.until(run.task.done)
+    turn = run.dialog.turns[-1]
+    assert turn["role"] == "agent" and turn["text"] == "First I look at your account." and turn["interrupted"] is True
+    await run.finish()
+
+
 async def test_cancelling_the_dialog_still_finalises_the_record_and_is_not_swallowed(start) -> None:  # type: ignore[no-untyped-def]
     long = "Let me read you the whole list of our branches one by one starting with the north."
     run = await start(heard=[Heard("Where are you?")], said=[Said(long, token_s=0.2)])
