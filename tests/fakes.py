@@ -21,7 +21,7 @@ from audiosocket.playout import Playout
 from audiosocket.protocol import Audio, Dtmf, Kind
 from audiosocket.server import CallEnded, EndReason, InboundItem, MediaFormat
 from models.base import (
-    LLM, STT, VAD, AudioChunk, Cancelled, CancelToken, EngineError, EngineInfo, GenerationStats, Message, Token, ToolCall, ToolSpec,
+    LLM, STT, VAD, AudioChunk, CancelToken, EngineError, EngineInfo, GenerationStats, Message, Token, ToolCall, ToolSpec,
     Transcript, VADStream, estimate_tokens,
 )
 from models.scheduler import Priority
@@ -282,8 +282,8 @@ class VirtualEngines:
         if self.tts_stall_at is not None and len(self.spoken) >= self.tts_stall_at:
             await asyncio.Event().wait()  # a synthesis thread that does not come back: only a task cancel ends this
         await sleep(self.clock, self.tts_delay_s)
-        if cancel.cancelled:
-            raise Cancelled(cancel.reason)
+        if cancel.cancelled:  # as models.engines.Engines.speak: its scheduler ends the stream, no error
+            return
         self.spoken.append(text)
         n = int(len(text.split()) * self.word_s * sample_rate)
         yield AudioChunk((1000).to_bytes(2, "little", signed=True) * n, sample_rate, text)

@@ -62,24 +62,31 @@ class SpokenReply:
 
     def heard_text(self, played_ms: float) -> str:
         """Clauses fully played, then the words of the clause in progress whose end falls within
-        its played share of characters (audio time is taken as proportional to characters).
+        its played share of characters (audio time is taken as proportional to characters). A
+        clause without audio (a barge-in or hangup cut its synthesis) was not heard, nor what follows it.
         Ends with CUT_MARK when anything was left unheard, also exactly at a clause boundary;
         "" when nothing was heard."""
         if played_ms <= 0:
             return ""
         parts: list[str] = []
         start = 0.0
+        whole = True
         for clause in self._clauses:
+            if not clause.text:
+                start += clause.duration_ms
+                continue
             end = start + clause.duration_ms
-            if played_ms >= end - _EPS_MS:
+            if clause.duration_ms > 0 and played_ms >= end - _EPS_MS:
                 parts.append(clause.text)
                 start = end
                 continue
-            share = (played_ms - start) / clause.duration_ms * len(clause.text)
-            parts += [m.group() for m in re.finditer(r"\S+", clause.text) if m.end() <= share + _EPS_MS]
+            whole = False
+            if clause.duration_ms > 0:
+                share = (played_ms - start) / clause.duration_ms * len(clause.text)
+                parts += [m.group() for m in re.finditer(r"\S+", clause.text) if m.end() <= share + _EPS_MS]
             break
         heard = " ".join(p for p in parts if p)
-        if heard and played_ms < self.total_ms - _EPS_MS:
+        if heard and not whole:
             heard = heard.rstrip(" ,;:–" + CUT_MARK) + CUT_MARK
         return heard
 
@@ -89,7 +96,8 @@ class SpokenReply:
         end = 0.0
         for i, clause in enumerate(self._clauses):
             end += clause.duration_ms
-            if played_ms <= 0 or played_ms < end - _EPS_MS:
+            unsynthesised = clause.duration_ms <= 0 and bool(clause.text)  # cut before its audio: never heard
+            if played_ms <= 0 or unsynthesised or played_ms < end - _EPS_MS:
                 return " ".join(c.text for c in self._clauses[i:] if c.text)
         return ""
 

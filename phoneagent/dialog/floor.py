@@ -18,6 +18,7 @@ class Floor:
     def __init__(self, ctx: CallContext) -> None:
         self.ctx = ctx
         self.task: asyncio.Task[None] | None = None
+        self._leaving: set[asyncio.Task[None]] = set()  # holders being stopped (in their grace for recording)
 
     def take(self, work: Coroutine[Any, Any, None] | asyncio.Task[None]) -> asyncio.Task[None]:
         """Give the floor to `work` (call `cancel` first when something may hold it)."""
@@ -29,12 +30,20 @@ class Floor:
         return self.task is not None and not self.task.done()
 
     async def cancel(self, why: str, *, record_heard: bool = False) -> None:
+        """Stop whoever holds the floor. Returns only once every earlier holder has ended, also
+        one that another cancel is still stopping (a barge-in decided off the dialog loop): the
+        next turn must not enter the conversation before the cut reply has recorded what was heard."""
         self.ctx.cancel_live(why)
         task, self.task = self.task, None
-        if task is None or task.done() or task is asyncio.current_task():
-            return
-        if record_heard:  # playout was cleared: its waiter resolves now and the turn is recorded
-            await let_finish(self.ctx.clock, task, self.RECORD_GRACE_S)
-        if not task.done():
-            task.cancel()
-            await reap(task)
+        me = asyncio.current_task()
+        if task is not None and not task.done() and task is not me:
+            self._leaving.add(task)
+            task.add_done_callback(self._leaving.discard)
+            if record_heard:  # playout was cleared: its waiter resolves now and the turn is recorded
+                await let_finish(self.ctx.clock, task, self.RECORD_GRACE_S)
+            if not task.done():
+                task.cancel()
+                await reap(task)
+        leaving = [t for t in self._leaving if t is not me]
+        if leaving:
+            await asyncio.wait(leaving)

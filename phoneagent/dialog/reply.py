@@ -292,7 +292,7 @@ class Reply:
         try:
             priority = Priority.TURN  # the first clause: the caller is waiting in silence
             while (clause := await clauses.get()) is not None:
-                ms = 0.0
+                reply.add_clause(clause, 0.0)  # its audio is added as it comes: cut before any, it was not heard
                 speech = ctx.engines.speak(clause, ctx.rate, cancel=cancel, priority=priority)
                 priority = Priority.NORMAL  # later clauses have the earlier ones' audio as slack
                 try:
@@ -301,6 +301,10 @@ class Reply:
                             chunk = await wait_for(ctx.clock, anext(speech), ctx.config.step_timeout_s)
                         except StopAsyncIteration:
                             break
+                        except Cancelled:
+                            if not cancel.cancelled:
+                                raise
+                            break  # the engine stopped for our token (barge-in, hangup): what played is the record
                         if timing.tts_first_audio is None:
                             timing.tts_first_audio = ctx.clock.now()
                         gate.set()
@@ -312,10 +316,9 @@ class Reply:
                         sid = ctx.playout.capture(chunk.pcm)
                         if not seg:
                             seg.append(sid)
-                        ms += len(chunk.pcm) / 2 / ctx.rate * 1000
+                        reply.add_audio(len(chunk.pcm) / 2 / ctx.rate * 1000)
                 finally:
                     await speech.aclose()
-                reply.add_clause(clause, ms)
         finally:
             gate.set()  # a failed or cancelled first clause never leaves the LLM held
 

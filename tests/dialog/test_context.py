@@ -53,6 +53,15 @@ def test_a_word_ending_exactly_at_the_played_share_is_heard() -> None:
     assert (r.heard_text(299.0), r.heard_text(300.0)) == ("", f"one{CUT_MARK}")
 
 
+def test_a_clause_cut_before_its_audio_was_not_heard() -> None:
+    """A barge-in in the gap while the next clause is still being synthesised: that clause has
+    no audio, so it and what follows were not heard, though every audio millisecond played."""
+    r = reply([("Sure, I can help.", 1000.0), ("Your table for four is booked.", 0.0), ("See you then!", 0.0)])
+    assert r.heard_text(1000.0) == "Sure, I can help.—"
+    assert r.unheard_text(1000.0) == "Your table for four is booked. See you then!"
+    assert reply([("", 0.0), ("Sure.", 500.0), ("", 0.0)]).heard_text(500.0) == "Sure."  # empty clauses say nothing
+
+
 def test_clause_audio_may_arrive_in_several_chunks() -> None:
     r = SpokenReply()
     r.add_clause("Sure,   I can\nhelp.", 400.0)

@@ -358,7 +358,31 @@ async def test_hangup_while_the_tts_is_wedged_still_records_what_was_heard(start
     run.call.caller_hangup()
     await run.until(run.task.done)
     turn = run.dialog.turns[-1]
-    assert turn["role"] == "agent" and turn["text"] == "First I look at your account." and turn["interrupted"] is True
+    assert turn["role"] == "agent" and turn["text"] == "First I look at your account." + CUT_MARK and turn["interrupted"] is True
+    await run.finish()
+
+
+async def test_barge_in_in_the_gap_before_a_clause_still_synthesised_keeps_only_what_was_heard(start) -> None:  # type: ignore[no-untyped-def]
+    """A slow CPU: each clause takes 4 s to synthesise, so the agent falls silent after its first
+    clause, and the caller barges in there. The cut synthesis ends with no audio; that clause
+    was never heard, so neither the record nor the context may say it was (they did: a clause
+    with 0 ms of audio counted as played, and the turn read as whole)."""
+    long = "First I look at your account. Then I read you the whole list of our branches one by one."
+    run = await start(heard=[Heard("Where are you?"), Heard("Stop, thanks.")], said=[Said(long, token_s=0.05), Said("Sure.")],
+                      engine={"tts_delay_s": 4.0}, filler_after_s=20.0)
+    t_end = run.call.say(at=run.clock.now() + 0.5, seconds=0.8)
+    await run.until(lambda: run.call.agent_talking(t_end, run.clock.now()))
+    first = run.call.agent_voiced_times()[-1]
+    run.call.say(at=first + 1.7, seconds=0.8)  # the first clause is 1.5 s of audio: in the gap after it
+    await run.until(lambda: "barge_in" in run.kinds())
+    assert len(run.engines.spoken) == 2, run.engines.spoken  # the greeting, the first clause: the next is being synthesised
+    first_clause = run.engines.spoken[1]
+    assert long.startswith(first_clause) and len(first_clause) < len(long)
+    await run.until(lambda: run.agent_texts()[-1:] == ["Sure."], limit=15.0)
+    cut = [t for t in run.dialog.turns if t["role"] == "agent"][1]
+    assert cut["interrupted"] is True and cut["text"] == first_clause + CUT_MARK, run.dialog.turns
+    heard = [m.content for m in run.dialog.conversation.messages("") if m.role == "assistant"]
+    assert heard[1] == first_clause + CUT_MARK, heard
     await run.finish()
 
 
