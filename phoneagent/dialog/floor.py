@@ -39,11 +39,10 @@ class Floor:
         if task is not None and not task.done() and task is not me:
             self._leaving.add(task)
             task.add_done_callback(self._leaving.discard)
-            if record_heard:  # playout was cleared: its waiter resolves now and the turn is recorded
-                await let_finish(self.ctx.clock, task, self.RECORD_GRACE_S)
-            if not task.done():
-                task.cancel()
-                await reap(task)
-        leaving = [t for t in self._leaving if t is not me]
-        if leaving:
-            await asyncio.wait(leaving)
+        for holder in [t for t in self._leaving if t is not me]:
+            # An earlier holder keeps its grace too: whoever was stopping it may be stopped itself.
+            if record_heard or holder is not task:  # playout was cleared: its waiter resolves now and the turn is recorded
+                await let_finish(self.ctx.clock, holder, self.RECORD_GRACE_S)
+            if not holder.done():
+                holder.cancel()
+                await reap(holder)
