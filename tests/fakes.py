@@ -47,8 +47,8 @@ class ScriptedLLM(LLM):
     def stream(self, messages: Sequence[Message], *, max_tokens: int = 128, temperature: float = 0.0, stop: Sequence[str] = (),
                cancel: CancelToken | None = None, session_key: str | None = None) -> Generator[Token, None, GenerationStats]:
         self.calls.append(list(messages))
-        n = sum(m.role == "user" for m in messages) if self.by_turn else len(self.calls)
-        text = self.replies[min(max(n, 1) - 1, len(self.replies) - 1)]
+        turn = sum(m.role == "user" for m in messages) if self.by_turn else len(self.calls)
+        text = self.replies[min(max(turn, 1) - 1, len(self.replies) - 1)]
         words = text.split(" ")
         t0 = time.perf_counter()
         n = 0

@@ -25,6 +25,11 @@ class SpokenClause:
     text: str
     duration_ms: float
 
+    @property
+    def cut_before_audio(self) -> bool:
+        """Words whose synthesis was stopped before any audio (a barge-in or hangup): never heard."""
+        return self.duration_ms <= 0 and bool(self.text)
+
 
 class SpokenReply:
     """The clauses of one agent reply in playout order, each with its synthesised duration."""
@@ -72,16 +77,13 @@ class SpokenReply:
         start = 0.0
         whole = True
         for clause in self._clauses:
-            if not clause.text:
-                start += clause.duration_ms
-                continue
             end = start + clause.duration_ms
-            if clause.duration_ms > 0 and played_ms >= end - _EPS_MS:
+            if played_ms >= end - _EPS_MS and not clause.cut_before_audio:
                 parts.append(clause.text)
                 start = end
                 continue
             whole = False
-            if clause.duration_ms > 0:
+            if not clause.cut_before_audio:
                 share = (played_ms - start) / clause.duration_ms * len(clause.text)
                 parts += [m.group() for m in re.finditer(r"\S+", clause.text) if m.end() <= share + _EPS_MS]
             break
@@ -96,8 +98,7 @@ class SpokenReply:
         end = 0.0
         for i, clause in enumerate(self._clauses):
             end += clause.duration_ms
-            unsynthesised = clause.duration_ms <= 0 and bool(clause.text)  # cut before its audio: never heard
-            if played_ms <= 0 or unsynthesised or played_ms < end - _EPS_MS:
+            if played_ms <= 0 or clause.cut_before_audio or played_ms < end - _EPS_MS:
                 return " ".join(c.text for c in self._clauses[i:] if c.text)
         return ""
 

@@ -301,10 +301,6 @@ class Reply:
                             chunk = await wait_for(ctx.clock, anext(speech), ctx.config.step_timeout_s)
                         except StopAsyncIteration:
                             break
-                        except Cancelled:
-                            if not cancel.cancelled:
-                                raise
-                            break  # the engine stopped for our token (barge-in, hangup): what played is the record
                         if timing.tts_first_audio is None:
                             timing.tts_first_audio = ctx.clock.now()
                         gate.set()
