@@ -53,11 +53,12 @@ from bench.machine import machine_info, save_results
 from devtools.utterances import say
 from media.pcm import line_noise, resample, telephone_channel
 from models import catalog
+from models.base import Transcript
 from models.normalize import UNITS, normalize_transcript, wer
 from models.piper_tts import PiperTTS
 from models.whisper import WhisperSTT
 from phoneagent.dialog.handover import wants_human
-from phoneagent.dialog.capture import heard_value
+from phoneagent.dialog.capture import heard_value, merged
 from phoneagent.dialog.config import AgentConfig
 from phoneagent.dialog.slots import Slot, digit_groups
 
@@ -243,6 +244,12 @@ def score_front_ends(stt: WhisperSTT) -> dict[str, Any]:
     return out
 
 
+def slot_transcript(stt: WhisperSTT, slot: Slot, pcm: bytes, rate: int, n_best: int) -> Transcript:
+    """The answer recognised as the dialog does while a value is expected (reply.py): once per
+    slot prompt, n-best texts, repetition unpenalised for digits only; merged surest first."""
+    return merged([stt.transcribe(pcm, rate, prompt=p, hypotheses=n_best, repeats=slot.digits) for p in slot.stt_prompts])
+
+
 def repeat_text(digits: str) -> str:
     """How a caller says a number again after a wrong read-back: digit by digit, in the
     read-back's groups ("five five five, two three four, ...")."""
@@ -257,7 +264,7 @@ def _in_pieces(stt: WhisperSTT, slot: Slot, digits: str, voice: str, speed: int,
     for group in digit_groups(digits):
         pcm, rate = channel(say(" ".join(_WORDS[d] for d in group) + ".", voice=voice, speed=speed).pcm16k, ch, rng)
         t0 = time.perf_counter()
-        tr = stt.transcribe(pcm, rate, prompt=slot.stt_prompt, hypotheses=n_best, repeats=True)
+        tr = slot_transcript(stt, slot, pcm, rate, n_best)
         ms = max(ms, (time.perf_counter() - t0) * 1000)
         heard.append(tr.text)
         so_far = heard_value(slot, tr.text, tr.alternatives, so_far)
@@ -289,9 +296,9 @@ def score_slots(stt: WhisperSTT, max_tries: int = 3) -> dict[str, Any]:
                     said = text if attempt == 0 else repeat_text(digits)
                     pcm, rate = channel(say(said, voice=voice, speed=speed if attempt == 0 else int(speed * 0.85)).pcm16k, ch, rng)
                     plain = normalize_transcript(stt.transcribe(pcm, rate).text)
-                    prompted = stt.transcribe(pcm, rate, prompt=slot.stt_prompt).text
+                    prompted = stt.transcribe(pcm, rate, prompt=slot.stt_prompts[0]).text
                     t0 = time.perf_counter()
-                    best = stt.transcribe(pcm, rate, prompt=slot.stt_prompt, hypotheses=n_best, repeats=True)
+                    best = slot_transcript(stt, slot, pcm, rate, n_best)
                     ms = (time.perf_counter() - t0) * 1000
                     tries.append({"heard": best.text, "alternatives": list(best.alternatives), "ms": round(ms, 1),
                                   "value": heard_value(slot, best.text, best.alternatives),

@@ -314,23 +314,25 @@ def _is_sep(toks: list[_Tok], i: int) -> bool:
     return t.text in (".", "_", "-") and not t.sp and i + 1 < len(toks) and not toks[i + 1].sp
 
 
-def _is_letter(toks: list[_Tok], k: int) -> bool:
-    return 0 <= k < len(toks) and len(toks[k].text) == 1 and toks[k].text.isalpha()
+def _is_spelled(toks: list[_Tok], k: int) -> bool:
+    """A letter or digit said on its own, as in a spelling ("j o h n", "7 0")."""
+    return 0 <= k < len(toks) and len(toks[k].text) == 1 and toks[k].text.isalnum()
 
 
 def _is_spelling_dash(toks: list[_Tok], k: int) -> bool:
-    """The "-" in "J-O-H-N": how Whisper writes spelled letters, not a spoken "dash"."""
-    return toks[k].text == "-" and _is_sep(toks, k) and _is_letter(toks, k - 1) and _is_letter(toks, k + 1)
+    """The "-" in "J-O-H-N" or "7-0": how Whisper writes spelled letters, not a spoken "dash"."""
+    return toks[k].text == "-" and _is_sep(toks, k) and _is_spelled(toks, k - 1) and _is_spelled(toks, k + 1)
 
 
 def _chunk_back(toks: list[_Tok], k: int) -> int:
-    """Start of the local-part chunk ending at k: a run of spelled letters ("j o h n",
-    "J-O-H-N"), or one word (with digits glued on: "john 23")."""
-    if _is_letter(toks, k):
-        while _is_letter(toks, k - 1) or (k >= 2 and _is_spelling_dash(toks, k - 1)):
+    """Start of the local-part chunk ending at k: a run of spelled letters and digits ("j o h n",
+    "J-O-H-N", "7-0"), or one word (with digits glued on: "john 23", "john 2 3")."""
+    end = k
+    if _is_spelled(toks, k):
+        while _is_spelled(toks, k - 1) or (k >= 2 and _is_spelling_dash(toks, k - 1)):
             k -= 2 if toks[k - 1].text == "-" else 1
-        return k
-    if toks[k].text.isdigit() and k - 1 >= 0 and _is_part(toks[k - 1]) and not toks[k - 1].text.isdigit():
+    if all(t.text.isdigit() or t.text == "-" for t in toks[k : end + 1]) and k - 1 >= 0 and _is_part(toks[k - 1]) \
+            and not toks[k - 1].text.isdigit() and not _is_spelled(toks, k - 1) and toks[k - 1].low not in _NOT_LOCAL:
         return k - 1
     return k
 
@@ -350,7 +352,7 @@ def _label(toks: list[_Tok], k: int) -> tuple[str, int] | None:
     if k >= len(toks) or not _is_part(toks[k]):
         return None
     j = k + 1
-    while _is_letter(toks, k) and _is_letter(toks, j):
+    while _is_spelled(toks, k) and _is_spelled(toks, j):
         j += 1
     return "".join(t.low for t in toks[k:j]), j
 

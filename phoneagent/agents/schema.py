@@ -45,6 +45,7 @@ class Prompts(_Strict):
     read_back: str | None = Field(None, description="a captured number or email said back to be checked: {value} (and {what})")
     slot_again: str | None = Field(None, description="after a no to a read-back: {what}, {or_keypad}")
     slot_unclear: str | None = Field(None, description="the value asked for was not heard whole: {what}, {or_keypad}")
+    slot_spell: str | None = Field(None, description="an email after a no or not heard whole: asks to spell it; {what}")
     or_keypad: str | None = Field(None, description="offered for digits: ', or type it on your keypad and press hash'")
     slot_give_up: str | None = Field(None, description="after too many tries, where no person can take over: {what}")
     slot_go_on: str | None = Field(None, description="the caller paused part-way through a number (default 'Mm-hm.')")
@@ -56,7 +57,7 @@ class Prompts(_Strict):
             raise ValueError("must contain {value}, the number or email as read back")
         return v
 
-    @field_validator("read_back", "slot_again", "slot_unclear", "slot_give_up")
+    @field_validator("read_back", "slot_again", "slot_unclear", "slot_spell", "slot_give_up")
     @classmethod
     def _known_fields(cls, v: str | None) -> str | None:
         """Filled in mid-call: a field it does not have must fail here, not on a live call."""

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from models.base import Message
+from models.base import Message, Transcript
 from phoneagent.dialog.call import CallContext
 from phoneagent.dialog.config import ToolUse
 from phoneagent.dialog.record import TurnTiming
@@ -49,6 +49,16 @@ def heard_value(slot: Slot, text: str, alternatives: Sequence[str], before: str 
     if not before:
         heard += [v[: len(v) // 2] for v in heard if _doubled(v)]
     return next((v for v in heard if slot.valid(v)), heard[0])
+
+
+def merged(transcripts: Sequence[Transcript]) -> Transcript:
+    """One answer recognised once per slot prompt (slots.STT_PROMPTS) as one transcript: the
+    surest text, then its next-best texts, then the other prompts' texts, surest first, so
+    `heard_value` takes the first that holds a value. Decode time is the sum."""
+    ranked = sorted(transcripts, key=lambda t: -t.confidence)
+    best, rest = ranked[0], ranked[1:]
+    more = tuple(text for t in rest for text in (t.text, *t.alternatives))
+    return replace(best, alternatives=best.alternatives + more, decode_s=sum(t.decode_s for t in transcripts))
 
 
 ReadBackOutcome = Literal["typed", "confirmed", "part", "repaired", "again"]
@@ -177,7 +187,7 @@ class SlotCapture:
         if await self._too_many(p):
             return
         cfg = self.ctx.config
-        text = cfg.slot_again if why == "again" else cfg.slot_unclear
+        text = cfg.slot_spell if p.slot.kind == "email" else cfg.slot_again if why == "again" else cfg.slot_unclear
         keypad = cfg.or_keypad if p.slot.digits else ""
         self.ctx.record.event("slot_retry", name=p.slot.name, why=why)
         await self.voice.say(text.format(what=p.slot.what, or_keypad=keypad), role_text="ask again", timing=timing)

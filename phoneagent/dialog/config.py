@@ -184,6 +184,9 @@ class AgentConfig:
     read_back: str = "That's {value}. Is that right?"
     slot_again: str = "Sorry about that. Could you say the {what} again{or_keypad}?"
     slot_unclear: str = "Sorry, I didn't get the whole {what}. Could you say it again{or_keypad}?"
+    # An email after a no (or not heard whole): spelled letters are what the recogniser gets right
+    # most often once words failed (bench/value_slots.py, the email answers).
+    slot_spell: str = "Sorry about that. Could you spell the {what} for me, letter by letter?"
     or_keypad: str = ", or type it on your keypad and press hash"
     slot_go_on: str = "Mm-hm."  # the caller paused part-way through a number
     slot_give_up: str = "Sorry, I couldn't get your {what}. Let's leave that for now."

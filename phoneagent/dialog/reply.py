@@ -19,6 +19,7 @@ from models.base import Cancelled, CancelToken, Message, Transcript
 from models.scheduler import EngineBusy, Priority
 from phoneagent.dialog.actions import REPLY, Actions, rule_step
 from phoneagent.dialog.call import CallContext
+from phoneagent.dialog.capture import merged
 from phoneagent.dialog.chunker import reply_chunker
 from phoneagent.dialog.context import SpokenReply
 from phoneagent.dialog.intents import escalation_reason, plain_words
@@ -81,9 +82,12 @@ class Reply:
                 tr = self.transcript
             else:
                 slot = self.actions.capture.expected if self.actions is not None else None  # a number or email is coming
-                stt = (ctx.engines.transcribe(self.utterance, ctx.rate) if slot is None else ctx.engines.transcribe(
-                    self.utterance, ctx.rate, prompt=slot.stt_prompt, hypotheses=cfg.slot_hypotheses, repeats=slot.digits))
-                tr = await wait_for(ctx.clock, stt, cfg.stt_timeout_s)
+                if slot is None:
+                    tr = await wait_for(ctx.clock, ctx.engines.transcribe(self.utterance, ctx.rate), cfg.stt_timeout_s)
+                else:
+                    tr = merged([await wait_for(ctx.clock, ctx.engines.transcribe(
+                        self.utterance, ctx.rate, prompt=p, hypotheses=cfg.slot_hypotheses, repeats=slot.digits), cfg.stt_timeout_s)
+                        for p in slot.stt_prompts])
         except EngineBusy:
             await go.wait()
             ctx.record.event("busy", engine="stt")

@@ -27,13 +27,15 @@ SlotKind = Literal["digits", "phone", "email", "date", "amount"]
 KINDS: tuple[SlotKind, ...] = ("digits", "phone", "email", "date", "amount")
 
 # What whisper is told came before the caller's words (its "previous text"): an example in the
-# form we want back. Measured in bench/telephone_stt.py (the slot rows).
-STT_PROMPTS: dict[SlotKind, str] = {
-    "digits": "4 7 2, 9 1 8, 3 5.",
-    "phone": "5 5 5, 2 3 4, 9 8 7 6.",
-    "email": "My email is john.smith@example.com.",
-    "date": "On Friday, March 5th, 2027.",
-    "amount": "Forty-two dollars and fifty cents.",  # words: "$42.50." pulled answers to ".50" (bench.value_slots)
+# form we want back. Measured in bench/telephone_stt.py (the slot rows) and bench/value_slots.py.
+# An email gets two: callers say it in words ("john dot smith at ...") or spell it, and each prompt
+# pulls whisper toward its own form (spelled: "J-O-H-N", words: "john"); the surer text wins.
+STT_PROMPTS: dict[SlotKind, tuple[str, ...]] = {
+    "digits": ("4 7 2, 9 1 8, 3 5.",),
+    "phone": ("5 5 5, 2 3 4, 9 8 7 6.",),
+    "email": ("john dot smith at example dot com", "J-O-H-N dot S-M-I-T-H at gmail dot com."),
+    "date": ("On Friday, March 5th, 2027.",),
+    "amount": ("Forty-two dollars and fifty cents.",),  # words: "$42.50." pulled answers to ".50" (bench.value_slots)
 }
 _DIGIT_WORDS = frozenset("zero oh o one two three four five six seven eight nine double triple".split())
 # Digit words as whisper writes them after the phone band took their high frequencies ("five"
@@ -96,7 +98,8 @@ class Slot:
         return self.kind in ("digits", "phone")
 
     @property
-    def stt_prompt(self) -> str:
+    def stt_prompts(self) -> tuple[str, ...]:
+        """What the recogniser is told to expect, one transcription per prompt (see STT_PROMPTS)."""
         return STT_PROMPTS[self.kind]
 
     @property
@@ -130,7 +133,7 @@ class Slot:
             return spoken_date(normalize_transcript(text), self.today) or spoken_date(text, self.today)
         if self.kind == "amount":
             return spoken_amount(normalize_transcript(text))
-        found = _EMAIL_RE.findall(normalize_emails(text).lower())
+        found = _EMAIL_RE.findall(normalize_emails(letter_names(text)).lower())
         return found[0].rstrip(".") if found else ""
 
     def corrected(self, value: str, text: str) -> str:
@@ -172,6 +175,29 @@ def soundalikes(text: str) -> str:
 
     grow(range(0, len(words)), 2, None)  # after a digit: any soundalike
     grow(range(len(words) - 1, -1, -1), -2, frozenset({"to", "too", "for", "fore"}))  # before one: not "to"/"for"
+    return "".join(words)
+
+
+# Letters as whisper writes them when it hears a letter's name as a word: "J-O-H and dot ..."
+# for "j o h n dot ...", "b d d are at ..." (bench/value_slots.py, the email answers).
+_LETTER_NAMES = {"and": "n", "an": "n", "en": "n", "are": "r", "ar": "r", "you": "u", "why": "y", "see": "c", "sea": "c",
+                 "be": "b", "bee": "b", "dee": "d", "gee": "g", "tea": "t", "tee": "t", "pee": "p", "pea": "p", "vee": "v",
+                 "jay": "j", "kay": "k", "el": "l", "em": "m", "oh": "o", "eye": "i", "ess": "s", "ex": "x", "eff": "f",
+                 "ef": "f", "zed": "z", "zee": "z", "queue": "q", "cue": "q", "aitch": "h"}
+
+
+def letter_names(text: str) -> str:
+    """Letter names among spelled letters as the letters ("J-O-H and dot" -> "J-O-H n dot"): a
+    name counts only next to a single letter (or a name that does), so "and" elsewhere stays."""
+    words = re.split(r"([\s,.!?-]+)", text)
+    letter = [len(w) == 1 and w.isalpha() for w in words]
+    changed = True
+    while changed:
+        changed = False
+        for i, w in enumerate(words):
+            low = w.lower()
+            if not letter[i] and low in _LETTER_NAMES and any(0 <= j < len(words) and letter[j] for j in (i - 2, i + 2)):
+                words[i], letter[i], changed = _LETTER_NAMES[low], True, True
     return "".join(words)
 
 

@@ -79,7 +79,8 @@ def test_language_picks_the_multilingual_stt_and_needs_a_voice(tmp_path: Path) -
 
 def test_settings_reach_the_dialog(tmp_path: Path) -> None:
     text = MINIMAL + TOOL + textwrap.dedent("""\
-        prompts: {greeting: Hi from demo., tool_failed: Our system is down., read_back: "I have {value}. Correct?"}
+        prompts: {greeting: Hi from demo., tool_failed: Our system is down., read_back: "I have {value}. Correct?",
+                  slot_spell: "Please spell the {what}."}
         capture: {hypotheses: 3, max_rounds: 2}
         caller_memory: {calls: 2, within_days: 7}
         turn_taking: {min_delay_s: 0.7, barge_in_min_s: 0.5, backchannel_max_s: 1.0, backchannels: [gotcha], no_input_s: 12,
@@ -93,6 +94,7 @@ def test_settings_reach_the_dialog(tmp_path: Path) -> None:
     cfg = load_agent(write(tmp_path, text), env={})
     c = cfg.config
     assert c.greeting == "Hi from demo." and c.tool_failed == "Our system is down."
+    assert c.slot_spell == "Please spell the {what}."
     assert c.read_back == "I have {value}. Correct?" and (c.slot_hypotheses, c.slot_max_rounds) == (3, 2)
     assert c.caller_memory is not None and (c.caller_memory.calls, c.caller_memory.within_days) == (2, 7)
     assert c.endpointer.min_delay_s == 0.7 and c.endpointer.barge_in_min_s == 0.5 and c.no_input_s == 12
@@ -141,6 +143,7 @@ def test_settings_reach_the_dialog(tmp_path: Path) -> None:
     (MINIMAL + "prompts: {read_back: 'Is that right'}\n", "prompts.read_back: Value error, must contain {value}"),
     (MINIMAL + "capture: {hypotheses: 50}\n", "capture.hypotheses: Input should be less than or equal to 10"),
     (MINIMAL + "prompts: {slot_again: 'Say the {number} again'}\n", "may use only {value}, {what} and {or_keypad}: KeyError('number')"),
+    (MINIMAL + "prompts: {slot_spell: 'Spell the {mail}'}\n", "may use only {value}, {what} and {or_keypad}: KeyError('mail')"),
 ])
 def test_each_mistake_names_the_file_field_and_problem(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)

@@ -48,7 +48,7 @@ async def test_a_number_is_asked_for_read_back_confirmed_and_only_then_used(star
     assert run.agent_texts()[-1] == "What number should we call you back on?"
     assert run.tools.calls == []  # the model's invented number is never used
     await exchange(run, 3)
-    assert run.engines.stt_prompts[-1] == STT_PROMPTS["phone"]  # the recogniser was told a number is coming
+    assert run.engines.stt_prompts[-1] == STT_PROMPTS["phone"][0]  # the recogniser was told a number is coming
     assert run.agent_texts()[-1] == "That's 5 5 5, 2 3 4, 9 8 7 6. Is that right?"
     assert run.tools.calls == []
     await exchange(run, 4)
@@ -137,13 +137,38 @@ async def test_a_number_never_understood_ends_in_a_person_or_an_honest_sentence(
 
 
 async def test_an_email_is_spelled_back(start) -> None:  # type: ignore[no-untyped-def]
-    run = await start([Heard("Please email me the brochure."), Heard("It's john dot smith at example dot com."), Heard("Yes, that's right.")],
+    """An email answer is recognised once per slot prompt (words, then spelled); the surer text wins."""
+    run = await start([Heard("Please email me the brochure."),
+                       Heard("It's john dot smith at example dot com.", confidence=0.8),  # told to expect words
+                       Heard("It's J-O-T-M-I-M-I-T-H dot com.", confidence=0.6),  # told to expect letters
+                       Heard("Yes, that's right.")],
                       acts=[ToolCall("send_brochure", {"email": "john@example.com"})], results=OK, tools=(SIGNUP,))
     for n in (2, 3, 4):
         await exchange(run, n)
-    assert run.engines.stt_prompts[1] == STT_PROMPTS["email"]
+    assert run.engines.stt_prompts[1:3] == list(STT_PROMPTS["email"])
     assert run.agent_texts()[2] == "That's j o h n dot s m i t h at e x a m p l e dot com. Is that right?"
     assert run.tools.calls == [("send_brochure", {"email": "john.smith@example.com"})]
+    await run.finish()
+
+
+async def test_after_a_no_an_email_is_asked_for_letter_by_letter(start) -> None:  # type: ignore[no-untyped-def]
+    """A misheard email refused: the agent asks for it spelled; the spelled prompt's surer text,
+    with a letter heard as a word ("and" for n), is read back and only that is used."""
+    run = await start([Heard("Please email me the brochure."),
+                       Heard("It's jon dot smith at example dot com.", confidence=0.7), Heard("J-O-T-M-I-M.", confidence=0.5),
+                       Heard("No."),
+                       Heard("dot smith", confidence=0.2), Heard("J-O-H and dot S-M-I-T-H at example dot com.", confidence=0.85),
+                       Heard("Yes.")],
+                      acts=[ToolCall("send_brochure", {"email": "john@example.com"})], results=OK, tools=(SIGNUP,))
+    for n in (2, 3, 4, 5, 6):
+        await exchange(run, n)
+    said = run.agent_texts()
+    assert said[2] == "That's j o n dot s m i t h at e x a m p l e dot com. Is that right?"
+    assert said[3] == "Sorry about that. Could you spell the email address for me, letter by letter?"
+    assert said[4] == "That's j o h n dot s m i t h at e x a m p l e dot com. Is that right?"
+    assert run.engines.stt_prompts[4:6] == list(STT_PROMPTS["email"])
+    assert run.tools.calls == [("send_brochure", {"email": "john.smith@example.com"})]
+    assert [k for k, _ in slot_events(run)] == ["slot_ask", "slot_read_back", "slot_retry", "slot_read_back", "slot_confirmed"]
     await run.finish()
 
 
@@ -171,7 +196,7 @@ async def test_a_number_said_in_pieces_is_put_together(start) -> None:  # type: 
     for n in (2, 3, 4, 5):
         await exchange(run, n)
     assert run.agent_texts()[2:4] == ["Mm-hm.", "That's 5 5 5, 2 3 4, 9 8 7 6. Is that right?"]
-    assert run.engines.stt_prompts[2] == STT_PROMPTS["phone"]  # the rest is still a number coming
+    assert run.engines.stt_prompts[2] == STT_PROMPTS["phone"][0]  # the rest is still a number coming
     assert run.event("slot_partial") == {"name": "phone", "digits": "555"}
     assert run.tools.calls == [("request_callback", {"phone": "5552349876"})]
     await run.finish()
@@ -198,7 +223,7 @@ async def test_a_date_is_read_back_with_its_weekday_corrected_and_used_as_iso(st
     await exchange(run, 2)
     assert run.agent_texts()[-1] == "Which day would suit you?" and run.tools.calls == []
     await exchange(run, 3)
-    assert run.engines.stt_prompts[-1] == STT_PROMPTS["date"]
+    assert run.engines.stt_prompts[-1] == STT_PROMPTS["date"][0]
     assert run.agent_texts()[-1] == "That's Tuesday, December 8th, 2026. Is that right?"
     await exchange(run, 4)
     assert run.agent_texts()[-1] == "That's Wednesday, December 9th, 2026. Is that right?"
@@ -213,7 +238,7 @@ async def test_an_amount_is_read_back_in_dollars_and_cents(start) -> None:  # ty
                       acts=[ToolCall("refund", {"amount": "100"})], results=MOVED, tools=(REFUND,))
     for n in (2, 3, 4):
         await exchange(run, n)
-    assert run.engines.stt_prompts[1] == STT_PROMPTS["amount"]
+    assert run.engines.stt_prompts[1] == STT_PROMPTS["amount"][0]
     assert run.agent_texts()[2] == "That's 42 dollars and 50 cents. Is that right?"
     assert run.tools.calls == [("refund", {"amount": "42.50"})]
     await run.finish()

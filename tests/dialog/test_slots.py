@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from phoneagent.dialog.slots import Slot, digit_groups, keypad_digits, repair, slots_of, spell, yes_or_no
+from phoneagent.dialog.slots import Slot, digit_groups, keypad_digits, letter_names, repair, slots_of, spell, yes_or_no
 
 PHONE = Slot("phone", "phone", 7, 15)
 EMAIL = Slot("email", "email")
@@ -69,6 +69,9 @@ def test_groups_always_join_back_to_the_digits(digits: str) -> None:
     ("j o h n dot s m i t h at gmail dot com", "john.smith@gmail.com", "j o h n dot s m i t h at g m a i l dot com"),
     ("It's anna_lee@mail.org.", "anna_lee@mail.org", "a n n a underscore l e e at m a i l dot org"),
     ("I'll be at the store at five.", "", ""),
+    # letters whisper wrote as words, inside a spelling: "and" for n, "are" for r
+    ("It's J-O-H and dot S-M-I-T-H at gmail dot com.", "john.smith@gmail.com", "j o h n dot s m i t h at g m a i l dot com"),
+    ("b d d are at hotmail dot com", "bddr@hotmail.com", "b d d r at h o t m a i l dot com"),
 ])
 def test_an_email_slot_is_captured_and_spelled(heard: str, value: str, spoken: str) -> None:
     assert EMAIL.capture(heard) == value
@@ -99,6 +102,18 @@ def test_a_correction_replaces_the_group_it_is_closest_to() -> None:
     assert repair(value, "12", PHONE) is None and repair(value, "", PHONE) is None
 
 
+@pytest.mark.parametrize("text, kept", [
+    ("J-O-H and dot S-M-I-T-H", "J-O-H n dot S-M-I-T-H"),
+    ("p e t e are", "p e t e r"),
+    ("d be are at", "d b r at"),  # a name next to a name that is a letter
+    ("be be are at", "be be are at"),  # names alone are words
+    ("and then I'll leave you at outlook dot com", "and then I'll leave you at outlook dot com"),
+    ("you and me", "you and me"),
+])
+def test_letter_names_count_only_among_spelled_letters(text: str, kept: str) -> None:
+    assert letter_names(text) == kept
+
+
 def test_keypad_turns_are_recognised() -> None:
     assert keypad_digits("(keypad) 4711") == "4711" and keypad_digits("(keypad) 12#") == "12"
     assert keypad_digits("four seven one one") is None
@@ -113,6 +128,23 @@ def test_the_value_is_the_first_text_of_the_slots_length() -> None:
     assert heard_value(Slot("o", "digits", 4, 4), "4 9 7 2. 4 9 7 2.", ()) == "4972"  # written twice, said once
     assert heard_value(ten, "2 3 4, 9 8 7 6", (), before="555") == "5552349876"  # the rest of a number said in pieces
     assert heard_value(EMAIL, "it's anna at mail dot org", ()) == "anna@mail.org"
+
+
+def test_one_answer_recognised_per_prompt_is_merged_surest_first() -> None:
+    from models.base import Transcript
+    from phoneagent.dialog.capture import heard_value, merged
+
+    def tr(text: str, confidence: float, *alternatives: str) -> Transcript:
+        return Transcript(text, text, confidence, 0.0, "en", 2.0, 0.1, alternatives)
+
+    words, spelled = tr("dot smith", 0.2, "uh"), tr("J-O-H-N dot S-M-I-T-H at gmail dot com.", 0.8, "J-O-H-N at gmail.com")
+    one = merged([words, spelled])
+    assert (one.text, one.alternatives) == (spelled.text, ("J-O-H-N at gmail.com", "dot smith", "uh"))
+    assert one.decode_s == pytest.approx(0.2)
+    assert heard_value(EMAIL, one.text, one.alternatives) == "john.smith@gmail.com"
+    # the surer text holds no email: the next one that does is taken
+    assert heard_value(EMAIL, *(lambda m: (m.text, m.alternatives))(merged([tr("jk dot com", 0.9), words, spelled]))) \
+        == "john.smith@gmail.com"
 
 
 @pytest.mark.parametrize(("slot", "value", "text", "outcome", "now"), [

@@ -192,6 +192,10 @@ EMAILS = [
     ("mary hyphen jane at example dot co dot uk", "mary-jane@example.co.uk"),
     ("john_smith at example dot co dot uk", "john_smith@example.co.uk"),
     ("john 23 at gmail dot com", "john23@gmail.com"),
+    ("john 2 3 at gmail dot com", "john23@gmail.com"),  # digits said one by one
+    ("j o h n 2 3 at gmail dot com", "john23@gmail.com"),
+    ("G-R-C-I-A 7-0 at yahoo dot com", "grcia70@yahoo.com"),  # whisper's spelling dashes between digits too
+    ("it is 5 at gmail dot com", "it is 5@gmail.com"),  # "is" is no part of the address
     ("email me at example dot com", "email me@example.com"),  # a cue word makes "me" a local part
     ("sales at a b c dot net please", "sales@abc.net please"),
     ("send it to sales at example dot com", "send it to sales@example.com"),
