@@ -132,9 +132,13 @@ def clips(piper: PiperTTS | None) -> list[tuple[str, str, Item, bytes]]:
         return out
     for scale in PIPER_SCALES:
         voice = piper.with_options(length_scale=scale)
-        out += [("piper", f"joe x{scale:g}", item, bytes(3200) + b"".join(c.pcm for c in voice.synthesize(item.text, 16000))
-                 + bytes(3200)) for item in ITEMS]
+        out += [("piper", f"joe x{scale:g}", item, piper_speech(voice, item.text)) for item in ITEMS]
     return out
+
+
+def piper_speech(voice: PiperTTS, text: str) -> bytes:
+    """Piper's 16 kHz speech of `text` with 0.1 s of silence either side (espeak-ng's clips have theirs)."""
+    return bytes(3200) + b"".join(c.pcm for c in voice.synthesize(text, 16000)) + bytes(3200)
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

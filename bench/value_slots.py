@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from bench.machine import machine_info, save_results
-from bench.telephone_stt import CHANNELS, VOICES, channel, slot_transcript
+from bench.telephone_stt import CHANNELS, VOICES, channel, piper_speech, slot_transcript
 from devtools.utterances import say
 from models import catalog
 from models.piper_tts import PiperTTS
@@ -122,7 +122,7 @@ def speakers(piper: PiperTTS) -> list[tuple[str, str, Speak]]:
     slow_joe = piper.with_options(length_scale=1.15)
 
     def joe(text: str, slow: bool) -> bytes:
-        return bytes(3200) + b"".join(c.pcm for c in (slow_joe if slow else piper).synthesize(text, 16000)) + bytes(3200)
+        return piper_speech(slow_joe if slow else piper, text)
 
     return [*(("espeak-ng", f"{v}@{sp}", espeak(v, sp)) for v, sp in VOICES), ("piper", "joe", joe)]
 

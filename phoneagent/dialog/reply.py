@@ -81,13 +81,7 @@ class Reply:
             if self.transcript is not None:
                 tr = self.transcript
             else:
-                slot = self.actions.capture.expected if self.actions is not None else None  # a number or email is coming
-                if slot is None:
-                    tr = await wait_for(ctx.clock, ctx.engines.transcribe(self.utterance, ctx.rate), cfg.stt_timeout_s)
-                else:
-                    tr = merged([await wait_for(ctx.clock, ctx.engines.transcribe(
-                        self.utterance, ctx.rate, prompt=p, hypotheses=cfg.slot_hypotheses, repeats=slot.digits), cfg.stt_timeout_s)
-                        for p in slot.stt_prompts])
+                tr = await self._transcribe()
         except EngineBusy:
             await go.wait()
             ctx.record.event("busy", engine="stt")
@@ -209,6 +203,18 @@ class Reply:
             await self.voice.fail("loop", RuntimeError("caller not understood repeatedly"))
             return
         await self.voice.say(cfg.clarify, role_text="clarify")
+
+    async def _transcribe(self) -> Transcript:
+        """The caller's words; while a number or email is expected, once per slot prompt, merged."""
+        ctx, cfg = self.ctx, self.ctx.config
+        slot = self.actions.capture.expected if self.actions is not None else None
+        if slot is None:
+            return await wait_for(ctx.clock, ctx.engines.transcribe(self.utterance, ctx.rate), cfg.stt_timeout_s)
+        heard = []
+        for prompt in slot.stt_prompts:
+            stt = ctx.engines.transcribe(self.utterance, ctx.rate, prompt=prompt, hypotheses=cfg.slot_hypotheses, repeats=slot.digits)
+            heard.append(await wait_for(ctx.clock, stt, cfg.stt_timeout_s))
+        return merged(heard)
 
     async def _stream(self, messages: list[Message], commit: Callable[[], Coroutine[Any, Any, None]]) -> None:
         reply, seg = SpokenReply(), list[int]()
